@@ -1,0 +1,163 @@
+//! The command line, as clap sees it. Doc comments here are the `--help` text.
+//!
+//! Every option has a `KVRUN_*` environment fallback (names in [`env`]) because containers and
+//! systemd units configure through the environment. This module only describes the command line;
+//! turning it into a validated plan is [`crate::plan`]'s job.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{Parser, Subcommand};
+
+/// Environment variables that set kvrun's options, in one place.
+pub mod env {
+    pub const ENV_FILE: &str = "KVRUN_ENV_FILE";
+    pub const NO_DOTENV: &str = "KVRUN_NO_DOTENV";
+    pub const MANIFEST: &str = "KVRUN_MANIFEST";
+    pub const NO_MANIFEST: &str = "KVRUN_NO_MANIFEST";
+    pub const VAULT_SUFFIX: &str = "KVRUN_VAULT_SUFFIX";
+    pub const TIMEOUT: &str = "KVRUN_TIMEOUT";
+    pub const CONCURRENCY: &str = "KVRUN_CONCURRENCY";
+    pub const SEQUENTIAL: &str = "KVRUN_SEQUENTIAL";
+    pub const NO_RESOLVE_ENV: &str = "KVRUN_NO_RESOLVE_ENV";
+    pub const LITERAL: &str = "KVRUN_LITERAL";
+    pub const VERBOSE: &str = "KVRUN_VERBOSE";
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  kvrun -- node index.js
+      .env and kvrun.toml in the working directory are read; every Key Vault reference among
+      the variables is replaced by its secret, then node runs with kvrun's PID.
+  DB_PASS=https://myvault.vault.azure.net/secrets/db-pass kvrun -- ./server
+  kvrun --env-file config/prod.env --timeout 10s -- python app.py
+  kvrun parse https://myvault.vault.azure.net/secrets/db-pass/4387e9f3d6e14c459867679a90fd0f79
+
+Reference forms (a whole value, or inside {{ … }} in a larger value):
+  https://VAULT.vault.azure.net/secrets/NAME[/VERSION]
+  @Microsoft.KeyVault(SecretUri=https://VAULT.vault.azure.net/secrets/NAME[/VERSION])
+  @Microsoft.KeyVault(VaultName=VAULT;SecretName=NAME[;SecretVersion=VERSION])";
+
+/// Start a program with its Azure Key Vault secrets in its environment.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kvrun",
+    version,
+    after_long_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    override_usage = "kvrun [OPTIONS] -- COMMAND [ARGS]...\n       kvrun parse ID..."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub subcommand: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// The command to run, and its arguments (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse secret identifiers as the Azure SDK's parseKeyVaultSecretIdentifier does; print JSON.
+    ///
+    /// One object per line: {"sourceId","vaultUrl","name","version"}, version null when absent.
+    /// Any https host is accepted (it is a parser); key and certificate identifiers and other
+    /// schemes are errors.
+    Parse {
+        /// Secret identifiers, e.g. https://myvault.vault.azure.net/secrets/db/VERSION.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Read variables from this .env file (repeatable; later files win). [default: ./.env]
+    #[arg(long, value_name = "PATH", env = env::ENV_FILE, value_delimiter = ',')]
+    pub env_file: Vec<PathBuf>,
+
+    /// Do not read ./.env automatically.
+    #[arg(long, env = env::NO_DOTENV, value_parser = BoolishValueParser::new())]
+    pub no_dotenv: bool,
+
+    /// Read secret mappings from this manifest. [default: ./kvrun.toml when it exists]
+    #[arg(long, value_name = "PATH", env = env::MANIFEST)]
+    pub manifest: Option<PathBuf>,
+
+    /// Do not read ./kvrun.toml automatically.
+    #[arg(long, env = env::NO_MANIFEST, value_parser = BoolishValueParser::new(), conflicts_with = "manifest")]
+    pub no_manifest: bool,
+
+    /// Also treat hosts under this domain as Key Vaults (repeatable), e.g. vault.azurestack.local.
+    ///
+    /// The built-in clouds are always known: vault.azure.net, vault.azure.cn,
+    /// vault.usgovcloudapi.net, vault.microsoftazure.de. The first suffix given is the domain
+    /// @Microsoft.KeyVault(VaultName=…) refers to.
+    #[arg(long, value_name = "SUFFIX", env = env::VAULT_SUFFIX, value_delimiter = ',')]
+    pub vault_suffix: Vec<String>,
+
+    /// Give up resolving after this long, e.g. 30s or 500ms; the command is not started.
+    #[arg(long, value_name = "DURATION", env = env::TIMEOUT, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// At most this many requests in flight per vault.
+    #[arg(long, value_name = "N", env = env::CONCURRENCY, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// Fetch one secret at a time, across all vaults (for comparison or fragile proxies).
+    #[arg(long, env = env::SEQUENTIAL, value_parser = BoolishValueParser::new())]
+    pub sequential: bool,
+
+    /// Leave inherited environment variables alone: only .env files and the manifest are resolved.
+    #[arg(long, env = env::NO_RESOLVE_ENV, value_parser = BoolishValueParser::new())]
+    pub no_resolve_env: bool,
+
+    /// Keep this variable's value literal even if it looks like a reference (repeatable).
+    #[arg(long, value_name = "NAME", env = env::LITERAL, value_delimiter = ',')]
+    pub literal: Vec<String>,
+
+    /// Log to stderr: -v sources, requests and timings; -vv more detail. Never values or tokens.
+    #[arg(short, long, action = clap::ArgAction::Count, env = env::VERBOSE)]
+    pub verbose: u8,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30s, 500ms, 2m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn command_after_double_dash_keeps_its_flags() {
+        let cli = Cli::try_parse_from(["kvrun", "-v", "--", "node", "-e", "x", "--flag"]).unwrap();
+        assert_eq!(cli.command, ["node", "-e", "x", "--flag"]);
+        assert_eq!(cli.run.verbose, 1);
+        assert_eq!(cli.run.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn durations() {
+        let cli = Cli::try_parse_from(["kvrun", "--timeout", "500ms", "--", "x"]).unwrap();
+        assert_eq!(cli.run.timeout, Duration::from_millis(500));
+        assert!(Cli::try_parse_from(["kvrun", "--timeout", "soon", "--", "x"]).is_err());
+    }
+
+    #[test]
+    fn parse_subcommand() {
+        let cli = Cli::try_parse_from(["kvrun", "parse", "a", "b"]).unwrap();
+        assert!(matches!(cli.subcommand, Some(Command::Parse { ids }) if ids == ["a", "b"]));
+    }
+}

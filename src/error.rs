@@ -1,0 +1,253 @@
+//! kvrun's errors, their exit codes and their user-facing text.
+//!
+//! Every failure kvrun can report is a variant of [`Error`]; each maps to one documented exit code
+//! (sysexits.h vocabulary, 126/127 as `env(1)`), listed in [`ExitCode`] and in the README. Messages
+//! are lowercase fragments; hints follow on their own line. Nothing here ever holds a secret value
+//! or a token: failures carry names, vaults, statuses and Key Vault's error codes only.
+
+use std::fmt::{self, Write as _};
+use std::path::PathBuf;
+
+/// The process exit codes. The README's table is generated from the same words.
+pub struct ExitCode;
+
+impl ExitCode {
+    /// The command line is wrong (EX_USAGE).
+    pub const USAGE: i32 = 64;
+    /// A file or value is malformed: a bad reference, `.env` or manifest (EX_DATAERR).
+    pub const BAD_INPUT: i32 = 65;
+    /// Something named does not exist: a secret or version (404), a disabled secret, or a file
+    /// given on the command line (EX_NOINPUT).
+    pub const NOT_FOUND: i32 = 66;
+    /// kvrun could not get a token: no credential configured, or Entra ID refused it (EX_NOUSER).
+    pub const AUTHENTICATION: i32 = 67;
+    /// An internal error: a bug in kvrun (EX_SOFTWARE).
+    pub const INTERNAL: i32 = 70;
+    /// Key Vault or Entra ID could not be reached in time: network errors, 5xx, throttling, the
+    /// `--timeout` deadline (EX_TEMPFAIL: trying again later may work).
+    pub const UNAVAILABLE: i32 = 75;
+    /// A server broke the protocol or could not be trusted: TLS verification failed, a challenge
+    /// for another domain, a redirect, a malformed response (EX_PROTOCOL). Not retried.
+    pub const PROTOCOL: i32 = 76;
+    /// The identity has a token but no access: 403 from the vault (EX_NOPERM).
+    pub const AUTHORIZATION: i32 = 77;
+    /// The command was found but could not be executed (as `env`).
+    pub const CANNOT_EXECUTE: i32 = 126;
+    /// The command was not found (as `env`).
+    pub const COMMAND_NOT_FOUND: i32 = 127;
+    /// kvrun was stopped by signal N while resolving: 128 + N (130 for SIGINT, 143 for SIGTERM).
+    pub const SIGNAL_BASE: i32 = 128;
+}
+
+/// Why one reference could not be resolved; decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailureClass {
+    // Declaration order is precedence: when several classes fail in one run, the exit code is
+    // that of the first class present (the one least likely to go away by itself).
+    Authentication,
+    Authorization,
+    Protocol,
+    NotFound,
+    Unavailable,
+}
+
+impl FailureClass {
+    #[must_use]
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Self::Authentication => ExitCode::AUTHENTICATION,
+            Self::Authorization => ExitCode::AUTHORIZATION,
+            Self::Protocol => ExitCode::PROTOCOL,
+            Self::NotFound => ExitCode::NOT_FOUND,
+            Self::Unavailable => ExitCode::UNAVAILABLE,
+        }
+    }
+}
+
+/// One failed reference: which variable wanted it, from where, and what the vault said.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub variable: String,
+    pub origin: String,
+    /// `https://vault…/secrets/name[/version]`.
+    pub secret: String,
+    pub class: FailureClass,
+    /// One line: HTTP status and Key Vault error code where there is one, else what went wrong.
+    pub reason: String,
+    pub hint: Option<String>,
+}
+
+/// Where a bad value came from: `path:line`, or `environment variable NAME`.
+pub type Location = String;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{location}: {message}")]
+    BadInput {
+        location: Location,
+        message: String,
+        hint: Option<String>,
+    },
+
+    #[error("{path}: {message}", path = path.display())]
+    MissingFile { path: PathBuf, message: String },
+
+    #[error("{}", summary(.failures))]
+    Unresolved { failures: Vec<Failure> },
+
+    #[error("{program}: {source}")]
+    Exec {
+        program: String,
+        source: std::io::Error,
+    },
+
+    #[error("interrupted by signal {name} while resolving; the command was not started")]
+    Interrupted { signal: i32, name: &'static str },
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn summary(failures: &[Failure]) -> String {
+    let mut out = format!(
+        "{} reference{} could not be resolved; the command was not started",
+        failures.len(),
+        if failures.len() == 1 { "" } else { "s" }
+    );
+    for f in failures {
+        let _ = write!(
+            out,
+            "\n  {} ({}): {}: {}",
+            f.variable, f.origin, f.secret, f.reason
+        );
+        if let Some(hint) = &f.hint {
+            let _ = write!(out, "\n    hint: {hint}");
+        }
+    }
+    out
+}
+
+impl Error {
+    #[must_use]
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Usage(_) => ExitCode::USAGE,
+            Self::BadInput { .. } => ExitCode::BAD_INPUT,
+            Self::MissingFile { .. } => ExitCode::NOT_FOUND,
+            Self::Unresolved { failures } => failures
+                .iter()
+                .map(|f| f.class)
+                .min()
+                .map_or(ExitCode::INTERNAL, FailureClass::exit_code),
+            Self::Exec { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => ExitCode::COMMAND_NOT_FOUND,
+                _ => ExitCode::CANNOT_EXECUTE,
+            },
+            Self::Interrupted { signal, .. } => ExitCode::SIGNAL_BASE + signal,
+            Self::Internal(_) => ExitCode::INTERNAL,
+        }
+    }
+
+    /// The `hint:` line printed after the message, if there is an obvious next step.
+    #[must_use]
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Self::BadInput { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn bad_input(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadInput {
+            location: location.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+}
+
+/// Prints `kvrun: error: …` and the hint, walking the `source()` chain.
+pub struct Report<'a>(pub &'a Error);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kvrun: error: {}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        // `Exec` already shows its io::Error inline.
+        if matches!(self.0, Error::Exec { .. }) {
+            source = None;
+        }
+        while let Some(cause) = source {
+            write!(f, "\n  caused by: {cause}")?;
+            source = cause.source();
+        }
+        if let Some(hint) = self.0.hint() {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(class: FailureClass) -> Failure {
+        Failure {
+            variable: "DB".into(),
+            origin: ".env:3".into(),
+            secret: "https://v.vault.azure.net/secrets/db".into(),
+            class,
+            reason: "403 Forbidden (AccessDenied)".into(),
+            hint: Some("grant the role".into()),
+        }
+    }
+
+    #[test]
+    fn the_least_transient_class_decides_the_exit_code() {
+        let err = Error::Unresolved {
+            failures: vec![
+                failure(FailureClass::Unavailable),
+                failure(FailureClass::NotFound),
+                failure(FailureClass::Authorization),
+            ],
+        };
+        assert_eq!(err.exit_code(), ExitCode::AUTHORIZATION);
+        let err = Error::Unresolved {
+            failures: vec![failure(FailureClass::Unavailable)],
+        };
+        assert_eq!(err.exit_code(), ExitCode::UNAVAILABLE);
+    }
+
+    #[test]
+    fn unresolved_lists_every_failure_with_its_hint() {
+        let err = Error::Unresolved {
+            failures: vec![failure(FailureClass::NotFound), failure(FailureClass::Authorization)],
+        };
+        let text = Report(&err).to_string();
+        assert!(text.starts_with("kvrun: error: 2 references could not be resolved"));
+        assert_eq!(text.matches("DB (.env:3)").count(), 2);
+        assert_eq!(text.matches("hint: grant the role").count(), 2);
+    }
+
+    #[test]
+    fn exec_errors_follow_env() {
+        let not_found = Error::Exec {
+            program: "nope".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(not_found.exit_code(), 127);
+        let denied = Error::Exec {
+            program: "x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(denied.exit_code(), 126);
+        assert_eq!(
+            Error::Interrupted { signal: 15, name: "SIGTERM" }.exit_code(),
+            143
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! `kvrun`: parse the command line, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kvrun::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit_byte(kvrun::error::ExitCode::USAGE) } else { 0 });
+        }
+    };
+    // One snapshot of the environment, passed down; kvrun never reads or changes it again.
+    let environment: Vec<_> = std::env::vars_os().collect();
+    match kvrun::run(cli, environment) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", kvrun::error::Report(&err));
+            ExitCode::from(exit_byte(err.exit_code()))
+        }
+    }
+}
+
+fn exit_byte(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(1)
+}

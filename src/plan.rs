@@ -1,0 +1,307 @@
+//! From sources to a plan: layer the variables, classify each winning value, dedupe secrets.
+//!
+//! Precedence, lowest to highest (a higher layer replaces a variable of a lower one whole):
+//!
+//! 1. the manifest's `[env]` (`kvrun.toml`);
+//! 2. `./.env`, then each `--env-file` in the order given (a later file wins);
+//! 3. the process environment kvrun inherited.
+//!
+//! This is what users of the npm `dotenv` package and of 12-factor containers expect: a file
+//! baked into an image sets defaults, and whatever the deployer sets in the environment wins.
+//! Only the winning value is classified, so a reference overridden by a plain value is never
+//! fetched. Pure: no I/O, no network; bad input fails here, before any request.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+
+use crate::error::Error;
+use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts};
+use crate::source::{Origin, dotenv, manifest};
+
+/// What kvrun will do: the child's variables, in order, and the distinct secrets to fetch.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub vars: Vec<Var>,
+    /// Deduplicated by [`SecretRef::key`]; [`Value::Secret`] indexes into this.
+    pub secrets: Vec<SecretRef>,
+}
+
+#[derive(Debug)]
+pub struct Var {
+    pub name: OsString,
+    pub value: Value,
+    pub origin: Origin,
+}
+
+#[derive(Debug)]
+pub enum Value {
+    Literal(OsString),
+    Secret { index: usize, optional: bool },
+    Template(Vec<Part>),
+}
+
+#[derive(Debug)]
+pub enum Part {
+    Text(String),
+    Secret(usize),
+}
+
+/// A `.env` file that has been read: its path (for origins) and its entries.
+pub struct DotEnvFile {
+    pub path: std::path::PathBuf,
+    pub parsed: dotenv::Parsed,
+}
+
+/// The inputs to planning, all already read.
+pub struct Inputs<'a> {
+    pub environment: &'a [(OsString, OsString)],
+    pub dotenv_files: &'a [DotEnvFile],
+    pub manifest: &'a [manifest::Entry],
+    pub hosts: &'a VaultHosts,
+    /// Do not resolve references in inherited variables.
+    pub no_resolve_env: bool,
+    /// Variables whose values stay literal whatever they look like.
+    pub literal: &'a [String],
+}
+
+enum Raw<'a> {
+    Text(&'a OsStr),
+    Manifest(&'a manifest::Value),
+}
+
+/// Layer the inputs and classify every winning value.
+///
+/// # Errors
+/// A malformed reference in any winning value, naming its origin.
+pub fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
+    // Layer: later writes win, first position is kept so the child's order is stable.
+    let mut order: Layered<'_> = Vec::new();
+    let mut index: HashMap<&OsStr, usize> = HashMap::new();
+    let mut set = |name, raw, origin| set_var(&mut order, &mut index, name, raw, origin);
+    for entry in inputs.manifest {
+        set(OsStr::new(&entry.name), Raw::Manifest(&entry.value), entry.origin.clone());
+    }
+    for file in inputs.dotenv_files {
+        for entry in &file.parsed.entries {
+            let origin = Origin::DotEnv {
+                path: file.path.clone(),
+                line: entry.line,
+            };
+            set(OsStr::new(&entry.key), Raw::Text(OsStr::new(&entry.value)), origin);
+        }
+    }
+    for (name, value) in inputs.environment {
+        set(name, Raw::Text(value), Origin::Environment);
+    }
+
+    let mut plan = Plan::default();
+    let mut keys: HashMap<(String, String, String), usize> = HashMap::new();
+    let mut intern = |secret: &SecretRef, secrets: &mut Vec<SecretRef>| {
+        *keys.entry(secret.key()).or_insert_with(|| {
+            secrets.push(secret.clone());
+            secrets.len() - 1
+        })
+    };
+    for (name, raw, origin) in order {
+        let literal = inputs.literal.iter().any(|l| OsStr::new(l) == name)
+            || (inputs.no_resolve_env && origin == Origin::Environment);
+        let value = match raw {
+            Raw::Text(text) if literal => Value::Literal(text.to_owned()),
+            Raw::Manifest(manifest::Value::Literal(text)) => Value::Literal(text.into()),
+            Raw::Manifest(_) if literal => {
+                // A manifest entry is a secret by definition; --literal cannot turn it into text.
+                return Err(Error::bad_input(
+                    origin.to_string(),
+                    format!(
+                        "--literal {} names a manifest secret; write {{ value = \"…\" }} there instead",
+                        name.to_string_lossy()
+                    ),
+                ));
+            }
+            Raw::Manifest(manifest::Value::Secret { secret, optional }) => Value::Secret {
+                index: intern(secret, &mut plan.secrets),
+                optional: *optional,
+            },
+            Raw::Manifest(manifest::Value::Template(pieces)) => {
+                Value::Template(parts(pieces, &mut |s| intern(s, &mut plan.secrets)))
+            }
+            Raw::Text(text) => match text.to_str() {
+                // A value that is not UTF-8 cannot be a reference.
+                None => Value::Literal(text.to_owned()),
+                Some(text) => match reference::classify(text, inputs.hosts) {
+                    Ok(Classified::Literal) => Value::Literal(text.into()),
+                    Ok(Classified::Reference(secret)) => Value::Secret {
+                        index: intern(&secret, &mut plan.secrets),
+                        optional: false,
+                    },
+                    Ok(Classified::Template(pieces)) => {
+                        Value::Template(parts(&pieces, &mut |s| intern(s, &mut plan.secrets)))
+                    }
+                    Err(e) => {
+                        let location = match &origin {
+                            Origin::Environment => {
+                                format!("environment variable {}", name.to_string_lossy())
+                            }
+                            other => format!("{other}: {}", name.to_string_lossy()),
+                        };
+                        let hint = e.hint.clone().or_else(|| {
+                            (origin == Origin::Environment).then(|| {
+                                format!(
+                                    "to pass it to the command as it is, use --literal {}",
+                                    name.to_string_lossy()
+                                )
+                            })
+                        });
+                        return Err(Error::BadInput {
+                            location,
+                            message: e.message,
+                            hint,
+                        });
+                    }
+                },
+            },
+        };
+        plan.vars.push(Var {
+            name: name.to_owned(),
+            value,
+            origin,
+        });
+    }
+    Ok(plan)
+}
+
+type Layered<'a> = Vec<(&'a OsStr, Raw<'a>, Origin)>;
+
+fn set_var<'a>(
+    order: &mut Layered<'a>,
+    index: &mut HashMap<&'a OsStr, usize>,
+    name: &'a OsStr,
+    raw: Raw<'a>,
+    origin: Origin,
+) {
+    match index.get(name) {
+        Some(&i) => order[i] = (name, raw, origin),
+        None => {
+            index.insert(name, order.len());
+            order.push((name, raw, origin));
+        }
+    }
+}
+
+fn parts(pieces: &[Piece], intern: &mut dyn FnMut(&SecretRef) -> usize) -> Vec<Part> {
+    pieces
+        .iter()
+        .map(|piece| match piece {
+            Piece::Text(text) => Part::Text(text.clone()),
+            Piece::Secret(secret) => Part::Secret(intern(secret)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn dotenv_file(path: &str, text: &str) -> DotEnvFile {
+        DotEnvFile {
+            path: PathBuf::from(path),
+            parsed: dotenv::parse(text.as_bytes()).unwrap(),
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    fn plan(environment: &[(OsString, OsString)], files: &[DotEnvFile], manifest_text: &str) -> Result<Plan, Error> {
+        let hosts = VaultHosts::default();
+        let manifest = manifest::parse(manifest_text, Path::new("kvrun.toml"), &hosts).unwrap();
+        build(&Inputs {
+            environment,
+            dotenv_files: files,
+            manifest: &manifest,
+            hosts: &hosts,
+            no_resolve_env: false,
+            literal: &[],
+        })
+    }
+
+    fn literal_of<'p>(plan: &'p Plan, name: &str) -> Option<&'p OsStr> {
+        plan.vars.iter().find(|v| v.name == name).and_then(|v| match &v.value {
+            Value::Literal(s) => Some(s.as_os_str()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn environment_beats_later_env_file_beats_earlier_beats_manifest() {
+        let manifest = "vault = \"https://main.vault.azure.net\"\n[env]\nA = \"sa\"\nB = \"sb\"\nC = \"sc\"\nD = \"sd\"\n";
+        let files = [
+            dotenv_file(".env", "B=from-dotenv\nC=from-dotenv\nD=from-dotenv\n"),
+            dotenv_file("prod.env", "C=from-prod\nD=from-prod\n"),
+        ];
+        let plan = plan(&env(&[("D", "from-env")]), &files, manifest).unwrap();
+        assert!(matches!(plan.vars.iter().find(|v| v.name == "A").unwrap().value, Value::Secret { .. }));
+        assert_eq!(literal_of(&plan, "B"), Some(OsStr::new("from-dotenv")));
+        assert_eq!(literal_of(&plan, "C"), Some(OsStr::new("from-prod")));
+        assert_eq!(literal_of(&plan, "D"), Some(OsStr::new("from-env")));
+        // Only the secret still wanted is fetched.
+        assert_eq!(plan.secrets.len(), 1);
+        assert_eq!(plan.vars.iter().find(|v| v.name == "C").unwrap().origin, Origin::DotEnv { path: "prod.env".into(), line: 1 });
+    }
+
+    #[test]
+    fn one_secret_referenced_three_ways_is_fetched_once() {
+        let manifest = "vault = \"https://main.vault.azure.net\"\n[env]\nA = \"db\"\n";
+        let files = [dotenv_file(".env", "B=https://MAIN.vault.azure.net/secrets/DB\n")];
+        let environment = env(&[("C", "x{{ @Microsoft.KeyVault(VaultName=main;SecretName=db) }}y")]);
+        let plan = plan(&environment, &files, manifest).unwrap();
+        assert_eq!(plan.secrets.len(), 1);
+        assert_eq!(plan.vars.len(), 3);
+    }
+
+    #[test]
+    fn literal_and_no_resolve_env_keep_values() {
+        let hosts = VaultHosts::default();
+        let environment = env(&[
+            ("SDK_ID", "https://main.vault.azure.net/secrets/x"),
+            ("OTHER", "https://main.vault.azure.net/secrets/y"),
+        ]);
+        let build_with = |no_resolve_env, literal: &[String]| {
+            build(&Inputs {
+                environment: &environment,
+                dotenv_files: &[],
+                manifest: &[],
+                hosts: &hosts,
+                no_resolve_env,
+                literal,
+            })
+            .unwrap()
+        };
+        let plan = build_with(false, &["SDK_ID".to_owned()]);
+        assert!(literal_of(&plan, "SDK_ID").is_some());
+        assert_eq!(plan.secrets.len(), 1);
+        let plan = build_with(true, &[]);
+        assert!(plan.secrets.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_reference_names_its_origin() {
+        let files = [dotenv_file("app/.env", "X=1\nDB=http://main.vault.azure.net/secrets/db\n")];
+        let err = plan(&[], &files, "").unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::ExitCode::BAD_INPUT);
+        assert!(err.to_string().starts_with("app/.env:2: DB: "), "{err}");
+        let err = plan(&env(&[("DB", "https://main.vault.azure.net/secrets/")]), &[], "").unwrap_err();
+        assert!(err.to_string().starts_with("environment variable DB: "), "{err}");
+        assert!(err.hint().unwrap().contains("--literal DB"));
+    }
+
+    #[test]
+    fn non_utf8_values_pass_through() {
+        use std::os::unix::ffi::OsStringExt;
+        let environment = vec![(OsString::from("BIN"), OsString::from_vec(vec![0xff, b'x']))];
+        let plan = plan(&environment, &[], "").unwrap();
+        assert_eq!(literal_of(&plan, "BIN").unwrap().len(), 2);
+    }
+}

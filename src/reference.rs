@@ -1,0 +1,704 @@
+//! The reference grammar: which configuration values name a Key Vault secret, and which do not.
+//!
+//! Pure: no I/O, no environment, no network. Everything that decides "is this a secret reference?"
+//! lives here, so the rules can be read (and tested) in one place.
+//!
+//! A value is one of three things ([`Classified`]):
+//!
+//! - a whole-value reference: an `https` secret identifier on a Key Vault host
+//!   (`https://{vault}.vault.azure.net/secrets/{name}[/{version}]`, or another built-in cloud suffix,
+//!   or a suffix added with `--vault-suffix`), or App Service's `@Microsoft.KeyVault(…)` syntax;
+//! - a template: a larger value with one or more `{{ reference }}` placeholders;
+//! - a literal, passed to the child untouched: URLs on other hosts, vault URLs that are not secret
+//!   identifiers (`https://myvault.vault.azure.net/`), key and certificate identifiers.
+//!
+//! A value that is clearly *meant* as a reference but is malformed (`http://` on a vault host, a
+//! `/secrets/` path without a name or with extra segments, a bad `@Microsoft.KeyVault(…)` body, an
+//! unterminated `{{ https://…`) is an error, never a literal: handing the app the reference text
+//! instead of its secret would start it with broken configuration.
+//!
+//! The grammar only matches Key Vault hosts, never "any URL whose path starts with /secrets/", so a
+//! configuration value cannot make kvrun send requests (and tokens) to a host of its choosing.
+
+use std::fmt;
+
+use url::Url;
+
+/// Vault host suffixes of the public, China and US Government clouds, and the retired German cloud.
+pub const BUILTIN_VAULT_SUFFIXES: [&str; 4] = [
+    "vault.azure.net",
+    "vault.azure.cn",
+    "vault.usgovcloudapi.net",
+    "vault.microsoftazure.de",
+];
+
+/// The host suffixes that make a URL a Key Vault URL: the built-in clouds plus those added by the
+/// user. Lower-case, without a leading dot.
+#[derive(Debug, Clone)]
+pub struct VaultHosts {
+    suffixes: Vec<String>,
+}
+
+impl Default for VaultHosts {
+    fn default() -> Self {
+        Self::new(&[])
+    }
+}
+
+impl VaultHosts {
+    /// The built-in suffixes followed by `extra` (normalised: lower case, no leading dot). The first
+    /// extra suffix, when there is one, is the domain that `@Microsoft.KeyVault(VaultName=…)` names.
+    #[must_use]
+    pub fn new(extra: &[String]) -> Self {
+        let mut suffixes: Vec<String> = extra
+            .iter()
+            .map(|s| s.trim().trim_start_matches('.').to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        suffixes.extend(BUILTIN_VAULT_SUFFIXES.iter().map(|s| (*s).to_owned()));
+        Self { suffixes }
+    }
+
+    /// The domain a bare vault name lives under (`VaultName=` in App Service syntax).
+    #[must_use]
+    pub fn default_domain(&self) -> &str {
+        &self.suffixes[0]
+    }
+
+    /// The suffix `host` ends with, if it is a vault host (`{label}.{suffix}`).
+    #[must_use]
+    pub fn suffix_of(&self, host: &str) -> Option<&str> {
+        let host = host.to_ascii_lowercase();
+        self.suffixes
+            .iter()
+            .find(|suffix| {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix.as_str())
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            })
+            .map(String::as_str)
+    }
+}
+
+/// A secret to fetch: `{vault_url}/secrets/{name}[/{version}]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// `https://host[:port]`, host in lower case, no trailing slash.
+    pub vault_url: String,
+    pub name: String,
+    /// `None` means the latest version.
+    pub version: Option<String>,
+}
+
+impl SecretRef {
+    /// Identity for deduplication: Key Vault compares vaults, names and versions case-insensitively.
+    #[must_use]
+    pub fn key(&self) -> (String, String, String) {
+        (
+            self.vault_url.to_ascii_lowercase(),
+            self.name.to_ascii_lowercase(),
+            self.version.as_deref().unwrap_or("").to_ascii_lowercase(),
+        )
+    }
+
+    /// The vault's host name, without port.
+    #[must_use]
+    pub fn vault_host(&self) -> &str {
+        let rest = self.vault_url.trim_start_matches("https://");
+        match rest.rfind(':') {
+            Some(i) if !rest.ends_with(']') => &rest[..i],
+            _ => rest,
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/secrets/{}", self.vault_url, self.name)?;
+        if let Some(version) = &self.version {
+            write!(f, "/{version}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a configuration value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classified {
+    /// Not a reference: passed through as it is.
+    Literal,
+    /// The whole value is replaced by the secret.
+    Reference(SecretRef),
+    /// Placeholders inside a larger value.
+    Template(Vec<Piece>),
+}
+
+/// A part of a template value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Secret(SecretRef),
+}
+
+/// A value that is meant as a reference but cannot be one. The message names what is wrong, never
+/// the whole value (which may hold a secret in the template's literal parts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ReferenceError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ReferenceError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The result of parsing a secret identifier on any host, as the JS SDK's
+/// `parseKeyVaultSecretIdentifier` returns it (`version` is `None` where JS gives `undefined` or "").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identifier {
+    pub source_id: String,
+    pub vault_url: String,
+    pub name: String,
+    pub version: Option<String>,
+}
+
+/// Parse a Key Vault secret identifier on any host, as `parseKeyVaultSecretIdentifier` does, but
+/// stricter: only `https`, only the `secrets` collection, a non-empty name.
+///
+/// # Errors
+/// When `id` is not an https secret identifier; the message says why.
+pub fn parse_secret_identifier(id: &str) -> Result<Identifier, ReferenceError> {
+    let trimmed = id.trim();
+    let url = Url::parse(trimmed)
+        .map_err(|e| ReferenceError::new(format!("not a valid URL ({e})")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| ReferenceError::new("the URL has no host"))?;
+    let segments: Vec<&str> = url.path().split('/').collect();
+    // `/secrets/name` → ["", "secrets", "name"]; `/secrets/name/version` → 4 segments.
+    let collection = segments.get(1).copied().unwrap_or("");
+    match collection {
+        "secrets" => {}
+        "keys" => {
+            return Err(ReferenceError::new("this is a key identifier, not a secret identifier")
+                .hint("kvrun reads secrets; a key's private material cannot be exported as a value"));
+        }
+        "certificates" => {
+            return Err(
+                ReferenceError::new("this is a certificate identifier, not a secret identifier")
+                    .hint("a certificate's private key is the secret of the same name: use /secrets/NAME"),
+            );
+        }
+        _ => {
+            return Err(ReferenceError::new(
+                "the path must be /secrets/{name} or /secrets/{name}/{version}",
+            ));
+        }
+    }
+    if url.scheme() != "https" {
+        return Err(ReferenceError::new(format!(
+            "the scheme must be https, not {}",
+            url.scheme()
+        ))
+        .hint("Key Vault only serves https, and kvrun never sends a token over plain http"));
+    }
+    if segments.len() != 3 && segments.len() != 4 {
+        return Err(ReferenceError::new(format!(
+            "the path must be /secrets/{{name}} or /secrets/{{name}}/{{version}}, found {} segments after the host",
+            segments.len() - 1
+        )));
+    }
+    let name = segments[2];
+    if name.is_empty() {
+        return Err(ReferenceError::new("the secret name is empty"));
+    }
+    let version = segments.get(3).filter(|v| !v.is_empty());
+    let vault_url = match url.port() {
+        Some(port) => format!("https://{host}:{port}"),
+        None => format!("https://{host}"),
+    };
+    Ok(Identifier {
+        source_id: id.to_owned(),
+        vault_url,
+        name: name.to_owned(),
+        version: version.map(|v| (*v).to_owned()),
+    })
+}
+
+/// Key Vault secret names: 1–127 characters of `0-9 a-z A-Z -`.
+#[must_use]
+pub fn is_valid_secret_name(name: &str) -> bool {
+    (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Versions are system-generated (32 hex characters today); accept any alphanumeric string so a
+/// format change does not break kvrun, but reject path junk.
+fn is_valid_version(version: &str) -> bool {
+    (1..=64).contains(&version.len()) && version.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Vault names: 3–24 characters of `0-9 a-z A-Z -`.
+fn is_valid_vault_name(name: &str) -> bool {
+    (3..=24).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A secret name with an optional version, as `name` or `name/version`.
+fn check_name_version(name: &str, version: Option<&str>) -> Result<(), ReferenceError> {
+    if !is_valid_secret_name(name) {
+        return Err(ReferenceError::new(format!(
+            "'{name}' is not a valid secret name (1-127 characters of 0-9, a-z, A-Z and -)"
+        )));
+    }
+    if let Some(version) = version
+        && !is_valid_version(version)
+    {
+        return Err(ReferenceError::new(format!(
+            "'{version}' is not a valid secret version"
+        )));
+    }
+    Ok(())
+}
+
+/// Is `value` (trimmed) a URL on a vault host? Returns the parsed URL when it is.
+fn vault_url(value: &str, hosts: &VaultHosts) -> Option<Url> {
+    let value = value.trim();
+    let lower = value.get(..8)?.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return None;
+    }
+    let url = Url::parse(value).ok()?;
+    hosts.suffix_of(url.host_str()?)?;
+    Some(url)
+}
+
+/// Interpret a whole value that is a URL on a vault host. `Ok(None)` when it is a vault URL that is
+/// not a secret identifier (a bare vault URL, a key or certificate identifier): a literal.
+fn secret_from_vault_url(url: &Url, hosts: &VaultHosts) -> Result<Option<SecretRef>, ReferenceError> {
+    let collection = url.path_segments().and_then(|mut s| s.next()).unwrap_or("");
+    if !collection.eq_ignore_ascii_case("secrets") {
+        return Ok(None);
+    }
+    if url.scheme() != "https" {
+        return Err(ReferenceError::new(format!(
+            "a secret identifier must use https, not {}",
+            url.scheme()
+        ))
+        .hint("Key Vault only serves https, and kvrun never sends a token over plain http"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ReferenceError::new(
+            "a secret identifier must not carry user information",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ReferenceError::new(
+            "a secret identifier must not have a query or fragment",
+        ));
+    }
+    let host = url.host_str().unwrap_or_default();
+    let suffix = hosts.suffix_of(host).unwrap_or_default();
+    let vault = &host[..host.len() - suffix.len() - 1];
+    if !is_valid_vault_name(vault) {
+        return Err(ReferenceError::new(format!(
+            "'{vault}' is not a valid vault name (3-24 characters of 0-9, a-z, A-Z and -)"
+        )));
+    }
+    let id = parse_secret_identifier(url.as_str())?;
+    check_name_version(&id.name, id.version.as_deref())?;
+    Ok(Some(SecretRef {
+        vault_url: id.vault_url,
+        name: id.name,
+        version: id.version,
+    }))
+}
+
+const APP_SERVICE_PREFIX: &str = "@Microsoft.KeyVault(";
+
+/// Parse App Service's `@Microsoft.KeyVault(…)` syntax (the whole value).
+fn app_service_reference(value: &str, hosts: &VaultHosts) -> Result<SecretRef, ReferenceError> {
+    let body = value
+        .trim()
+        .get(APP_SERVICE_PREFIX.len()..)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .ok_or_else(|| {
+            ReferenceError::new("@Microsoft.KeyVault( is not closed by ')' at the end of the value")
+        })?;
+    let mut secret_uri = None;
+    let mut vault_name = None;
+    let mut secret_name = None;
+    let mut secret_version = None;
+    for part in body.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, val) = part.split_once('=').ok_or_else(|| {
+            ReferenceError::new(format!(
+                "'{part}' in @Microsoft.KeyVault(…) is not a Key=Value pair"
+            ))
+        })?;
+        let slot = match key.trim().to_ascii_lowercase().as_str() {
+            "secreturi" => &mut secret_uri,
+            "vaultname" => &mut vault_name,
+            "secretname" => &mut secret_name,
+            "secretversion" => &mut secret_version,
+            other => {
+                return Err(ReferenceError::new(format!(
+                    "unknown key '{other}' in @Microsoft.KeyVault(…)"
+                ))
+                .hint("use SecretUri=… or VaultName=…;SecretName=…[;SecretVersion=…]"));
+            }
+        };
+        if slot.replace(val.trim()).is_some() {
+            return Err(ReferenceError::new(format!(
+                "'{}' appears twice in @Microsoft.KeyVault(…)",
+                key.trim()
+            )));
+        }
+    }
+    match (secret_uri, vault_name, secret_name) {
+        (Some(uri), None, None) if secret_version.is_none() => {
+            let url = vault_url(uri, hosts).ok_or_else(|| {
+                ReferenceError::new("SecretUri is not a URL on a Key Vault host").hint(
+                    "for a vault host outside the Azure clouds, add its suffix with --vault-suffix",
+                )
+            })?;
+            secret_from_vault_url(&url, hosts)?
+                .ok_or_else(|| ReferenceError::new("SecretUri is not a secret identifier"))
+        }
+        (None, Some(vault), Some(name)) => {
+            if !is_valid_vault_name(vault) {
+                return Err(ReferenceError::new(format!(
+                    "'{vault}' is not a valid vault name (3-24 characters of 0-9, a-z, A-Z and -)"
+                )));
+            }
+            let version = secret_version.filter(|v| !v.is_empty());
+            check_name_version(name, version)?;
+            Ok(SecretRef {
+                vault_url: format!(
+                    "https://{}.{}",
+                    vault.to_ascii_lowercase(),
+                    hosts.default_domain()
+                ),
+                name: name.to_owned(),
+                version: version.map(str::to_owned),
+            })
+        }
+        _ => Err(ReferenceError::new(
+            "@Microsoft.KeyVault(…) needs SecretUri=… alone, or VaultName=… with SecretName=…",
+        )),
+    }
+}
+
+/// Parse a reference that must be one (a template placeholder, a manifest entry): a secret
+/// identifier on a vault host or the App Service syntax.
+///
+/// # Errors
+/// When `text` is not a reference.
+pub fn parse_reference(text: &str, hosts: &VaultHosts) -> Result<SecretRef, ReferenceError> {
+    let text = text.trim();
+    if text.starts_with(APP_SERVICE_PREFIX) {
+        return app_service_reference(text, hosts);
+    }
+    match vault_url(text, hosts) {
+        Some(url) => secret_from_vault_url(&url, hosts)?.ok_or_else(|| {
+            ReferenceError::new("this vault URL is not a secret identifier")
+                .hint("a secret identifier looks like https://VAULT.vault.azure.net/secrets/NAME")
+        }),
+        None => Err(ReferenceError::new("not a Key Vault secret reference").hint(
+            "write https://VAULT.vault.azure.net/secrets/NAME; for other vault hosts add --vault-suffix",
+        )),
+    }
+}
+
+const OPEN: &str = "{{";
+const CLOSE: &str = "}}";
+
+/// Does the text inside `{{ … }}` look like it is meant as a reference?
+fn looks_like_reference(inner: &str) -> bool {
+    let inner = inner.trim_start();
+    let head = inner.get(..APP_SERVICE_PREFIX.len().min(inner.len())).unwrap_or("");
+    let lower = head.to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://") || head.starts_with("@Microsoft.KeyVault")
+}
+
+/// Split `value` into template pieces. `Ok(None)` when no placeholder is meant as a reference
+/// (`{{ .Values.x }}` in a Go template stays a literal).
+fn template(value: &str, hosts: &VaultHosts) -> Result<Option<Vec<Piece>>, ReferenceError> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut rest = value;
+    let mut any = false;
+    while let Some(start) = rest.find(OPEN) {
+        let after = &rest[start + OPEN.len()..];
+        if !looks_like_reference(after) {
+            text.push_str(&rest[..start + OPEN.len()]);
+            rest = after;
+            continue;
+        }
+        let Some(end) = after.find(CLOSE) else {
+            return Err(ReferenceError::new("'{{' opens a reference that no '}}' closes"));
+        };
+        let inner = &after[..end];
+        let secret = parse_reference(inner, hosts).map_err(|e| ReferenceError {
+            message: format!("in {{{{ … }}}}: {}", e.message),
+            hint: e.hint,
+        })?;
+        text.push_str(&rest[..start]);
+        if !text.is_empty() {
+            pieces.push(Piece::Text(std::mem::take(&mut text)));
+        }
+        pieces.push(Piece::Secret(secret));
+        any = true;
+        rest = &after[end + CLOSE.len()..];
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(any.then_some(pieces))
+}
+
+/// Classify a configuration value.
+///
+/// # Errors
+/// When the value is clearly meant as a reference but malformed.
+pub fn classify(value: &str, hosts: &VaultHosts) -> Result<Classified, ReferenceError> {
+    if value.trim_start().starts_with(APP_SERVICE_PREFIX) {
+        return app_service_reference(value, hosts).map(Classified::Reference);
+    }
+    if let Some(url) = vault_url(value, hosts) {
+        return Ok(match secret_from_vault_url(&url, hosts)? {
+            Some(secret) => Classified::Reference(secret),
+            None => Classified::Literal,
+        });
+    }
+    Ok(match template(value, hosts)? {
+        Some(pieces) => Classified::Template(pieces),
+        None => Classified::Literal,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts() -> VaultHosts {
+        VaultHosts::new(&["vault.localhost".to_owned()])
+    }
+
+    fn secret(vault_url: &str, name: &str, version: Option<&str>) -> SecretRef {
+        SecretRef {
+            vault_url: vault_url.to_owned(),
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn whole_value_references() {
+        let cases = [
+            ("https://myvault.vault.azure.net/secrets/db", secret("https://myvault.vault.azure.net", "db", None)),
+            ("https://myvault.vault.azure.net/secrets/db/", secret("https://myvault.vault.azure.net", "db", None)),
+            (
+                "https://myvault.vault.azure.net/secrets/db/4387e9f3d6e14c459867679a90fd0f79",
+                secret("https://myvault.vault.azure.net", "db", Some("4387e9f3d6e14c459867679a90fd0f79")),
+            ),
+            ("https://MyVault.Vault.Azure.Net/secrets/Db", secret("https://myvault.vault.azure.net", "Db", None)),
+            ("https://v01.vault.azure.cn/secrets/x", secret("https://v01.vault.azure.cn", "x", None)),
+            ("https://gov.vault.usgovcloudapi.net/secrets/x", secret("https://gov.vault.usgovcloudapi.net", "x", None)),
+            ("https://old.vault.microsoftazure.de/secrets/x", secret("https://old.vault.microsoftazure.de", "x", None)),
+            ("https://kv1.vault.localhost:8443/secrets/x", secret("https://kv1.vault.localhost:8443", "x", None)),
+            ("https://kv1.vault.azure.net:443/secrets/x", secret("https://kv1.vault.azure.net", "x", None)),
+            ("  https://kv1.vault.azure.net/secrets/x  ", secret("https://kv1.vault.azure.net", "x", None)),
+        ];
+        for (value, want) in cases {
+            assert_eq!(classify(value, &hosts()), Ok(Classified::Reference(want)), "{value}");
+        }
+    }
+
+    #[test]
+    fn literals_pass_through() {
+        for value in [
+            "",
+            "plain",
+            "https://example.com/secrets/x",
+            "https://myvault.vault.azure.net/",
+            "https://myvault.vault.azure.net",
+            "https://myvault.vault.azure.net/keys/k/1",
+            "https://myvault.vault.azure.net/certificates/c",
+            "https://vault.azure.net/secrets/x",
+            "https://hostvault.azure.net/secrets/x",
+            "https://evil.com/x.vault.azure.net/secrets/y",
+            "https://myvault.vault.azure.net.evil.com/secrets/x",
+            "postgres://u:p@db/app",
+            "{{ .Values.password }}",
+            "hello {{name}}",
+            "vault.azure.net/secrets/x",
+        ] {
+            assert_eq!(classify(value, &hosts()), Ok(Classified::Literal), "{value}");
+        }
+    }
+
+    #[test]
+    fn malformed_references_are_errors() {
+        for value in [
+            "http://myvault.vault.azure.net/secrets/x",
+            "https://myvault.vault.azure.net/secrets/",
+            "https://myvault.vault.azure.net/secrets",
+            "https://myvault.vault.azure.net/secrets/a/b/c",
+            "https://myvault.vault.azure.net/secrets//v1",
+            "https://myvault.vault.azure.net/secrets/bad_name",
+            "https://myvault.vault.azure.net/secrets/x?api-version=1",
+            "https://user:pw@myvault.vault.azure.net/secrets/x",
+            "https://a.b.vault.azure.net/secrets/x",
+            "https://ab.vault.azure.net/secrets/x",
+            "@Microsoft.KeyVault(SecretUri=https://v12.vault.azure.net/secrets/x",
+            "@Microsoft.KeyVault(VaultName=v12)",
+            "@Microsoft.KeyVault(Vault=v12;SecretName=x)",
+            "@Microsoft.KeyVault(SecretUri=https://example.com/secrets/x)",
+            "@Microsoft.KeyVault(SecretUri=https://v12.vault.azure.net/keys/x)",
+            "@Microsoft.KeyVault(VaultName=v12;SecretName=x;VaultName=v13)",
+            "@Microsoft.KeyVault(junk)",
+            "postgres://app:{{ https://myvault.vault.azure.net/secrets/db-pass @db",
+            "x{{ https://example.com/secrets/x }}",
+            "x{{ http://myvault.vault.azure.net/secrets/x }}",
+            "x{{ @Microsoft.KeyVault(VaultName=v) }}",
+        ] {
+            assert!(classify(value, &hosts()).is_err(), "{value} should be an error");
+        }
+    }
+
+    #[test]
+    fn app_service_syntax() {
+        let cases = [
+            (
+                "@Microsoft.KeyVault(SecretUri=https://myvault.vault.azure.net/secrets/db/)",
+                secret("https://myvault.vault.azure.net", "db", None),
+            ),
+            (
+                "@Microsoft.KeyVault(SecretUri=https://myvault.vault.azure.net/secrets/db/abc123)",
+                secret("https://myvault.vault.azure.net", "db", Some("abc123")),
+            ),
+            (
+                "@Microsoft.KeyVault(VaultName=myvault;SecretName=db)",
+                secret("https://myvault.vault.localhost", "db", None),
+            ),
+            (
+                "@Microsoft.KeyVault(VaultName=MyVault; SecretName=db; SecretVersion=abc123)",
+                secret("https://myvault.vault.localhost", "db", Some("abc123")),
+            ),
+        ];
+        for (value, want) in cases {
+            assert_eq!(classify(value, &hosts()), Ok(Classified::Reference(want)), "{value}");
+        }
+        // Without an added suffix, VaultName= is a vault in the public cloud.
+        assert_eq!(
+            classify("@Microsoft.KeyVault(VaultName=myvault;SecretName=db)", &VaultHosts::default()),
+            Ok(Classified::Reference(secret("https://myvault.vault.azure.net", "db", None)))
+        );
+    }
+
+    #[test]
+    fn templates() {
+        let value = "postgres://app:{{ https://myvault.vault.azure.net/secrets/db-pass }}@db/app";
+        assert_eq!(
+            classify(value, &hosts()),
+            Ok(Classified::Template(vec![
+                Piece::Text("postgres://app:".into()),
+                Piece::Secret(secret("https://myvault.vault.azure.net", "db-pass", None)),
+                Piece::Text("@db/app".into()),
+            ]))
+        );
+        let value = "{{https://a12.vault.azure.net/secrets/u}}:{{ @Microsoft.KeyVault(VaultName=a12;SecretName=p) }}";
+        assert_eq!(
+            classify(value, &hosts()),
+            Ok(Classified::Template(vec![
+                Piece::Secret(secret("https://a12.vault.azure.net", "u", None)),
+                Piece::Text(":".into()),
+                Piece::Secret(secret("https://a12.vault.localhost", "p", None)),
+            ]))
+        );
+        // A Go-template placeholder beside a reference stays text.
+        let value = "{{ .x }}-{{ https://a12.vault.azure.net/secrets/u }}";
+        assert_eq!(
+            classify(value, &hosts()),
+            Ok(Classified::Template(vec![
+                Piece::Text("{{ .x }}-".into()),
+                Piece::Secret(secret("https://a12.vault.azure.net", "u", None)),
+            ]))
+        );
+    }
+
+    #[test]
+    fn errors_do_not_echo_template_text() {
+        let value = "hunter2-literal-part{{ https://myvault.vault.azure.net/secrets/bad_name }}";
+        let err = classify(value, &hosts()).unwrap_err();
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+    }
+
+    #[test]
+    fn parse_matches_the_js_sdk() {
+        let cases: [(&str, &str, &str, Option<&str>); 6] = [
+            ("https://myvault.vault.azure.net/secrets/db", "https://myvault.vault.azure.net", "db", None),
+            ("https://myvault.vault.azure.net/secrets/db/", "https://myvault.vault.azure.net", "db", None),
+            ("https://MYVAULT.vault.azure.net/secrets/DB/V1", "https://myvault.vault.azure.net", "DB", Some("V1")),
+            ("https://example.com:8443/secrets/x/y", "https://example.com:8443", "x", Some("y")),
+            ("https://example.com:443/secrets/x?a=b#c", "https://example.com", "x", None),
+            (" https://example.com/secrets/x ", "https://example.com", "x", None),
+        ];
+        for (id, vault_url, name, version) in cases {
+            let parsed = parse_secret_identifier(id).unwrap();
+            assert_eq!(parsed.source_id, id);
+            assert_eq!(parsed.vault_url, vault_url, "{id}");
+            assert_eq!(parsed.name, name, "{id}");
+            assert_eq!(parsed.version.as_deref(), version, "{id}");
+        }
+    }
+
+    #[test]
+    fn parse_rejects_what_is_not_an_https_secret_identifier() {
+        for (id, needle) in [
+            ("https://v.vault.azure.net/keys/k/1", "key identifier"),
+            ("https://v.vault.azure.net/certificates/c", "same name"),
+            ("http://v.vault.azure.net/secrets/x", "https"),
+            ("ftp://v.vault.azure.net/secrets/x", "https"),
+            ("https://v.vault.azure.net/secrets", "segments"),
+            ("https://v.vault.azure.net/secrets/a/b/c", "segments"),
+            ("https://v.vault.azure.net/secrets/", "empty"),
+            ("not a url", "not a valid URL"),
+        ] {
+            let err = parse_secret_identifier(id).unwrap_err();
+            let text = format!("{} {}", err.message, err.hint.unwrap_or_default());
+            assert!(text.contains(needle), "{id}: {text}");
+        }
+    }
+
+    #[test]
+    fn suffix_matching_is_label_aligned() {
+        let hosts = hosts();
+        assert_eq!(hosts.suffix_of("a.vault.azure.net"), Some("vault.azure.net"));
+        assert_eq!(hosts.suffix_of("A.VAULT.AZURE.NET"), Some("vault.azure.net"));
+        assert_eq!(hosts.suffix_of("vault.azure.net"), None);
+        assert_eq!(hosts.suffix_of("xvault.azure.net"), None);
+        assert_eq!(hosts.suffix_of("kv.vault.localhost"), Some("vault.localhost"));
+        assert_eq!(VaultHosts::new(&[".Vault.Example".into()]).default_domain(), "vault.example");
+    }
+
+    #[test]
+    fn dedupe_key_ignores_case() {
+        let a = secret("https://v.vault.azure.net", "Db", Some("ABC"));
+        let b = secret("https://V.vault.azure.net", "db", Some("abc"));
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.vault_host(), "v.vault.azure.net");
+        assert_eq!(secret("https://v.vault.localhost:8443", "x", None).vault_host(), "v.vault.localhost");
+    }
+}

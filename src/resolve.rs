@@ -1,0 +1,170 @@
+//! Fetch every distinct secret of a plan, concurrently, and collect *all* outcomes.
+//!
+//! All vaults at once; per vault, one unauthenticated probe learns the challenge (while the token
+//! for the expected tenant is already being requested), then up to `concurrency` requests are in
+//! flight. A vault-level failure (unreachable, untrusted certificate, hostile challenge) fails that
+//! vault's secrets at once instead of sending one doomed request per secret. The deadline covers the
+//! whole resolution; whatever has not finished by then is reported as timed out.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::error::FailureClass;
+use crate::reference::SecretRef;
+use crate::vault::challenge::Challenge;
+use crate::vault::{FetchError, Probe, SecretValue, VaultClient};
+
+pub type Outcome = Result<SecretValue, FetchError>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Requests in flight per vault.
+    pub concurrency: usize,
+    /// One request at a time across all vaults.
+    pub sequential: bool,
+    pub timeout: Duration,
+}
+
+type Slots = Arc<Mutex<Vec<Option<Outcome>>>>;
+
+fn store(slots: &Slots, index: usize, outcome: Outcome) {
+    slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(outcome);
+}
+
+/// Resolve `secrets`; the result has one outcome per secret, in the same order.
+pub async fn resolve(client: Arc<VaultClient>, secrets: &[SecretRef], options: Options) -> Vec<Outcome> {
+    let slots: Slots = Arc::new(Mutex::new(vec![None; secrets.len()]));
+    let mut by_vault: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, secret) in secrets.iter().enumerate() {
+        by_vault.entry(secret.vault_url.to_ascii_lowercase()).or_default().push(i);
+    }
+    let global = options.sequential.then(|| Arc::new(Semaphore::new(1)));
+    let mut vaults = JoinSet::new();
+    for indices in by_vault.into_values() {
+        let vault_secrets: Vec<(usize, SecretRef)> =
+            indices.into_iter().map(|i| (i, secrets[i].clone())).collect();
+        vaults.spawn(resolve_vault(
+            client.clone(),
+            vault_secrets,
+            options.concurrency,
+            global.clone(),
+            slots.clone(),
+        ));
+    }
+    let finished = tokio::time::timeout(options.timeout, async {
+        while vaults.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        vaults.abort_all();
+    }
+    let mut slots = slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    slots
+        .iter_mut()
+        .map(|slot| {
+            slot.take().unwrap_or_else(|| {
+                Err(FetchError {
+                    class: FailureClass::Unavailable,
+                    reason: format!(
+                        "timed out after {}",
+                        humantime::format_duration(options.timeout)
+                    ),
+                    hint: Some("the vault or Entra ID did not answer in time; raise --timeout or check the network".into()),
+                })
+            })
+        })
+        .collect()
+}
+
+async fn permit(global: Option<&Arc<Semaphore>>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match global {
+        Some(s) => s.clone().acquire_owned().await.ok(),
+        None => None,
+    }
+}
+
+/// The scope a vault's challenge will most likely name: `https://{host minus the vault label}/.default`.
+fn expected_scope(secret: &SecretRef) -> Option<String> {
+    let host = secret.vault_host();
+    host.split_once('.').map(|(_, domain)| format!("https://{domain}/.default"))
+}
+
+async fn resolve_vault(
+    client: Arc<VaultClient>,
+    secrets: Vec<(usize, SecretRef)>,
+    concurrency: usize,
+    global: Option<Arc<Semaphore>>,
+    slots: Slots,
+) {
+    let (first_index, first) = secrets[0].clone();
+    // Overlap the token request with the challenge round trip. The token goes nowhere until the
+    // challenge has been verified; a wrong guess only costs one unused token.
+    if let (Some(tenant), Some(scope)) = (client.credentials().expected_tenant(), expected_scope(&first)) {
+        let tenant = tenant.to_owned();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let _ = client.credentials().token(&tenant, &scope).await;
+        });
+    }
+    let probe = {
+        let _permit = permit(global.as_ref()).await;
+        client.probe(&first).await
+    };
+    let challenge: Option<Arc<Challenge>> = match probe {
+        Ok(Probe::Challenge(c)) => Some(Arc::new(c)),
+        Ok(Probe::Value(v)) => {
+            store(&slots, first_index, Ok(v));
+            None
+        }
+        Err(e) => {
+            // The vault as a whole cannot be used: every secret in it fails the same way.
+            for (i, _) in &secrets {
+                store(&slots, *i, Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let limit = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    for (index, secret) in secrets {
+        if challenge.is_none() && index == first_index {
+            continue;
+        }
+        let (client, challenge, limit, global, slots) =
+            (client.clone(), challenge.clone(), limit.clone(), global.clone(), slots.clone());
+        tasks.spawn(async move {
+            let _slot = limit.acquire_owned().await;
+            let _permit = permit(global.as_ref()).await;
+            let outcome = match &challenge {
+                Some(c) => client.fetch(&secret, c).await,
+                // The vault answered without a challenge: ask each secret the same way.
+                None => match client.probe(&secret).await {
+                    Ok(Probe::Value(v)) => Ok(v),
+                    Ok(Probe::Challenge(c)) => client.fetch(&secret, &c).await,
+                    Err(e) => Err(e),
+                },
+            };
+            store(&slots, index, outcome);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_scope_is_the_vault_domain() {
+        let secret = SecretRef {
+            vault_url: "https://kv.vault.localhost:8443".into(),
+            name: "x".into(),
+            version: None,
+        };
+        assert_eq!(expected_scope(&secret).as_deref(), Some("https://vault.localhost/.default"));
+    }
+}

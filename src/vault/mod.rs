@@ -1,0 +1,388 @@
+//! Talking to Key Vault: the shared HTTP client, challenge authentication and Get Secret.
+//!
+//! One `reqwest::Client` serves the whole run, vault and token traffic alike: it trusts the OS
+//! roots (and so honours `SSL_CERT_FILE` / `SSL_CERT_DIR`), follows `HTTPS_PROXY` / `NO_PROXY`,
+//! never follows redirects (a redirect must not carry a token anywhere), and resolves
+//! `*.localhost` to loopback itself (RFC 6761, as curl and browsers do), which is how emulators and
+//! kvrun's own tests reach a vault on this machine without a hosts file.
+//!
+//! This module fetches one secret at a time; [`crate::resolve`] decides what runs concurrently.
+
+pub mod challenge;
+pub mod credential;
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use crate::error::FailureClass;
+use crate::reference::SecretRef;
+use challenge::Challenge;
+use credential::{Credentials, Token};
+
+/// The Key Vault REST API version kvrun speaks (the Rust SDK 1.0's).
+pub const API_VERSION: &str = "2025-07-01";
+/// Values are at most 25 KiB; a body far beyond that is not a SecretBundle.
+const MAX_BODY: usize = 256 * 1024;
+
+/// A secret's value. `Debug` prints `[redacted]`; there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue([redacted])")
+    }
+}
+
+/// Why one Get Secret failed (no value, no token inside).
+#[derive(Debug, Clone)]
+pub struct FetchError {
+    pub class: FailureClass,
+    pub reason: String,
+    pub hint: Option<String>,
+}
+
+impl FetchError {
+    fn new(class: FailureClass, reason: impl Into<String>, hint: Option<String>) -> Self {
+        Self {
+            class,
+            reason: reason.into(),
+            hint,
+        }
+    }
+}
+
+impl From<credential::AuthFailure> for FetchError {
+    fn from(f: credential::AuthFailure) -> Self {
+        Self::new(f.class, f.reason, f.hint)
+    }
+}
+
+/// Resolves `localhost` and `*.localhost` to loopback without asking DNS (RFC 6761 §6.3); every
+/// other name goes to the system resolver.
+struct Resolver;
+
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = if host == "localhost" || host.ends_with(".localhost") {
+                vec![
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                    SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+                ]
+            } else {
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+            };
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The one HTTP client of a run.
+///
+/// # Errors
+/// When the TLS configuration cannot be built (unreadable trust store).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("kvrun/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(true)
+        .dns_resolver(std::sync::Arc::new(Resolver))
+        .tcp_nodelay(true)
+        .build()
+}
+
+/// What came back from one GET.
+enum Answer {
+    Value(SecretValue),
+    Challenge(Option<String>),
+    Failed(FetchError),
+}
+
+#[derive(Deserialize)]
+struct Bundle {
+    value: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorDetail {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+    innererror: Option<Box<ErrorDetail>>,
+}
+
+/// Fetches secrets from vaults, with challenge authentication.
+pub struct VaultClient {
+    http: reqwest::Client,
+    credentials: Credentials,
+}
+
+impl VaultClient {
+    #[must_use]
+    pub fn new(http: reqwest::Client, credentials: Credentials) -> Self {
+        Self { http, credentials }
+    }
+
+    #[must_use]
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// GET a secret without a token: the first request to a vault. Returns the verified challenge,
+    /// or the value if the vault (oddly) served it without one.
+    ///
+    /// # Errors
+    /// Anything but a verifiable 401 challenge or a value.
+    pub async fn probe(&self, secret: &SecretRef) -> Result<Probe, FetchError> {
+        match self.get(secret, None).await {
+            Answer::Value(v) => Ok(Probe::Value(v)),
+            Answer::Challenge(header) => challenge::verify(header.as_deref(), secret.vault_host())
+                .map(Probe::Challenge)
+                .map_err(|e| {
+                    FetchError::new(
+                        FailureClass::Protocol,
+                        e.to_string(),
+                        Some("the server is not the Key Vault it claims to be, or a proxy rewrote its answer".into()),
+                    )
+                }),
+            Answer::Failed(e) => Err(e),
+        }
+    }
+
+    /// GET a secret with a token for the verified challenge; on 401, fetch a fresh token once and
+    /// try again, as the SDKs do.
+    ///
+    /// # Errors
+    /// Whatever the vault or Entra ID refused.
+    pub async fn fetch(&self, secret: &SecretRef, challenge: &Challenge) -> Result<SecretValue, FetchError> {
+        for attempt in 0..2 {
+            let token = self.credentials.token(&challenge.tenant, &challenge.scope).await?;
+            match self.get(secret, Some(&token)).await {
+                Answer::Value(v) => return Ok(v),
+                Answer::Failed(e) => return Err(e),
+                Answer::Challenge(_) if attempt == 0 => {
+                    self.credentials.invalidate(&challenge.tenant, &challenge.scope, &token);
+                }
+                Answer::Challenge(_) => break,
+            }
+        }
+        Err(FetchError::new(
+            FailureClass::Authentication,
+            "401 Unauthorized: the vault refused a fresh token",
+            Some("the token's tenant or audience does not match the vault; check AZURE_TENANT_ID".into()),
+        ))
+    }
+
+    async fn get(&self, secret: &SecretRef, token: Option<&Token>) -> Answer {
+        let url = format!(
+            "{}/secrets/{}/{}?api-version={API_VERSION}",
+            secret.vault_url,
+            secret.name,
+            secret.version.as_deref().unwrap_or("")
+        );
+        let mut request = self.http.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token.expose());
+        }
+        let started = Instant::now();
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Answer::Failed(transport_error(&e)),
+        };
+        let status = response.status().as_u16();
+        tracing::info!(
+            vault = secret.vault_host(),
+            secret = %secret.name,
+            status,
+            authenticated = token.is_some(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "GET secret"
+        );
+        if status == 401 {
+            let header = response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Answer::Challenge(header);
+        }
+        if (300..400).contains(&status) {
+            return Answer::Failed(FetchError::new(
+                FailureClass::Protocol,
+                format!("{status}: the vault answered with a redirect, which kvrun never follows"),
+                Some("check the vault URL; a proxy or firewall may be intercepting it".into()),
+            ));
+        }
+        let body = match read_body(response).await {
+            Ok(b) => b,
+            Err(e) => return Answer::Failed(e),
+        };
+        if status == 200 {
+            return match serde_json::from_slice::<Bundle>(&body) {
+                Ok(Bundle { value: Some(v) }) => Answer::Value(SecretValue(v)),
+                Ok(Bundle { value: None }) => Answer::Failed(FetchError::new(
+                    FailureClass::Protocol,
+                    "200 OK without a value",
+                    None,
+                )),
+                Err(_) => Answer::Failed(FetchError::new(
+                    FailureClass::Protocol,
+                    "200 OK, but the body is not a secret bundle",
+                    None,
+                )),
+            };
+        }
+        Answer::Failed(status_error(status, &body, secret))
+    }
+}
+
+/// The outcome of the first, unauthenticated request to a vault.
+pub enum Probe {
+    Challenge(Challenge),
+    Value(SecretValue),
+}
+
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(FetchError::new(
+                        FailureClass::Protocol,
+                        format!("the response is larger than {} KiB", MAX_BODY / 1024),
+                        None,
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(transport_error(&e)),
+        }
+    }
+}
+
+/// A failure before a status line: connection, TLS, timeout.
+fn transport_error(err: &reqwest::Error) -> FetchError {
+    let mut chain = Vec::new();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        chain.push(e.to_string());
+        cause = e.source();
+    }
+    // reqwest's own Display repeats the URL; the innermost causes say what happened.
+    let detail = chain.iter().skip(1).cloned().collect::<Vec<_>>().join(": ");
+    let detail = if detail.is_empty() { chain.join(": ") } else { detail };
+    if detail.contains("certificate") || detail.contains("UnknownIssuer") {
+        return FetchError::new(
+            FailureClass::Protocol,
+            format!("TLS: {detail}"),
+            Some("the server's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
+        );
+    }
+    FetchError::new(
+        FailureClass::Unavailable,
+        format!("could not reach the vault: {detail}"),
+        Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),
+    )
+}
+
+/// Map an error status and Key Vault's error body to a failure with a hint.
+fn status_error(status: u16, body: &[u8], secret: &SecretRef) -> FetchError {
+    let detail = serde_json::from_slice::<ErrorBody>(body).unwrap_or_default().error;
+    let inner = detail.innererror.as_ref().map(|i| i.code.as_str()).unwrap_or("");
+    let code = if inner.is_empty() { detail.code.as_str() } else { inner };
+    let mut message: String = detail.message.lines().next().unwrap_or("").chars().take(240).collect();
+    if !message.is_empty() {
+        message = format!(": {message}");
+    }
+    let reason = if code.is_empty() {
+        format!("{status}{message}")
+    } else {
+        format!("{status} {code}{message}")
+    };
+    let vault = secret.vault_host().split('.').next().unwrap_or_default();
+    let (class, hint) = match (status, code) {
+        (403, "SecretDisabled") => (
+            FailureClass::NotFound,
+            format!("the secret is disabled; enable it: az keyvault secret set-attributes --vault-name {vault} --name {} --enabled true", secret.name),
+        ),
+        (403, "ForbiddenByFirewall") => (
+            FailureClass::Authorization,
+            "the vault's firewall does not admit this network; add it to the vault's network rules or use a private endpoint".into(),
+        ),
+        (403, _) => (
+            FailureClass::Authorization,
+            format!("grant this identity the \"Key Vault Secrets User\" role on vault {vault} (RBAC), or the secret 'get' permission in its access policy"),
+        ),
+        (404, _) => (
+            FailureClass::NotFound,
+            format!("check the name and version: az keyvault secret show --vault-name {vault} --name {}", secret.name),
+        ),
+        (408 | 429 | 500..=599, _) => (
+            FailureClass::Unavailable,
+            "the vault is throttling or unavailable; try again later".into(),
+        ),
+        _ => (FailureClass::Protocol, "an unexpected answer from the vault".into()),
+    };
+    FetchError::new(class, reason, Some(hint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> SecretRef {
+        SecretRef {
+            vault_url: "https://myvault.vault.azure.net".into(),
+            name: "db".into(),
+            version: None,
+        }
+    }
+
+    #[test]
+    fn status_errors_carry_codes_and_hints() {
+        let body = br#"{"error":{"code":"Forbidden","message":"The user, group or application 'appid=x' does not have secrets get permission on key vault 'myvault;location=eastus'.","innererror":{"code":"AccessDenied"}}}"#;
+        let e = status_error(403, body, &secret());
+        assert_eq!(e.class, FailureClass::Authorization);
+        assert!(e.reason.starts_with("403 AccessDenied: The user"), "{}", e.reason);
+        assert!(e.hint.unwrap().contains("Key Vault Secrets User"));
+
+        let body = br#"{"error":{"code":"Forbidden","message":"Operation get is not allowed on a disabled secret.","innererror":{"code":"SecretDisabled"}}}"#;
+        let e = status_error(403, body, &secret());
+        assert_eq!(e.class, FailureClass::NotFound);
+        assert!(e.hint.unwrap().contains("--enabled true"));
+
+        let body = br#"{"error":{"code":"SecretNotFound","message":"A secret with (name/id) db was not found in this key vault."}}"#;
+        let e = status_error(404, body, &secret());
+        assert_eq!(e.class, FailureClass::NotFound);
+        assert!(e.reason.starts_with("404 SecretNotFound"));
+
+        assert_eq!(status_error(503, b"not json", &secret()).class, FailureClass::Unavailable);
+        assert_eq!(status_error(400, b"", &secret()).class, FailureClass::Protocol);
+    }
+
+    #[test]
+    fn secret_value_debug_is_redacted() {
+        assert_eq!(format!("{:?}", SecretValue("hunter2".into())), "SecretValue([redacted])");
+    }
+}
