@@ -1,0 +1,624 @@
+//! A fake Azure Key Vault and Microsoft Entra token endpoint over real TLS, for kvrun's
+//! integration tests and its offline demo (the wire protocol is `shared/PROTOCOL.md`).
+//!
+//! [`FakeAzure::start`] makes a throw-away CA and a leaf certificate (SANs `*.vault.localhost`,
+//! `login.localhost`, `localhost`, `127.0.0.1`), binds ONE listener on 127.0.0.1 and routes each
+//! request by its `Host` header (port removed):
+//! - `login.localhost`: Entra, `POST /{tenant}/oauth2/v2.0/token` (client credentials, §5);
+//! - `{vault}.vault.localhost`: Key Vault, `GET /secrets/{name}[/[{version}]]` (§1–2).
+//!
+//! The server runs on its own tokio runtime in a background thread, so the whole API is
+//! synchronous and thread-safe; dropping the [`FakeAzure`] stops it. [`ConnectProxy`] is a
+//! loopback-only HTTP CONNECT proxy.
+
+mod entra;
+mod proxy;
+mod tls;
+mod vault;
+
+#[cfg(test)]
+mod tests;
+
+pub use proxy::ConnectProxy;
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::net::Ipv4Addr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Bytes, Frame, Incoming, SizeHint};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_rustls::TlsAcceptor;
+
+/// The tenant a new vault belongs to (its challenge names it).
+pub const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-000000000001";
+/// The `resource` a new vault's challenge names; tokens must be for `{resource}/.default`.
+pub const DEFAULT_RESOURCE: &str = "https://vault.localhost";
+
+/// Start-up options. `Default` is: no delays, an ephemeral port.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Slept after accepting a TCP connection, before its TLS handshake.
+    pub connect_delay: Duration,
+    /// Slept before answering every request.
+    pub response_delay: Duration,
+    /// The port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+}
+
+/// Attributes of a secret version (`Default`: enabled, no `nbf`/`exp`, no content type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretAttrs {
+    /// `false` makes a GET answer 403 `SecretDisabled`.
+    pub enabled: bool,
+    /// Not-before, Unix seconds (reported only; the GET still succeeds).
+    pub nbf: Option<u64>,
+    /// Expiry, Unix seconds (reported only; the GET still succeeds).
+    pub exp: Option<u64>,
+    /// The bundle's `contentType`.
+    pub content_type: Option<String>,
+}
+
+impl Default for SecretAttrs {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            nbf: None,
+            exp: None,
+            content_type: None,
+        }
+    }
+}
+
+/// The 403 an authenticated caller gets from a vault set to deny access (innererror code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenyCode {
+    /// Access policy without `secrets/get`.
+    AccessDenied,
+    /// RBAC without "Key Vault Secrets User".
+    ForbiddenByRbac,
+    /// The vault's network rules.
+    ForbiddenByFirewall,
+}
+
+/// What an injected fault answers instead of the normal response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// This status with the service's error body for it (429 adds `Retry-After: 1`; a vault's
+    /// 401 is the AKV10000 challenge).
+    Status(u16),
+    /// 302 with `Location:` this URL.
+    RedirectTo(String),
+    /// Read the request, never answer (the connection stays open).
+    Hang,
+    /// A 200 whose `Content-Length` exceeds the bytes sent, then the connection closes.
+    Truncated,
+    /// A 200 with an HTML body.
+    NotJson,
+    /// Close the connection without a response.
+    Close,
+}
+
+/// One request as the fake saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub method: String,
+    /// The `Host` header without the port, lower-cased.
+    pub host: String,
+    pub path_and_query: String,
+    /// The raw `Authorization` header value.
+    pub authorization: Option<String>,
+    /// The form fields of a POST to `login.localhost`.
+    pub form: Option<Vec<(String, String)>>,
+}
+
+/// The running fake (see the crate docs). Dropping it stops the server.
+pub struct FakeAzure {
+    shared: Arc<Shared>,
+    ca_pem: String,
+    _server: Background,
+}
+
+/// Controls for one vault, from [`FakeAzure::vault`].
+#[derive(Clone)]
+pub struct VaultHandle {
+    shared: Arc<Shared>,
+    key: String,
+}
+
+pub(crate) struct Shared {
+    port: u16,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    connect_delay: Duration,
+    response_delay: Duration,
+    connections: usize,
+    requests: Vec<Recorded>,
+    clients: HashMap<String, String>,
+    tokens: HashMap<String, entra::Token>,
+    token_faults: VecDeque<Fault>,
+    vaults: HashMap<String, vault::Vault>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FakeAzure {
+    /// Starts the fake with default [`Options`].
+    ///
+    /// # Panics
+    /// If 127.0.0.1 cannot be listened on or the certificates cannot be made.
+    #[must_use]
+    pub fn start() -> FakeAzure {
+        Self::start_with(Options::default())
+    }
+
+    /// Starts the fake.
+    ///
+    /// # Panics
+    /// If `127.0.0.1:{options.port}` cannot be listened on or the certificates cannot be made.
+    #[must_use]
+    pub fn start_with(options: Options) -> FakeAzure {
+        let certs = tls::generate();
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, options.port))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "kvrun-fake: cannot listen on 127.0.0.1:{}: {e}",
+                    options.port
+                )
+            });
+        let port = listener.local_addr().expect("listener address").port();
+        let state = State {
+            connect_delay: options.connect_delay,
+            response_delay: options.response_delay,
+            ..State::default()
+        };
+        let shared = Arc::new(Shared {
+            port,
+            state: Mutex::new(state),
+        });
+        let acceptor = TlsAcceptor::from(certs.server);
+        let for_server = Arc::clone(&shared);
+        let server = Background::spawn("kvrun-fake", listener, move |listener| {
+            serve(for_server, listener, acceptor)
+        });
+        FakeAzure {
+            shared,
+            ca_pem: certs.ca_pem,
+            _server: server,
+        }
+    }
+
+    /// The listening port on 127.0.0.1.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.shared.port
+    }
+
+    /// The test CA's certificate, PEM.
+    #[must_use]
+    pub fn ca_pem(&self) -> String {
+        self.ca_pem.clone()
+    }
+
+    /// `https://login.localhost:PORT`, for `AZURE_AUTHORITY_HOST`.
+    #[must_use]
+    pub fn authority_host(&self) -> String {
+        format!("https://{}:{}", entra::HOST, self.port())
+    }
+
+    /// `https://{vault}.vault.localhost:PORT`.
+    #[must_use]
+    pub fn vault_url(&self, vault: &str) -> String {
+        format!(
+            "https://{}.vault.localhost:{}",
+            vault.to_ascii_lowercase(),
+            self.port()
+        )
+    }
+
+    /// Registers a client (valid in every tenant). `client_secret` is also the accepted
+    /// `client_assertion` for workload identity.
+    pub fn add_client(&self, client_id: &str, client_secret: &str) {
+        self.shared
+            .lock()
+            .clients
+            .insert(client_id.to_owned(), client_secret.to_owned());
+    }
+
+    /// The vault named `vault` (case-insensitive), created empty in [`DEFAULT_TENANT`] if missing.
+    #[allow(
+        clippy::must_use_candidate,
+        reason = "creating the vault is worth a call"
+    )]
+    pub fn vault(&self, vault: &str) -> VaultHandle {
+        let key = vault.to_ascii_lowercase();
+        self.shared
+            .lock()
+            .vaults
+            .entry(key.clone())
+            .or_insert_with(|| vault::Vault::new(&key));
+        VaultHandle {
+            shared: Arc::clone(&self.shared),
+            key,
+        }
+    }
+
+    /// Every request so far, in arrival order.
+    #[must_use]
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Changes the delays of [`Options`] for connections and requests from now on.
+    pub fn set_delays(&self, connect: Duration, response: Duration) {
+        let mut state = self.shared.lock();
+        state.connect_delay = connect;
+        state.response_delay = response;
+    }
+
+    /// TCP connections accepted so far, counted before the TLS handshake (so a client that
+    /// rejected the certificate is counted too).
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.shared.lock().connections
+    }
+
+    /// The next `count` requests to `login.localhost` get `fault` instead of an answer.
+    pub fn fail_next_token(&self, fault: Fault, count: usize) {
+        self.shared
+            .lock()
+            .token_faults
+            .extend(std::iter::repeat_n(fault, count));
+    }
+}
+
+impl VaultHandle {
+    fn with<R>(&self, f: impl FnOnce(&mut vault::Vault) -> R) -> R {
+        f(self
+            .shared
+            .lock()
+            .vaults
+            .get_mut(&self.key)
+            .expect("vaults are never removed"))
+    }
+
+    /// `https://{vault}.vault.localhost:PORT`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("https://{}.vault.localhost:{}", self.key, self.shared.port)
+    }
+
+    /// Adds an enabled version of `name` (which becomes the latest) and returns its version id.
+    #[allow(clippy::must_use_candidate, reason = "the version is often not needed")]
+    pub fn set_secret(&self, name: &str, value: &str) -> String {
+        self.set_secret_with(name, value, SecretAttrs::default())
+    }
+
+    /// Adds a version of `name` with these attributes and returns its version id.
+    #[allow(clippy::must_use_candidate, reason = "the version is often not needed")]
+    pub fn set_secret_with(&self, name: &str, value: &str, attrs: SecretAttrs) -> String {
+        let version = random_hex();
+        self.with(|v| v.set(name, value, attrs, version.clone(), unix_now()));
+        version
+    }
+
+    /// The tenant whose tokens the vault accepts and its challenge names.
+    pub fn set_tenant(&self, tenant: &str) {
+        self.with(|v| tenant.clone_into(&mut v.tenant));
+    }
+
+    /// The challenge's resource (default [`DEFAULT_RESOURCE`]); tokens must be for its `/.default`.
+    pub fn set_challenge_resource(&self, resource: &str) {
+        self.with(|v| resource.clone_into(&mut v.resource));
+    }
+
+    /// `true`: challenge with `authorization_uri` + `scope` instead of `authorization` + `resource`.
+    pub fn set_new_style_challenge(&self, on: bool) {
+        self.with(|v| v.new_style = on);
+    }
+
+    /// Authenticated GETs get 403 `Forbidden` with this innererror code.
+    pub fn deny_access(&self, code: DenyCode) {
+        self.with(|v| v.deny = Some(code));
+    }
+
+    /// Undoes [`VaultHandle::deny_access`].
+    pub fn allow_access(&self) {
+        self.with(|v| v.deny = None);
+    }
+
+    /// The next `count` requests to this vault get `fault`, before any other check (so it can
+    /// replace a 401 challenge too). Calls queue up behind each other.
+    pub fn fail_next(&self, fault: Fault, count: usize) {
+        self.with(|v| v.faults.extend(std::iter::repeat_n(fault, count)));
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+type Reply = Result<Response<Body>, io::Error>;
+
+/// Accepts connections until the runtime stops; each gets its delay, TLS and HTTP/1.1.
+async fn serve(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        // Counted at accept, before TLS: a client that rejects the certificate has still
+        // connected (the handshake it rejected came from this accepted socket).
+        shared.lock().connections += 1;
+        let (shared, acceptor) = (Arc::clone(&shared), acceptor.clone());
+        tokio::spawn(async move {
+            let delay = shared.lock().connect_delay;
+            tokio::time::sleep(delay).await;
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = service_fn(move |request| handle(Arc::clone(&shared), request));
+            let connection = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            // A failed connection (client gone, injected fault) only ends itself.
+            let _ = connection.await;
+        });
+    }
+}
+
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
+    let header =
+        |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header(HOST).map(host_without_port).unwrap_or_default();
+    let is_token_post = parts.method == Method::POST && host == entra::HOST;
+    let form = is_token_post.then(|| url::form_urlencoded::parse(&body).into_owned().collect());
+    let record = Recorded {
+        method: parts.method.to_string(),
+        host: host.clone(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned(),
+        authorization: header(AUTHORIZATION).map(str::to_owned),
+        form: form.clone(),
+    };
+    let delay = {
+        let mut state = shared.lock();
+        state.requests.push(record);
+        state.response_delay
+    };
+    tokio::time::sleep(delay).await;
+
+    let (path, query) = (parts.uri.path(), parts.uri.query().unwrap_or(""));
+    let outcome = {
+        let mut state = shared.lock();
+        if host == entra::HOST {
+            entra::handle(
+                &mut state,
+                &parts.method,
+                path,
+                form.as_deref().unwrap_or_default(),
+            )
+        } else if let Some(name) = host
+            .strip_suffix(".vault.localhost")
+            .filter(|n| !n.contains('.'))
+        {
+            let auth = header(AUTHORIZATION);
+            vault::handle(
+                &mut state,
+                shared.port,
+                name,
+                &parts.method,
+                path,
+                query,
+                auth,
+            )
+        } else {
+            Ok(json_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                None,
+                &format!("kvrun-fake serves no host '{host}'"),
+            ))
+        }
+    };
+    match outcome {
+        Ok(response) => Ok(response),
+        Err(fault) => transport_fault(fault).await,
+    }
+}
+
+/// The answer for the faults that are not an HTTP status (those are the services' own).
+async fn transport_fault(fault: Fault) -> Reply {
+    let builder = Response::builder();
+    let response = match fault {
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            builder.status(status).body(Empty::new().boxed())
+        }
+        Fault::RedirectTo(url) => builder
+            .status(StatusCode::FOUND)
+            .header(LOCATION, url)
+            .body(Empty::new().boxed()),
+        Fault::Hang => std::future::pending().await,
+        Fault::Truncated => builder
+            .header(CONTENT_TYPE, JSON)
+            .header(CONTENT_LENGTH, 1024)
+            .body(Truncated::default().boxed()),
+        Fault::NotJson => builder
+            .header(CONTENT_TYPE, "text/html")
+            .body(full("<html><body><h1>Not JSON</h1></body></html>".into())),
+        Fault::Close => return Err(io::Error::other("kvrun-fake: injected close")),
+    };
+    Ok(response.expect("valid response"))
+}
+
+/// A body that sends a few bytes, lets them be flushed, then ends short of its `Content-Length`,
+/// which makes hyper abort the connection.
+#[derive(Default)]
+struct Truncated {
+    polls: u8,
+}
+
+impl hyper::body::Body for Truncated {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.polls += 1;
+        match self.polls {
+            1 => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                b"{\"value\":\"trunc",
+            ))))),
+            2 => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            _ => Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+pub(crate) const JSON: &str = "application/json; charset=utf-8";
+
+pub(crate) fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).boxed()
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(full(body.to_string().into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, JSON.parse().expect("header value"));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert(RETRY_AFTER, 1.into());
+    }
+    response
+}
+
+/// A Key Vault error: `{"error":{"code":…,"message":…[,"innererror":{"code":…}]}}`.
+pub(crate) fn json_error(
+    status: StatusCode,
+    code: &str,
+    inner: Option<&str>,
+    message: &str,
+) -> Response<Body> {
+    let mut error = serde_json::json!({ "code": code, "message": message });
+    if let Some(inner) = inner {
+        error["innererror"] = serde_json::json!({ "code": inner });
+    }
+    json_response(status, &serde_json::json!({ "error": error }))
+}
+
+fn host_without_port(host: &str) -> String {
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    };
+    host.to_ascii_lowercase()
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// 32 lowercase hex digits, different on every call (a hash of a counter with random keys).
+pub(crate) fn random_hex() -> String {
+    let n = next_counter();
+    let keys = RandomState::new();
+    format!(
+        "{:016x}{:016x}",
+        keys.hash_one((n, 1u8)),
+        keys.hash_one((n, 2u8))
+    )
+}
+
+pub(crate) fn next_counter() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// A tokio runtime in its own thread running one accept loop; dropping it stops both and
+/// with them every connection.
+pub(crate) struct Background {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    pub(crate) fn spawn<F, Fut>(name: &str, listener: std::net::TcpListener, serve: F) -> Background
+    where
+        F: FnOnce(TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                runtime.block_on(async move {
+                    let listener = TcpListener::from_std(listener).expect("tokio listener");
+                    tokio::select! {
+                        () = serve(listener) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .expect("server thread");
+        Background {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The throw-away certificate authority made at start-up and the server's TLS configuration.
+
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::ServerConfig;
+use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The names the leaf certificate is valid for.
+pub(crate) const SERVER_NAMES: [&str; 4] = [
+    "*.vault.localhost",
+    "login.localhost",
+    "localhost",
+    "127.0.0.1",
+];
+
+pub(crate) struct Certs {
+    pub ca_pem: String,
+    pub server: Arc<ServerConfig>,
+}
+
+/// Makes a CA, a leaf for [`SERVER_NAMES`] signed by it, and an HTTP/1.1-only server config.
+pub(crate) fn generate() -> Certs {
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "kvrun-fake test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca, ca_key);
+
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let mut leaf =
+        CertificateParams::new(SERVER_NAMES.map(String::from).to_vec()).expect("leaf names");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "kvrun-fake");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let mut config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf_cert.der().clone()], key)
+        .expect("server certificate");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Certs {
+        ca_pem: ca_cert.pem(),
+        server: Arc::new(config),
+    }
+}

@@ -1,0 +1,539 @@
+//! End-to-end tests: the built `kvrun` binary against the fake Key Vault and Entra ID over real
+//! TLS (a CA made at test time, trusted through `SSL_CERT_FILE` or `SSL_CERT_DIR`), challenge
+//! verification on. Every kvrun runs with a cleared environment, so no proxy variable can send
+//! traffic off this machine: vaults are `*.vault.localhost`, which kvrun resolves to loopback.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kvrun_fake::{ConnectProxy, DEFAULT_TENANT, DenyCode, FakeAzure, Fault, Recorded, SecretAttrs};
+
+const CLIENT_ID: &str = "kvrun-test-client";
+/// Must never appear in any output.
+const CLIENT_SECRET: &str = "cs-NEVER-PRINT-7f3a9e";
+
+struct World {
+    fake: FakeAzure,
+    dir: tempfile::TempDir,
+    ca_dir: PathBuf,
+}
+
+impl World {
+    fn new() -> Self {
+        Self::with(FakeAzure::start())
+    }
+
+    fn with(fake: FakeAzure) -> Self {
+        fake.add_client(CLIENT_ID, CLIENT_SECRET);
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = dir.path().join("ca");
+        std::fs::create_dir(&ca_dir).unwrap();
+        std::fs::write(ca_dir.join("test-ca.pem"), fake.ca_pem()).unwrap();
+        Self { fake, dir, ca_dir }
+    }
+
+    fn write(&self, path: &str, contents: &str) -> &Self {
+        let path = self.dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    fn url(&self, vault: &str, name: &str) -> String {
+        format!("{}/secrets/{name}", self.fake.vault_url(vault))
+    }
+
+    /// `kvrun` with a clean environment: PATH, the test CA, a service principal, the fake's
+    /// authority host and `vault.localhost` as a vault suffix.
+    fn kvrun(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kvrun"));
+        command
+            .env_clear()
+            .current_dir(self.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SSL_CERT_FILE", self.ca_dir.join("test-ca.pem"))
+            .env("AZURE_TENANT_ID", DEFAULT_TENANT)
+            .env("AZURE_CLIENT_ID", CLIENT_ID)
+            .env("AZURE_CLIENT_SECRET", CLIENT_SECRET)
+            .env("AZURE_AUTHORITY_HOST", self.fake.authority_host())
+            .env("KVRUN_VAULT_SUFFIX", "vault.localhost")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn vault_gets(&self) -> Vec<Recorded> {
+        self.fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.host.ends_with(".vault.localhost"))
+            .collect()
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("kvrun runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The child's environment, printed by `env -0`.
+fn child_env(output: &Output) -> HashMap<String, String> {
+    assert!(output.status.success(), "kvrun failed: {}", stderr(output));
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn assert_no_leak(output: &Output, secrets: &[&str]) {
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(output));
+    for secret in secrets.iter().chain(&[CLIENT_SECRET]) {
+        assert!(!all.contains(secret), "output leaks {secret:?}:\n{all}");
+    }
+    assert!(!all.contains("fake-at-"), "output leaks a token:\n{all}");
+}
+
+/// Waits for a condition on an event the fake records; bounded, no fixed sleep.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+const AWKWARD: [(&str, &str); 6] = [
+    ("multi-line", "line one\nline two\n"),
+    ("quotes", r#"it's "quoted" `too`"#),
+    ("equals", "a=b=c"),
+    ("dollar", "$HOME and ${PATH} stay"),
+    ("unicode", "pässwörd ✓ 秘密"),
+    ("spaces", "  padded  "),
+];
+
+#[test]
+fn resolves_references_from_environment_dotenv_and_manifest() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    for (name, value) in AWKWARD {
+        kv.set_secret(name, value);
+    }
+    let pinned = kv.set_secret("pinned", "old");
+    kv.set_secret("pinned", "new");
+    world
+        .write(
+            ".env",
+            &format!(
+                "GREETING=hello world\nMULTI={}\nQUOTES=@Microsoft.KeyVault(SecretUri={}/)\nDSN=\"postgres://app:{{{{ {} }}}}@db/app\"\n",
+                world.url("kv1", "multi-line"),
+                world.url("kv1", "quotes"),
+                world.url("kv1", "equals"),
+            ),
+        )
+        .write(
+            "kvrun.toml",
+            &format!(
+                "vault = \"{}\"\n[env]\nDOLLAR = \"dollar\"\nUNICODE = {{ secret = \"unicode\" }}\nPINNED = {{ secret = \"pinned\", version = \"{pinned}\" }}\n",
+                world.fake.vault_url("kv1")
+            ),
+        );
+    let output = run(world
+        .kvrun()
+        .env("INHERITED", world.url("kv1", "spaces"))
+        .env("PLAIN", "https://example.com/secrets/x")
+        .args(["--", "env", "-0"]));
+    let env = child_env(&output);
+    assert_eq!(env["GREETING"], "hello world");
+    assert_eq!(env["MULTI"], "line one\nline two\n");
+    assert_eq!(env["QUOTES"], r#"it's "quoted" `too`"#);
+    assert_eq!(env["DSN"], "postgres://app:a=b=c@db/app");
+    assert_eq!(env["DOLLAR"], "$HOME and ${PATH} stay");
+    assert_eq!(env["UNICODE"], "pässwörd ✓ 秘密");
+    assert_eq!(env["PINNED"], "old");
+    assert_eq!(env["INHERITED"], "  padded  ");
+    assert_eq!(env["PLAIN"], "https://example.com/secrets/x");
+    // kvrun's own settings pass through: the app may use them too.
+    assert_eq!(env["AZURE_CLIENT_ID"], CLIENT_ID);
+    let err = stderr(&output);
+    assert!(!err.contains(CLIENT_SECRET) && !err.contains("a=b=c"), "{err}");
+}
+
+#[test]
+fn one_secret_referenced_three_ways_is_fetched_once() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "s3cret");
+    world
+        .write(".env", &format!("A={}\n", world.url("kv1", "db")))
+        .write(
+            "kvrun.toml",
+            &format!("vault = \"{}\"\n[env]\nB = \"DB\"\n", world.fake.vault_url("kv1")),
+        );
+    let output = run(world
+        .kvrun()
+        .env("C", format!("<{{{{ @Microsoft.KeyVault(SecretUri={}) }}}}>", world.url("KV1", "Db")))
+        .args(["--", "env", "-0"]));
+    let env = child_env(&output);
+    assert_eq!((env["A"].as_str(), env["B"].as_str()), ("s3cret", "s3cret"));
+    assert_eq!(env["C"], "<s3cret>");
+    let authenticated: Vec<_> = world.vault_gets().into_iter().filter(|r| r.authorization.is_some()).collect();
+    assert_eq!(authenticated.len(), 1, "{authenticated:?}");
+    let tokens = world.fake.requests().into_iter().filter(|r| r.method == "POST").count();
+    assert_eq!(tokens, 1, "one token request");
+}
+
+#[test]
+fn inherited_references_can_be_left_alone() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "s3cret");
+    let reference = world.url("kv1", "db");
+    let output = run(world.kvrun().env("A", &reference).env("B", &reference).args(["--literal", "A", "--", "env", "-0"]));
+    let env = child_env(&output);
+    assert_eq!((env["A"].as_str(), env["B"].as_str()), (reference.as_str(), "s3cret"));
+
+    let output = run(world.kvrun().env("A", &reference).env("KVRUN_NO_RESOLVE_ENV", "1").args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["A"], reference);
+}
+
+#[test]
+fn environment_wins_over_env_files_which_win_over_the_manifest() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("from-manifest", "m");
+    kv.set_secret("from-dotenv", "d");
+    world
+        .write(
+            "kvrun.toml",
+            &format!("vault = \"{}\"\n[env]\nA = \"from-manifest\"\nB = \"from-manifest\"\nC = \"from-manifest\"\n", world.fake.vault_url("kv1")),
+        )
+        .write(".env", &format!("B={}\nC=dotenv\n", world.url("kv1", "from-dotenv")))
+        .write("second.env", "C=second\n");
+    let output = run(world.kvrun().env("KVRUN_ENV_FILE", "second.env").env("D", "env").args(["--", "env", "-0"]));
+    let env = child_env(&output);
+    assert_eq!(env["A"], "m");
+    assert_eq!(env["B"], "d");
+    assert_eq!(env["C"], "second");
+    let output = run(world.kvrun().env("C", "environment").args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["C"], "environment");
+}
+
+#[test]
+fn optional_secret_that_does_not_exist_leaves_the_variable_unset() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("present", "p");
+    world.write(
+        "kvrun.toml",
+        &format!(
+            "vault = \"{}\"\n[env]\nP = \"present\"\nFLAG = {{ secret = \"absent\", optional = true }}\n",
+            world.fake.vault_url("kv1")
+        ),
+    );
+    let output = run(world.kvrun().args(["--", "env", "-0"]));
+    let env = child_env(&output);
+    assert_eq!(env["P"], "p");
+    assert!(!env.contains_key("FLAG"));
+    assert!(stderr(&output).contains("optional secret"), "{}", stderr(&output));
+}
+
+#[test]
+fn every_failure_is_listed_and_nothing_leaks() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("good", "GOOD-VALUE-must-not-print");
+    kv.set_secret_with("off", "OFF-VALUE", SecretAttrs { enabled: false, ..SecretAttrs::default() });
+    let denied = world.fake.vault("kv2");
+    denied.set_secret("x", "DENIED-VALUE");
+    denied.deny_access(DenyCode::AccessDenied);
+    world.write(
+        ".env",
+        &format!(
+            "GOOD={}\nMISSING={}\nOFF={}\nDENIED={}\n",
+            world.url("kv1", "good"),
+            world.url("kv1", "missing"),
+            world.url("kv1", "off"),
+            world.url("kv2", "x"),
+        ),
+    );
+    let marker = world.dir.path().join("started");
+    let output = run(world.kvrun().arg("-vv").args(["--", "touch"]).arg(&marker));
+    assert_eq!(output.status.code(), Some(77), "authorization outranks not found: {}", stderr(&output));
+    assert!(!marker.exists(), "the command must not start");
+    let err = stderr(&output);
+    assert!(err.contains("3 references could not be resolved"), "{err}");
+    assert!(err.contains("MISSING (.env:2)") && err.contains("404 SecretNotFound"), "{err}");
+    assert!(err.contains("OFF (.env:3)") && err.contains("SecretDisabled"), "{err}");
+    assert!(err.contains("DENIED (.env:4)") && err.contains("403 AccessDenied"), "{err}");
+    assert!(err.contains("Key Vault Secrets User"), "{err}");
+    assert_no_leak(&output, &["GOOD-VALUE", "OFF-VALUE", "DENIED-VALUE"]);
+}
+
+#[test]
+fn not_found_alone_exits_66() {
+    let world = World::new();
+    world.fake.vault("kv1");
+    let output = run(world.kvrun().env("X", world.url("kv1", "nope")).args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(66), "{}", stderr(&output));
+}
+
+#[test]
+fn a_challenge_for_another_domain_gets_no_token() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "v");
+    kv.set_challenge_resource("https://vault.azure.net");
+    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no token was sent"), "{}", stderr(&output));
+    assert!(world.vault_gets().iter().all(|r| r.authorization.is_none()));
+}
+
+#[test]
+fn the_newer_challenge_style_works() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "v");
+    kv.set_new_style_challenge(true);
+    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "v");
+}
+
+#[test]
+fn a_redirect_is_not_followed() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "v");
+    kv.fail_next(Fault::RedirectTo(world.url("elsewhere", "db")), 1);
+    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
+    assert!(stderr(&output).contains("redirect"), "{}", stderr(&output));
+    assert!(world.fake.requests().iter().all(|r| r.host != "elsewhere.vault.localhost"));
+}
+
+#[test]
+fn an_untrusted_certificate_fails_at_once_without_a_retry_storm() {
+    let world = World::new();
+    let stranger = FakeAzure::start();
+    let kv = stranger.vault("kv1");
+    let refs: Vec<String> = (0..5)
+        .map(|i| {
+            kv.set_secret(&format!("s{i}"), "v");
+            format!("{}/secrets/s{i}", stranger.vault_url("kv1"))
+        })
+        .collect();
+    let mut command = world.kvrun();
+    for (i, r) in refs.iter().enumerate() {
+        command.env(format!("S{i}"), r);
+    }
+    let output = run(command.args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
+    assert!(stderr(&output).contains("SSL_CERT_FILE"), "{}", stderr(&output));
+    assert_eq!(stranger.connections(), 1, "one handshake for the vault, not one per secret");
+    assert!(stranger.requests().is_empty());
+}
+
+#[test]
+fn the_ca_is_trusted_through_ssl_cert_dir_alone() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "from-dir");
+    let output = run(world
+        .kvrun()
+        .env_remove("SSL_CERT_FILE")
+        .env("SSL_CERT_DIR", &world.ca_dir)
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "from-dir");
+}
+
+#[test]
+fn traffic_goes_through_an_https_proxy() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "proxied");
+    let proxy = ConnectProxy::start();
+    let output = run(world
+        .kvrun()
+        .env("HTTPS_PROXY", proxy.url())
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "proxied");
+    let port = world.fake.port();
+    let targets = proxy.targets();
+    assert!(targets.contains(&format!("kv1.vault.localhost:{port}")), "{targets:?}");
+    assert!(targets.contains(&format!("login.localhost:{port}")), "token traffic too: {targets:?}");
+}
+
+#[test]
+fn a_vault_in_another_tenant_needs_the_allow_list() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "cross-tenant");
+    kv.set_tenant("11111111-2222-3333-4444-555555555555");
+    let reference = world.url("kv1", "db");
+    let output = run(world.kvrun().env("X", &reference).args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
+    assert!(stderr(&output).contains("AZURE_ADDITIONALLY_ALLOWED_TENANTS"), "{}", stderr(&output));
+
+    let output = run(world
+        .kvrun()
+        .env("X", &reference)
+        .env("AZURE_ADDITIONALLY_ALLOWED_TENANTS", "11111111-2222-3333-4444-555555555555")
+        .args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "cross-tenant");
+}
+
+#[test]
+fn a_wrong_client_secret_shows_entras_reason_not_the_secret() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "v");
+    let output = run(world
+        .kvrun()
+        .env("AZURE_CLIENT_SECRET", "wrong-SECRET-do-not-print")
+        .env("X", world.url("kv1", "db"))
+        .args(["-vv", "--", "true"]));
+    assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
+    assert!(stderr(&output).contains("AADSTS7000215"), "{}", stderr(&output));
+    assert_no_leak(&output, &["wrong-SECRET-do-not-print"]);
+}
+
+#[test]
+fn no_credential_is_an_authentication_error_with_a_hint() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "v");
+    let output = run(world.kvrun().env_remove("AZURE_CLIENT_SECRET").env("X", world.url("kv1", "db")).args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
+    assert!(stderr(&output).contains("hint: set AZURE_TENANT_ID"), "{}", stderr(&output));
+}
+
+#[test]
+fn the_deadline_reports_what_did_not_finish() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "v");
+    kv.fail_next(Fault::Hang, 1);
+    let started = Instant::now();
+    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args(["--timeout", "300ms", "--", "true"]));
+    assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
+    assert!(stderr(&output).contains("timed out after 300ms"), "{}", stderr(&output));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn sigterm_while_resolving_starts_nothing_and_exits_143() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "v");
+    kv.fail_next(Fault::Hang, 1);
+    let marker = world.dir.path().join("started");
+    let mut child = world
+        .kvrun()
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "touch"])
+        .arg(&marker)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("kvrun's first request", || !world.vault_gets().is_empty());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(!marker.exists());
+}
+
+#[test]
+fn exit_status_and_pid_pass_through() {
+    let world = World::new();
+    let output = run(world.kvrun().args(["--", "sh", "-c", "exit 42"]));
+    assert_eq!(output.status.code(), Some(42));
+
+    // exec: the shell has kvrun's PID.
+    let child = world.kvrun().args(["--", "sh", "-c", "echo $$"]).stdout(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), pid.to_string());
+
+    // A child killed by a signal is seen as killed by it: kvrun is not in between.
+    let output = run(world.kvrun().args(["--", "sh", "-c", "kill -TERM $$"]));
+    assert_eq!(output.status.signal(), Some(15));
+}
+
+#[test]
+fn commands_that_cannot_run_exit_like_env() {
+    let world = World::new();
+    let output = run(world.kvrun().args(["--", "no-such-command-kvrun"]));
+    assert_eq!(output.status.code(), Some(127), "{}", stderr(&output));
+    world.write("not-executable", "#!/bin/sh\n");
+    let output = run(world.kvrun().args(["--", "./not-executable"]));
+    assert_eq!(output.status.code(), Some(126), "{}", stderr(&output));
+    let output = run(world.kvrun().args(["--bogus", "--", "true"]));
+    assert_eq!(output.status.code(), Some(64));
+    let output = run(&mut world.kvrun());
+    assert_eq!(output.status.code(), Some(64));
+}
+
+#[test]
+fn no_references_means_no_network_and_no_credentials() {
+    let world = World::new();
+    let output = run(world
+        .kvrun()
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env("KEYVAULT_URI", "https://myvault.vault.azure.net/")
+        .env("KEY_ID", "https://myvault.vault.azure.net/keys/k/1")
+        .args(["--", "env", "-0"]));
+    let env = child_env(&output);
+    assert_eq!(env["KEYVAULT_URI"], "https://myvault.vault.azure.net/");
+    assert_eq!(env["KEY_ID"], "https://myvault.vault.azure.net/keys/k/1");
+    assert!(world.fake.requests().is_empty());
+}
+
+#[test]
+fn malformed_input_names_its_place() {
+    let world = World::new();
+    world.write(".env", "OK=1\nBAD=http://kv1.vault.azure.net/secrets/x\n");
+    let output = run(world.kvrun().args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(65));
+    assert!(stderr(&output).contains(".env:2: BAD: "), "{}", stderr(&output));
+
+    let output = run(world.kvrun().args(["--no-dotenv", "--env-file", "missing.env", "--", "true"]));
+    assert_eq!(output.status.code(), Some(66));
+    assert!(stderr(&output).contains("missing.env"), "{}", stderr(&output));
+
+    world.write("bad.toml", "[env]\nX = { secret = \"x\", optinal = true }\n");
+    let output = run(world.kvrun().args(["--no-dotenv", "--manifest", "bad.toml", "--", "true"]));
+    assert_eq!(output.status.code(), Some(65));
+    assert!(stderr(&output).contains("bad.toml:2:"), "{}", stderr(&output));
+}
+
+#[test]
+fn parse_prints_what_the_js_sdk_returns() {
+    let world = World::new();
+    let output = run(world.kvrun().args([
+        "parse",
+        "https://MyVault.vault.azure.net:443/secrets/db/4387e9f3d6e14c459867679a90fd0f79",
+        "https://example.com:8443/secrets/x/",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"sourceId": "https://MyVault.vault.azure.net:443/secrets/db/4387e9f3d6e14c459867679a90fd0f79",
+            "vaultUrl": "https://myvault.vault.azure.net", "name": "db", "version": "4387e9f3d6e14c459867679a90fd0f79"})
+    );
+    assert_eq!(lines[1]["version"], serde_json::Value::Null);
+    assert_eq!(lines[1]["vaultUrl"], "https://example.com:8443");
+
+    let output = run(world.kvrun().args(["parse", "https://v.vault.azure.net/certificates/c"]));
+    assert_eq!(output.status.code(), Some(65));
+    assert!(stderr(&output).contains("secret of the same name"), "{}", stderr(&output));
+}
