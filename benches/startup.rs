@@ -8,6 +8,7 @@
 //! Run: `cargo bench --bench startup` (release build). Settings: `KVRUN_BENCH_RUNS` (default 21),
 //! `KVRUN_BENCH_LATENCY_MS` (default 20). Prints medians, minimum and maximum, and ratios.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +19,10 @@ const CLIENT_ID: &str = "bench-client";
 const CLIENT_SECRET: &str = "bench-secret";
 
 fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Stats {
@@ -88,9 +92,17 @@ fn main() {
         latency.as_millis(),
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
-    println!("{:<44} {:>10} {:>10} {:>10}", "case", "median ms", "min ms", "max ms");
+    println!(
+        "{:<44} {:>10} {:>10} {:>10}",
+        "case", "median ms", "min ms", "max ms"
+    );
     let report = |name: &str, s: &Stats| {
-        println!("{name:<44} {:>10.1} {:>10.1} {:>10.1}", ms(s.median), ms(s.min), ms(s.max));
+        println!(
+            "{name:<44} {:>10.1} {:>10.1} {:>10.1}",
+            ms(s.median),
+            ms(s.min),
+            ms(s.max)
+        );
     };
 
     let direct = measure(runs, || Command::new("true"));
@@ -110,8 +122,10 @@ fn main() {
         let mut dotenv = String::new();
         for i in 0..n {
             let vault = format!("bench{}", i % vaults);
-            fake.vault(&vault).set_secret(&format!("s{i}"), &format!("value-{i}"));
-            dotenv.push_str(&format!("S{i}={}/secrets/s{i}\n", fake.vault_url(&vault)));
+            fake.vault(&vault)
+                .set_secret(&format!("s{i}"), &format!("value-{i}"));
+            writeln!(dotenv, "S{i}={}/secrets/s{i}", fake.vault_url(&vault))
+                .expect("write to String");
         }
         std::fs::write(case.join(".env"), dotenv).expect("write .env");
         let concurrent = measure(runs, || {
@@ -125,7 +139,10 @@ fn main() {
             c.args(["--sequential", "--", "true"]);
             c
         });
-        report(&format!("kvrun --sequential, N={n} over {vaults} vault(s)"), &sequential);
+        report(
+            &format!("kvrun --sequential, N={n} over {vaults} vault(s)"),
+            &sequential,
+        );
         println!(
             "{:<44} {:>10.2}",
             format!("  ratio concurrent/sequential, N={n}"),

@@ -69,13 +69,17 @@ pub enum Command {
     /// Any https host is accepted (it is a parser); key and certificate identifiers and other
     /// schemes are errors.
     Parse {
-        /// Secret identifiers, e.g. https://myvault.vault.azure.net/secrets/db/VERSION.
+        /// Secret identifiers, e.g. `https://myvault.vault.azure.net/secrets/db/VERSION`.
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
 }
 
 #[derive(Debug, clap::Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is an independent command-line flag"
+)]
 pub struct RunArgs {
     /// Read variables from this .env file (repeatable; later files win). [default: ./.env]
     #[arg(long, value_name = "PATH", env = env::ENV_FILE, value_delimiter = ',')]

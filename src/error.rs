@@ -12,24 +12,24 @@ use std::path::PathBuf;
 pub struct ExitCode;
 
 impl ExitCode {
-    /// The command line is wrong (EX_USAGE).
+    /// The command line is wrong (`EX_USAGE`).
     pub const USAGE: i32 = 64;
-    /// A file or value is malformed: a bad reference, `.env` or manifest (EX_DATAERR).
+    /// A file or value is malformed: a bad reference, `.env` or manifest (`EX_DATAERR`).
     pub const BAD_INPUT: i32 = 65;
     /// Something named does not exist: a secret or version (404), a disabled secret, or a file
-    /// given on the command line (EX_NOINPUT).
+    /// given on the command line (`EX_NOINPUT`).
     pub const NOT_FOUND: i32 = 66;
-    /// kvrun could not get a token: no credential configured, or Entra ID refused it (EX_NOUSER).
+    /// kvrun could not get a token: no credential configured, or Entra ID refused it (`EX_NOUSER`).
     pub const AUTHENTICATION: i32 = 67;
-    /// An internal error: a bug in kvrun (EX_SOFTWARE).
+    /// An internal error: a bug in kvrun (`EX_SOFTWARE`).
     pub const INTERNAL: i32 = 70;
     /// Key Vault or Entra ID could not be reached in time: network errors, 5xx, throttling, the
-    /// `--timeout` deadline (EX_TEMPFAIL: trying again later may work).
+    /// `--timeout` deadline (`EX_TEMPFAIL`: trying again later may work).
     pub const UNAVAILABLE: i32 = 75;
     /// A server broke the protocol or could not be trusted: TLS verification failed, a challenge
-    /// for another domain, a redirect, a malformed response (EX_PROTOCOL). Not retried.
+    /// for another domain, a redirect, a malformed response (`EX_PROTOCOL`). Not retried.
     pub const PROTOCOL: i32 = 76;
-    /// The identity has a token but no access: 403 from the vault (EX_NOPERM).
+    /// The identity has a token but no access: 403 from the vault (`EX_NOPERM`).
     pub const AUTHORIZATION: i32 = 77;
     /// The command was found but could not be executed (as `env`).
     pub const CANNOT_EXECUTE: i32 = 126;
@@ -225,7 +225,10 @@ mod tests {
     #[test]
     fn unresolved_lists_every_failure_with_its_hint() {
         let err = Error::Unresolved {
-            failures: vec![failure(FailureClass::NotFound), failure(FailureClass::Authorization)],
+            failures: vec![
+                failure(FailureClass::NotFound),
+                failure(FailureClass::Authorization),
+            ],
         };
         let text = Report(&err).to_string();
         assert!(text.starts_with("kvrun: error: 2 references could not be resolved"));
@@ -246,7 +249,11 @@ mod tests {
         };
         assert_eq!(denied.exit_code(), 126);
         assert_eq!(
-            Error::Interrupted { signal: 15, name: "SIGTERM" }.exit_code(),
+            Error::Interrupted {
+                signal: 15,
+                name: "SIGTERM"
+            }
+            .exit_code(),
             143
         );
     }

@@ -36,8 +36,8 @@ use resolve::Outcome;
 ///
 /// # Errors
 /// Every failure, with its exit code.
-pub fn run(cli: Cli, environment: Vec<(OsString, OsString)>) -> Result<(), Error> {
-    init_logging(cli.run.verbose);
+pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<(), Error> {
+    init_logging(cli.run.verbose, environment);
     match cli.subcommand {
         Some(Command::Parse { ids }) => parse_ids(&ids),
         None => {
@@ -46,13 +46,19 @@ pub fn run(cli: Cli, environment: Vec<(OsString, OsString)>) -> Result<(), Error
                     "no command given: write kvrun [OPTIONS] -- COMMAND [ARGS]...".into(),
                 ));
             }
-            let child_env = prepare(&cli.run, &environment)?;
+            let child_env = prepare(&cli.run, environment)?;
             Err(launch::exec(&cli.command, child_env))
         }
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, environment: &[(OsString, OsString)]) {
+    use std::io::IsTerminal as _;
+    // Colours only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
+    let ansi = std::io::stderr().is_terminal()
+        && !environment
+            .iter()
+            .any(|(k, v)| k == "NO_COLOR" && !v.is_empty());
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -63,6 +69,7 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
+        .with_ansi(ansi)
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!("kvrun={level}")))
         .try_init();
 }
@@ -94,7 +101,10 @@ fn parse_ids(ids: &[String]) -> Result<(), Error> {
 }
 
 /// Read the sources, plan, resolve: the child's environment, or every reason it cannot start.
-fn prepare(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Vec<(OsString, OsString)>, Error> {
+fn prepare(
+    args: &RunArgs,
+    environment: &[(OsString, OsString)],
+) -> Result<Vec<(OsString, OsString)>, Error> {
     let hosts = VaultHosts::new(&args.vault_suffix);
     let manifest = read_manifest(args, &hosts)?;
     let dotenv_files = read_dotenv_files(args)?;
@@ -116,7 +126,7 @@ fn prepare(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Vec<(
     } else {
         fetch_all(&plan, args, environment)?
     };
-    assemble(plan, &outcomes)
+    assemble(&plan, &outcomes)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
@@ -126,7 +136,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     })
 }
 
-fn read_manifest(args: &RunArgs, hosts: &VaultHosts) -> Result<Vec<source::manifest::Entry>, Error> {
+fn read_manifest(
+    args: &RunArgs,
+    hosts: &VaultHosts,
+) -> Result<Vec<source::manifest::Entry>, Error> {
     let path = match &args.manifest {
         Some(path) => path.clone(),
         None if args.no_manifest => return Ok(Vec::new()),
@@ -170,12 +183,17 @@ fn read_dotenv_files(args: &RunArgs) -> Result<Vec<DotEnvFile>, Error> {
 
 /// Build a runtime, resolve every secret, drop the runtime. SIGTERM or SIGINT while resolving
 /// stops everything: nothing is started.
-fn fetch_all(plan: &Plan, args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Vec<Outcome>, Error> {
+fn fetch_all(
+    plan: &Plan,
+    args: &RunArgs,
+    environment: &[(OsString, OsString)],
+) -> Result<Vec<Outcome>, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    let http = vault::http_client().map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+    let http = vault::http_client()
+        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
     let credentials = vault::credential::Credentials::from_env(environment, http.clone());
     let client = Arc::new(vault::VaultClient::new(http, credentials));
     let options = resolve::Options {
@@ -210,7 +228,7 @@ mod libc_signal {
 }
 
 /// The child's environment from the plan and the outcomes; fail closed if anything required failed.
-fn assemble(plan: Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString)>, Error> {
+fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString)>, Error> {
     let mut env = Vec::with_capacity(plan.vars.len());
     let mut failures = Vec::new();
     let fail = |var: &plan::Var, index: usize, failures: &mut Vec<Failure>| {
@@ -246,13 +264,14 @@ fn assemble(plan: Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString)
                 for part in parts {
                     match part {
                         Part::Text(text) => value.push_str(text),
-                        Part::Secret(index) => match &outcomes[*index] {
-                            Ok(secret) => value.push_str(secret.expose()),
-                            Err(_) => {
+                        Part::Secret(index) => {
+                            if let Ok(secret) = &outcomes[*index] {
+                                value.push_str(secret.expose());
+                            } else {
                                 ok = false;
                                 fail(var, *index, &mut failures);
                             }
-                        },
+                        }
                     }
                 }
                 if ok {

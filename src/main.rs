@@ -10,12 +10,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit_byte(kvrun::error::ExitCode::USAGE) } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                exit_byte(kvrun::error::ExitCode::USAGE)
+            } else {
+                0
+            });
         }
     };
     // One snapshot of the environment, passed down; kvrun never reads or changes it again.
     let environment: Vec<_> = std::env::vars_os().collect();
-    match kvrun::run(cli, environment) {
+    match kvrun::run(cli, &environment) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("{}", kvrun::error::Report(&err));

@@ -79,7 +79,11 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
     let mut index: HashMap<&OsStr, usize> = HashMap::new();
     let mut set = |name, raw, origin| set_var(&mut order, &mut index, name, raw, origin);
     for entry in inputs.manifest {
-        set(OsStr::new(&entry.name), Raw::Manifest(&entry.value), entry.origin.clone());
+        set(
+            OsStr::new(&entry.name),
+            Raw::Manifest(&entry.value),
+            entry.origin.clone(),
+        );
     }
     for file in inputs.dotenv_files {
         for entry in &file.parsed.entries {
@@ -87,7 +91,11 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
                 path: file.path.clone(),
                 line: entry.line,
             };
-            set(OsStr::new(&entry.key), Raw::Text(OsStr::new(&entry.value)), origin);
+            set(
+                OsStr::new(&entry.key),
+                Raw::Text(OsStr::new(&entry.value)),
+                origin,
+            );
         }
     }
     for (name, value) in inputs.environment {
@@ -179,12 +187,11 @@ fn set_var<'a>(
     raw: Raw<'a>,
     origin: Origin,
 ) {
-    match index.get(name) {
-        Some(&i) => order[i] = (name, raw, origin),
-        None => {
-            index.insert(name, order.len());
-            order.push((name, raw, origin));
-        }
+    if let Some(&i) = index.get(name) {
+        order[i] = (name, raw, origin);
+    } else {
+        index.insert(name, order.len());
+        order.push((name, raw, origin));
     }
 }
 
@@ -211,10 +218,17 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
-    fn plan(environment: &[(OsString, OsString)], files: &[DotEnvFile], manifest_text: &str) -> Result<Plan, Error> {
+    fn plan(
+        environment: &[(OsString, OsString)],
+        files: &[DotEnvFile],
+        manifest_text: &str,
+    ) -> Result<Plan, Error> {
         let hosts = VaultHosts::default();
         let manifest = manifest::parse(manifest_text, Path::new("kvrun.toml"), &hosts).unwrap();
         build(&Inputs {
@@ -228,10 +242,13 @@ mod tests {
     }
 
     fn literal_of<'p>(plan: &'p Plan, name: &str) -> Option<&'p OsStr> {
-        plan.vars.iter().find(|v| v.name == name).and_then(|v| match &v.value {
-            Value::Literal(s) => Some(s.as_os_str()),
-            _ => None,
-        })
+        plan.vars
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| match &v.value {
+                Value::Literal(s) => Some(s.as_os_str()),
+                _ => None,
+            })
     }
 
     #[test]
@@ -242,20 +259,35 @@ mod tests {
             dotenv_file("prod.env", "C=from-prod\nD=from-prod\n"),
         ];
         let plan = plan(&env(&[("D", "from-env")]), &files, manifest).unwrap();
-        assert!(matches!(plan.vars.iter().find(|v| v.name == "A").unwrap().value, Value::Secret { .. }));
+        assert!(matches!(
+            plan.vars.iter().find(|v| v.name == "A").unwrap().value,
+            Value::Secret { .. }
+        ));
         assert_eq!(literal_of(&plan, "B"), Some(OsStr::new("from-dotenv")));
         assert_eq!(literal_of(&plan, "C"), Some(OsStr::new("from-prod")));
         assert_eq!(literal_of(&plan, "D"), Some(OsStr::new("from-env")));
         // Only the secret still wanted is fetched.
         assert_eq!(plan.secrets.len(), 1);
-        assert_eq!(plan.vars.iter().find(|v| v.name == "C").unwrap().origin, Origin::DotEnv { path: "prod.env".into(), line: 1 });
+        assert_eq!(
+            plan.vars.iter().find(|v| v.name == "C").unwrap().origin,
+            Origin::DotEnv {
+                path: "prod.env".into(),
+                line: 1
+            }
+        );
     }
 
     #[test]
     fn one_secret_referenced_three_ways_is_fetched_once() {
         let manifest = "vault = \"https://main.vault.azure.net\"\n[env]\nA = \"db\"\n";
-        let files = [dotenv_file(".env", "B=https://MAIN.vault.azure.net/secrets/DB\n")];
-        let environment = env(&[("C", "x{{ @Microsoft.KeyVault(VaultName=main;SecretName=db) }}y")]);
+        let files = [dotenv_file(
+            ".env",
+            "B=https://MAIN.vault.azure.net/secrets/DB\n",
+        )];
+        let environment = env(&[(
+            "C",
+            "x{{ @Microsoft.KeyVault(VaultName=main;SecretName=db) }}y",
+        )]);
         let plan = plan(&environment, &files, manifest).unwrap();
         assert_eq!(plan.secrets.len(), 1);
         assert_eq!(plan.vars.len(), 3);
@@ -288,12 +320,23 @@ mod tests {
 
     #[test]
     fn a_malformed_reference_names_its_origin() {
-        let files = [dotenv_file("app/.env", "X=1\nDB=http://main.vault.azure.net/secrets/db\n")];
+        let files = [dotenv_file(
+            "app/.env",
+            "X=1\nDB=http://main.vault.azure.net/secrets/db\n",
+        )];
         let err = plan(&[], &files, "").unwrap_err();
         assert_eq!(err.exit_code(), crate::error::ExitCode::BAD_INPUT);
         assert!(err.to_string().starts_with("app/.env:2: DB: "), "{err}");
-        let err = plan(&env(&[("DB", "https://main.vault.azure.net/secrets/")]), &[], "").unwrap_err();
-        assert!(err.to_string().starts_with("environment variable DB: "), "{err}");
+        let err = plan(
+            &env(&[("DB", "https://main.vault.azure.net/secrets/")]),
+            &[],
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("environment variable DB: "),
+            "{err}"
+        );
         assert!(err.hint().unwrap().contains("--literal DB"));
     }
 

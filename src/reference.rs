@@ -181,8 +181,8 @@ pub struct Identifier {
 /// When `id` is not an https secret identifier; the message says why.
 pub fn parse_secret_identifier(id: &str) -> Result<Identifier, ReferenceError> {
     let trimmed = id.trim();
-    let url = Url::parse(trimmed)
-        .map_err(|e| ReferenceError::new(format!("not a valid URL ({e})")))?;
+    let url =
+        Url::parse(trimmed).map_err(|e| ReferenceError::new(format!("not a valid URL ({e})")))?;
     let host = url
         .host_str()
         .ok_or_else(|| ReferenceError::new("the URL has no host"))?;
@@ -192,14 +192,19 @@ pub fn parse_secret_identifier(id: &str) -> Result<Identifier, ReferenceError> {
     match collection {
         "secrets" => {}
         "keys" => {
-            return Err(ReferenceError::new("this is a key identifier, not a secret identifier")
-                .hint("kvrun reads secrets; a key's private material cannot be exported as a value"));
+            return Err(
+                ReferenceError::new("this is a key identifier, not a secret identifier").hint(
+                    "kvrun reads secrets; a key's private material cannot be exported as a value",
+                ),
+            );
         }
         "certificates" => {
-            return Err(
-                ReferenceError::new("this is a certificate identifier, not a secret identifier")
-                    .hint("a certificate's private key is the secret of the same name: use /secrets/NAME"),
-            );
+            return Err(ReferenceError::new(
+                "this is a certificate identifier, not a secret identifier",
+            )
+            .hint(
+                "a certificate's private key is the secret of the same name: use /secrets/NAME",
+            ));
         }
         _ => {
             return Err(ReferenceError::new(
@@ -208,11 +213,10 @@ pub fn parse_secret_identifier(id: &str) -> Result<Identifier, ReferenceError> {
         }
     }
     if url.scheme() != "https" {
-        return Err(ReferenceError::new(format!(
-            "the scheme must be https, not {}",
-            url.scheme()
-        ))
-        .hint("Key Vault only serves https, and kvrun never sends a token over plain http"));
+        return Err(
+            ReferenceError::new(format!("the scheme must be https, not {}", url.scheme()))
+                .hint("Key Vault only serves https, and kvrun never sends a token over plain http"),
+        );
     }
     if segments.len() != 3 && segments.len() != 4 {
         return Err(ReferenceError::new(format!(
@@ -285,7 +289,10 @@ fn vault_url(value: &str, hosts: &VaultHosts) -> Option<Url> {
 
 /// Interpret a whole value that is a URL on a vault host. `Ok(None)` when it is a vault URL that is
 /// not a secret identifier (a bare vault URL, a key or certificate identifier): a literal.
-fn secret_from_vault_url(url: &Url, hosts: &VaultHosts) -> Result<Option<SecretRef>, ReferenceError> {
+fn secret_from_vault_url(
+    url: &Url,
+    hosts: &VaultHosts,
+) -> Result<Option<SecretRef>, ReferenceError> {
     let collection = url.path_segments().and_then(|mut s| s.next()).unwrap_or("");
     if !collection.eq_ignore_ascii_case("secrets") {
         return Ok(None);
@@ -425,9 +432,13 @@ const CLOSE: &str = "}}";
 /// Does the text inside `{{ … }}` look like it is meant as a reference?
 fn looks_like_reference(inner: &str) -> bool {
     let inner = inner.trim_start();
-    let head = inner.get(..APP_SERVICE_PREFIX.len().min(inner.len())).unwrap_or("");
+    let head = inner
+        .get(..APP_SERVICE_PREFIX.len().min(inner.len()))
+        .unwrap_or("");
     let lower = head.to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://") || head.starts_with("@Microsoft.KeyVault")
+    lower.starts_with("https://")
+        || lower.starts_with("http://")
+        || head.starts_with("@Microsoft.KeyVault")
 }
 
 /// Split `value` into template pieces. `Ok(None)` when no placeholder is meant as a reference
@@ -445,7 +456,9 @@ fn template(value: &str, hosts: &VaultHosts) -> Result<Option<Vec<Piece>>, Refer
             continue;
         }
         let Some(end) = after.find(CLOSE) else {
-            return Err(ReferenceError::new("'{{' opens a reference that no '}}' closes"));
+            return Err(ReferenceError::new(
+                "'{{' opens a reference that no '}}' closes",
+            ));
         };
         let inner = &after[..end];
         let secret = parse_reference(inner, hosts).map_err(|e| ReferenceError {
@@ -506,22 +519,57 @@ mod tests {
     #[test]
     fn whole_value_references() {
         let cases = [
-            ("https://myvault.vault.azure.net/secrets/db", secret("https://myvault.vault.azure.net", "db", None)),
-            ("https://myvault.vault.azure.net/secrets/db/", secret("https://myvault.vault.azure.net", "db", None)),
+            (
+                "https://myvault.vault.azure.net/secrets/db",
+                secret("https://myvault.vault.azure.net", "db", None),
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/db/",
+                secret("https://myvault.vault.azure.net", "db", None),
+            ),
             (
                 "https://myvault.vault.azure.net/secrets/db/4387e9f3d6e14c459867679a90fd0f79",
-                secret("https://myvault.vault.azure.net", "db", Some("4387e9f3d6e14c459867679a90fd0f79")),
+                secret(
+                    "https://myvault.vault.azure.net",
+                    "db",
+                    Some("4387e9f3d6e14c459867679a90fd0f79"),
+                ),
             ),
-            ("https://MyVault.Vault.Azure.Net/secrets/Db", secret("https://myvault.vault.azure.net", "Db", None)),
-            ("https://v01.vault.azure.cn/secrets/x", secret("https://v01.vault.azure.cn", "x", None)),
-            ("https://gov.vault.usgovcloudapi.net/secrets/x", secret("https://gov.vault.usgovcloudapi.net", "x", None)),
-            ("https://old.vault.microsoftazure.de/secrets/x", secret("https://old.vault.microsoftazure.de", "x", None)),
-            ("https://kv1.vault.localhost:8443/secrets/x", secret("https://kv1.vault.localhost:8443", "x", None)),
-            ("https://kv1.vault.azure.net:443/secrets/x", secret("https://kv1.vault.azure.net", "x", None)),
-            ("  https://kv1.vault.azure.net/secrets/x  ", secret("https://kv1.vault.azure.net", "x", None)),
+            (
+                "https://MyVault.Vault.Azure.Net/secrets/Db",
+                secret("https://myvault.vault.azure.net", "Db", None),
+            ),
+            (
+                "https://v01.vault.azure.cn/secrets/x",
+                secret("https://v01.vault.azure.cn", "x", None),
+            ),
+            (
+                "https://gov.vault.usgovcloudapi.net/secrets/x",
+                secret("https://gov.vault.usgovcloudapi.net", "x", None),
+            ),
+            (
+                "https://old.vault.microsoftazure.de/secrets/x",
+                secret("https://old.vault.microsoftazure.de", "x", None),
+            ),
+            (
+                "https://kv1.vault.localhost:8443/secrets/x",
+                secret("https://kv1.vault.localhost:8443", "x", None),
+            ),
+            (
+                "https://kv1.vault.azure.net:443/secrets/x",
+                secret("https://kv1.vault.azure.net", "x", None),
+            ),
+            (
+                "  https://kv1.vault.azure.net/secrets/x  ",
+                secret("https://kv1.vault.azure.net", "x", None),
+            ),
         ];
         for (value, want) in cases {
-            assert_eq!(classify(value, &hosts()), Ok(Classified::Reference(want)), "{value}");
+            assert_eq!(
+                classify(value, &hosts()),
+                Ok(Classified::Reference(want)),
+                "{value}"
+            );
         }
     }
 
@@ -544,7 +592,11 @@ mod tests {
             "hello {{name}}",
             "vault.azure.net/secrets/x",
         ] {
-            assert_eq!(classify(value, &hosts()), Ok(Classified::Literal), "{value}");
+            assert_eq!(
+                classify(value, &hosts()),
+                Ok(Classified::Literal),
+                "{value}"
+            );
         }
     }
 
@@ -573,7 +625,10 @@ mod tests {
             "x{{ http://myvault.vault.azure.net/secrets/x }}",
             "x{{ @Microsoft.KeyVault(VaultName=v) }}",
         ] {
-            assert!(classify(value, &hosts()).is_err(), "{value} should be an error");
+            assert!(
+                classify(value, &hosts()).is_err(),
+                "{value} should be an error"
+            );
         }
     }
 
@@ -598,12 +653,23 @@ mod tests {
             ),
         ];
         for (value, want) in cases {
-            assert_eq!(classify(value, &hosts()), Ok(Classified::Reference(want)), "{value}");
+            assert_eq!(
+                classify(value, &hosts()),
+                Ok(Classified::Reference(want)),
+                "{value}"
+            );
         }
         // Without an added suffix, VaultName= is a vault in the public cloud.
         assert_eq!(
-            classify("@Microsoft.KeyVault(VaultName=myvault;SecretName=db)", &VaultHosts::default()),
-            Ok(Classified::Reference(secret("https://myvault.vault.azure.net", "db", None)))
+            classify(
+                "@Microsoft.KeyVault(VaultName=myvault;SecretName=db)",
+                &VaultHosts::default()
+            ),
+            Ok(Classified::Reference(secret(
+                "https://myvault.vault.azure.net",
+                "db",
+                None
+            )))
         );
     }
 
@@ -648,12 +714,42 @@ mod tests {
     #[test]
     fn parse_matches_the_js_sdk() {
         let cases: [(&str, &str, &str, Option<&str>); 6] = [
-            ("https://myvault.vault.azure.net/secrets/db", "https://myvault.vault.azure.net", "db", None),
-            ("https://myvault.vault.azure.net/secrets/db/", "https://myvault.vault.azure.net", "db", None),
-            ("https://MYVAULT.vault.azure.net/secrets/DB/V1", "https://myvault.vault.azure.net", "DB", Some("V1")),
-            ("https://example.com:8443/secrets/x/y", "https://example.com:8443", "x", Some("y")),
-            ("https://example.com:443/secrets/x?a=b#c", "https://example.com", "x", None),
-            (" https://example.com/secrets/x ", "https://example.com", "x", None),
+            (
+                "https://myvault.vault.azure.net/secrets/db",
+                "https://myvault.vault.azure.net",
+                "db",
+                None,
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/db/",
+                "https://myvault.vault.azure.net",
+                "db",
+                None,
+            ),
+            (
+                "https://MYVAULT.vault.azure.net/secrets/DB/V1",
+                "https://myvault.vault.azure.net",
+                "DB",
+                Some("V1"),
+            ),
+            (
+                "https://example.com:8443/secrets/x/y",
+                "https://example.com:8443",
+                "x",
+                Some("y"),
+            ),
+            (
+                "https://example.com:443/secrets/x?a=b#c",
+                "https://example.com",
+                "x",
+                None,
+            ),
+            (
+                " https://example.com/secrets/x ",
+                "https://example.com",
+                "x",
+                None,
+            ),
         ];
         for (id, vault_url, name, version) in cases {
             let parsed = parse_secret_identifier(id).unwrap();
@@ -685,12 +781,24 @@ mod tests {
     #[test]
     fn suffix_matching_is_label_aligned() {
         let hosts = hosts();
-        assert_eq!(hosts.suffix_of("a.vault.azure.net"), Some("vault.azure.net"));
-        assert_eq!(hosts.suffix_of("A.VAULT.AZURE.NET"), Some("vault.azure.net"));
+        assert_eq!(
+            hosts.suffix_of("a.vault.azure.net"),
+            Some("vault.azure.net")
+        );
+        assert_eq!(
+            hosts.suffix_of("A.VAULT.AZURE.NET"),
+            Some("vault.azure.net")
+        );
         assert_eq!(hosts.suffix_of("vault.azure.net"), None);
         assert_eq!(hosts.suffix_of("xvault.azure.net"), None);
-        assert_eq!(hosts.suffix_of("kv.vault.localhost"), Some("vault.localhost"));
-        assert_eq!(VaultHosts::new(&[".Vault.Example".into()]).default_domain(), "vault.example");
+        assert_eq!(
+            hosts.suffix_of("kv.vault.localhost"),
+            Some("vault.localhost")
+        );
+        assert_eq!(
+            VaultHosts::new(&[".Vault.Example".into()]).default_domain(),
+            "vault.example"
+        );
     }
 
     #[test]
@@ -699,6 +807,9 @@ mod tests {
         let b = secret("https://V.vault.azure.net", "db", Some("abc"));
         assert_eq!(a.key(), b.key());
         assert_eq!(a.vault_host(), "v.vault.azure.net");
-        assert_eq!(secret("https://v.vault.localhost:8443", "x", None).vault_host(), "v.vault.localhost");
+        assert_eq!(
+            secret("https://v.vault.localhost:8443", "x", None).vault_host(),
+            "v.vault.localhost"
+        );
     }
 }

@@ -32,21 +32,32 @@ pub struct Options {
 type Slots = Arc<Mutex<Vec<Option<Outcome>>>>;
 
 fn store(slots: &Slots, index: usize, outcome: Outcome) {
-    slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(outcome);
+    slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(outcome);
 }
 
 /// Resolve `secrets`; the result has one outcome per secret, in the same order.
-pub async fn resolve(client: Arc<VaultClient>, secrets: &[SecretRef], options: Options) -> Vec<Outcome> {
+pub async fn resolve(
+    client: Arc<VaultClient>,
+    secrets: &[SecretRef],
+    options: Options,
+) -> Vec<Outcome> {
     let slots: Slots = Arc::new(Mutex::new(vec![None; secrets.len()]));
     let mut by_vault: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, secret) in secrets.iter().enumerate() {
-        by_vault.entry(secret.vault_url.to_ascii_lowercase()).or_default().push(i);
+        by_vault
+            .entry(secret.vault_url.to_ascii_lowercase())
+            .or_default()
+            .push(i);
     }
     let global = options.sequential.then(|| Arc::new(Semaphore::new(1)));
     let mut vaults = JoinSet::new();
     for indices in by_vault.into_values() {
-        let vault_secrets: Vec<(usize, SecretRef)> =
-            indices.into_iter().map(|i| (i, secrets[i].clone())).collect();
+        let vault_secrets: Vec<(usize, SecretRef)> = indices
+            .into_iter()
+            .map(|i| (i, secrets[i].clone()))
+            .collect();
         vaults.spawn(resolve_vault(
             client.clone(),
             vault_secrets,
@@ -62,7 +73,9 @@ pub async fn resolve(client: Arc<VaultClient>, secrets: &[SecretRef], options: O
     if finished.is_err() {
         vaults.abort_all();
     }
-    let mut slots = slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut slots = slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     slots
         .iter_mut()
         .map(|slot| {
@@ -90,7 +103,8 @@ async fn permit(global: Option<&Arc<Semaphore>>) -> Option<tokio::sync::OwnedSem
 /// The scope a vault's challenge will most likely name: `https://{host minus the vault label}/.default`.
 fn expected_scope(secret: &SecretRef) -> Option<String> {
     let host = secret.vault_host();
-    host.split_once('.').map(|(_, domain)| format!("https://{domain}/.default"))
+    host.split_once('.')
+        .map(|(_, domain)| format!("https://{domain}/.default"))
 }
 
 async fn resolve_vault(
@@ -103,7 +117,10 @@ async fn resolve_vault(
     let (first_index, first) = secrets[0].clone();
     // Overlap the token request with the challenge round trip. The token goes nowhere until the
     // challenge has been verified; a wrong guess only costs one unused token.
-    if let (Some(tenant), Some(scope)) = (client.credentials().expected_tenant(), expected_scope(&first)) {
+    if let (Some(tenant), Some(scope)) = (
+        client.credentials().expected_tenant(),
+        expected_scope(&first),
+    ) {
         let tenant = tenant.to_owned();
         let client = client.clone();
         tokio::spawn(async move {
@@ -134,8 +151,13 @@ async fn resolve_vault(
         if challenge.is_none() && index == first_index {
             continue;
         }
-        let (client, challenge, limit, global, slots) =
-            (client.clone(), challenge.clone(), limit.clone(), global.clone(), slots.clone());
+        let (client, challenge, limit, global, slots) = (
+            client.clone(),
+            challenge.clone(),
+            limit.clone(),
+            global.clone(),
+            slots.clone(),
+        );
         tasks.spawn(async move {
             let _slot = limit.acquire_owned().await;
             let _permit = permit(global.as_ref()).await;
@@ -165,6 +187,9 @@ mod tests {
             name: "x".into(),
             version: None,
         };
-        assert_eq!(expected_scope(&secret).as_deref(), Some("https://vault.localhost/.default"));
+        assert_eq!(
+            expected_scope(&secret).as_deref(),
+            Some("https://vault.localhost/.default")
+        );
     }
 }

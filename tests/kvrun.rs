@@ -96,7 +96,11 @@ fn child_env(output: &Output) -> HashMap<String, String> {
 }
 
 fn assert_no_leak(output: &Output, secrets: &[&str]) {
-    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(output));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(output)
+    );
     for secret in secrets.iter().chain(&[CLIENT_SECRET]) {
         assert!(!all.contains(secret), "output leaks {secret:?}:\n{all}");
     }
@@ -165,7 +169,10 @@ fn resolves_references_from_environment_dotenv_and_manifest() {
     // kvrun's own settings pass through: the app may use them too.
     assert_eq!(env["AZURE_CLIENT_ID"], CLIENT_ID);
     let err = stderr(&output);
-    assert!(!err.contains(CLIENT_SECRET) && !err.contains("a=b=c"), "{err}");
+    assert!(
+        !err.contains(CLIENT_SECRET) && !err.contains("a=b=c"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -176,18 +183,36 @@ fn one_secret_referenced_three_ways_is_fetched_once() {
         .write(".env", &format!("A={}\n", world.url("kv1", "db")))
         .write(
             "kvrun.toml",
-            &format!("vault = \"{}\"\n[env]\nB = \"DB\"\n", world.fake.vault_url("kv1")),
+            &format!(
+                "vault = \"{}\"\n[env]\nB = \"DB\"\n",
+                world.fake.vault_url("kv1")
+            ),
         );
     let output = run(world
         .kvrun()
-        .env("C", format!("<{{{{ @Microsoft.KeyVault(SecretUri={}) }}}}>", world.url("KV1", "Db")))
+        .env(
+            "C",
+            format!(
+                "<{{{{ @Microsoft.KeyVault(SecretUri={}) }}}}>",
+                world.url("KV1", "Db")
+            ),
+        )
         .args(["--", "env", "-0"]));
     let env = child_env(&output);
     assert_eq!((env["A"].as_str(), env["B"].as_str()), ("s3cret", "s3cret"));
     assert_eq!(env["C"], "<s3cret>");
-    let authenticated: Vec<_> = world.vault_gets().into_iter().filter(|r| r.authorization.is_some()).collect();
+    let authenticated: Vec<_> = world
+        .vault_gets()
+        .into_iter()
+        .filter(|r| r.authorization.is_some())
+        .collect();
     assert_eq!(authenticated.len(), 1, "{authenticated:?}");
-    let tokens = world.fake.requests().into_iter().filter(|r| r.method == "POST").count();
+    let tokens = world
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
     assert_eq!(tokens, 1, "one token request");
 }
 
@@ -196,11 +221,22 @@ fn inherited_references_can_be_left_alone() {
     let world = World::new();
     world.fake.vault("kv1").set_secret("db", "s3cret");
     let reference = world.url("kv1", "db");
-    let output = run(world.kvrun().env("A", &reference).env("B", &reference).args(["--literal", "A", "--", "env", "-0"]));
+    let output = run(world
+        .kvrun()
+        .env("A", &reference)
+        .env("B", &reference)
+        .args(["--literal", "A", "--", "env", "-0"]));
     let env = child_env(&output);
-    assert_eq!((env["A"].as_str(), env["B"].as_str()), (reference.as_str(), "s3cret"));
+    assert_eq!(
+        (env["A"].as_str(), env["B"].as_str()),
+        (reference.as_str(), "s3cret")
+    );
 
-    let output = run(world.kvrun().env("A", &reference).env("KVRUN_NO_RESOLVE_ENV", "1").args(["--", "env", "-0"]));
+    let output = run(world
+        .kvrun()
+        .env("A", &reference)
+        .env("KVRUN_NO_RESOLVE_ENV", "1")
+        .args(["--", "env", "-0"]));
     assert_eq!(child_env(&output)["A"], reference);
 }
 
@@ -217,12 +253,19 @@ fn environment_wins_over_env_files_which_win_over_the_manifest() {
         )
         .write(".env", &format!("B={}\nC=dotenv\n", world.url("kv1", "from-dotenv")))
         .write("second.env", "C=second\n");
-    let output = run(world.kvrun().env("KVRUN_ENV_FILE", "second.env").env("D", "env").args(["--", "env", "-0"]));
+    let output = run(world
+        .kvrun()
+        .env("KVRUN_ENV_FILE", "second.env")
+        .env("D", "env")
+        .args(["--", "env", "-0"]));
     let env = child_env(&output);
     assert_eq!(env["A"], "m");
     assert_eq!(env["B"], "d");
     assert_eq!(env["C"], "second");
-    let output = run(world.kvrun().env("C", "environment").args(["--", "env", "-0"]));
+    let output = run(world
+        .kvrun()
+        .env("C", "environment")
+        .args(["--", "env", "-0"]));
     assert_eq!(child_env(&output)["C"], "environment");
 }
 
@@ -241,7 +284,11 @@ fn optional_secret_that_does_not_exist_leaves_the_variable_unset() {
     let env = child_env(&output);
     assert_eq!(env["P"], "p");
     assert!(!env.contains_key("FLAG"));
-    assert!(stderr(&output).contains("optional secret"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("optional secret"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -249,7 +296,14 @@ fn every_failure_is_listed_and_nothing_leaks() {
     let world = World::new();
     let kv = world.fake.vault("kv1");
     kv.set_secret("good", "GOOD-VALUE-must-not-print");
-    kv.set_secret_with("off", "OFF-VALUE", SecretAttrs { enabled: false, ..SecretAttrs::default() });
+    kv.set_secret_with(
+        "off",
+        "OFF-VALUE",
+        SecretAttrs {
+            enabled: false,
+            ..SecretAttrs::default()
+        },
+    );
     let denied = world.fake.vault("kv2");
     denied.set_secret("x", "DENIED-VALUE");
     denied.deny_access(DenyCode::AccessDenied);
@@ -265,13 +319,27 @@ fn every_failure_is_listed_and_nothing_leaks() {
     );
     let marker = world.dir.path().join("started");
     let output = run(world.kvrun().arg("-vv").args(["--", "touch"]).arg(&marker));
-    assert_eq!(output.status.code(), Some(77), "authorization outranks not found: {}", stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(77),
+        "authorization outranks not found: {}",
+        stderr(&output)
+    );
     assert!(!marker.exists(), "the command must not start");
     let err = stderr(&output);
     assert!(err.contains("3 references could not be resolved"), "{err}");
-    assert!(err.contains("MISSING (.env:2)") && err.contains("404 SecretNotFound"), "{err}");
-    assert!(err.contains("OFF (.env:3)") && err.contains("SecretDisabled"), "{err}");
-    assert!(err.contains("DENIED (.env:4)") && err.contains("403 AccessDenied"), "{err}");
+    assert!(
+        err.contains("MISSING (.env:2)") && err.contains("404 SecretNotFound"),
+        "{err}"
+    );
+    assert!(
+        err.contains("OFF (.env:3)") && err.contains("SecretDisabled"),
+        "{err}"
+    );
+    assert!(
+        err.contains("DENIED (.env:4)") && err.contains("403 AccessDenied"),
+        "{err}"
+    );
     assert!(err.contains("Key Vault Secrets User"), "{err}");
     assert_no_leak(&output, &["GOOD-VALUE", "OFF-VALUE", "DENIED-VALUE"]);
 }
@@ -280,7 +348,10 @@ fn every_failure_is_listed_and_nothing_leaks() {
 fn not_found_alone_exits_66() {
     let world = World::new();
     world.fake.vault("kv1");
-    let output = run(world.kvrun().env("X", world.url("kv1", "nope")).args(["--", "true"]));
+    let output = run(world
+        .kvrun()
+        .env("X", world.url("kv1", "nope"))
+        .args(["--", "true"]));
     assert_eq!(output.status.code(), Some(66), "{}", stderr(&output));
 }
 
@@ -290,9 +361,16 @@ fn a_challenge_for_another_domain_gets_no_token() {
     let kv = world.fake.vault("kv1");
     kv.set_secret("db", "v");
     kv.set_challenge_resource("https://vault.azure.net");
-    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args(["--", "true"]));
+    let output = run(world
+        .kvrun()
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "true"]));
     assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
-    assert!(stderr(&output).contains("no token was sent"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no token was sent"),
+        "{}",
+        stderr(&output)
+    );
     assert!(world.vault_gets().iter().all(|r| r.authorization.is_none()));
 }
 
@@ -302,7 +380,10 @@ fn the_newer_challenge_style_works() {
     let kv = world.fake.vault("kv1");
     kv.set_secret("db", "v");
     kv.set_new_style_challenge(true);
-    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args(["--", "env", "-0"]));
+    let output = run(world
+        .kvrun()
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "env", "-0"]));
     assert_eq!(child_env(&output)["X"], "v");
 }
 
@@ -312,10 +393,19 @@ fn a_redirect_is_not_followed() {
     let kv = world.fake.vault("kv1");
     kv.set_secret("db", "v");
     kv.fail_next(Fault::RedirectTo(world.url("elsewhere", "db")), 1);
-    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args(["--", "true"]));
+    let output = run(world
+        .kvrun()
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "true"]));
     assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
     assert!(stderr(&output).contains("redirect"), "{}", stderr(&output));
-    assert!(world.fake.requests().iter().all(|r| r.host != "elsewhere.vault.localhost"));
+    assert!(
+        world
+            .fake
+            .requests()
+            .iter()
+            .all(|r| r.host != "elsewhere.vault.localhost")
+    );
 }
 
 #[test]
@@ -335,8 +425,16 @@ fn an_untrusted_certificate_fails_at_once_without_a_retry_storm() {
     }
     let output = run(command.args(["--", "true"]));
     assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
-    assert!(stderr(&output).contains("SSL_CERT_FILE"), "{}", stderr(&output));
-    assert_eq!(stranger.connections(), 1, "one handshake for the vault, not one per secret");
+    assert!(
+        stderr(&output).contains("SSL_CERT_FILE"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        stranger.connections(),
+        1,
+        "one handshake for the vault, not one per secret"
+    );
     assert!(stranger.requests().is_empty());
 }
 
@@ -366,8 +464,14 @@ fn traffic_goes_through_an_https_proxy() {
     assert_eq!(child_env(&output)["X"], "proxied");
     let port = world.fake.port();
     let targets = proxy.targets();
-    assert!(targets.contains(&format!("kv1.vault.localhost:{port}")), "{targets:?}");
-    assert!(targets.contains(&format!("login.localhost:{port}")), "token traffic too: {targets:?}");
+    assert!(
+        targets.contains(&format!("kv1.vault.localhost:{port}")),
+        "{targets:?}"
+    );
+    assert!(
+        targets.contains(&format!("login.localhost:{port}")),
+        "token traffic too: {targets:?}"
+    );
 }
 
 #[test]
@@ -379,12 +483,19 @@ fn a_vault_in_another_tenant_needs_the_allow_list() {
     let reference = world.url("kv1", "db");
     let output = run(world.kvrun().env("X", &reference).args(["--", "true"]));
     assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
-    assert!(stderr(&output).contains("AZURE_ADDITIONALLY_ALLOWED_TENANTS"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("AZURE_ADDITIONALLY_ALLOWED_TENANTS"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = run(world
         .kvrun()
         .env("X", &reference)
-        .env("AZURE_ADDITIONALLY_ALLOWED_TENANTS", "11111111-2222-3333-4444-555555555555")
+        .env(
+            "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
+            "11111111-2222-3333-4444-555555555555",
+        )
         .args(["--", "env", "-0"]));
     assert_eq!(child_env(&output)["X"], "cross-tenant");
 }
@@ -399,7 +510,11 @@ fn a_wrong_client_secret_shows_entras_reason_not_the_secret() {
         .env("X", world.url("kv1", "db"))
         .args(["-vv", "--", "true"]));
     assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
-    assert!(stderr(&output).contains("AADSTS7000215"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("AADSTS7000215"),
+        "{}",
+        stderr(&output)
+    );
     assert_no_leak(&output, &["wrong-SECRET-do-not-print"]);
 }
 
@@ -407,9 +522,17 @@ fn a_wrong_client_secret_shows_entras_reason_not_the_secret() {
 fn no_credential_is_an_authentication_error_with_a_hint() {
     let world = World::new();
     world.fake.vault("kv1").set_secret("db", "v");
-    let output = run(world.kvrun().env_remove("AZURE_CLIENT_SECRET").env("X", world.url("kv1", "db")).args(["--", "true"]));
+    let output = run(world
+        .kvrun()
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "true"]));
     assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
-    assert!(stderr(&output).contains("hint: set AZURE_TENANT_ID"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("hint: set AZURE_TENANT_ID"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -419,9 +542,18 @@ fn the_deadline_reports_what_did_not_finish() {
     kv.set_secret("db", "v");
     kv.fail_next(Fault::Hang, 1);
     let started = Instant::now();
-    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args(["--timeout", "300ms", "--", "true"]));
+    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args([
+        "--timeout",
+        "300ms",
+        "--",
+        "true",
+    ]));
     assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
-    assert!(stderr(&output).contains("timed out after 300ms"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("timed out after 300ms"),
+        "{}",
+        stderr(&output)
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -455,10 +587,18 @@ fn exit_status_and_pid_pass_through() {
     assert_eq!(output.status.code(), Some(42));
 
     // exec: the shell has kvrun's PID.
-    let child = world.kvrun().args(["--", "sh", "-c", "echo $$"]).stdout(Stdio::piped()).spawn().unwrap();
+    let child = world
+        .kvrun()
+        .args(["--", "sh", "-c", "echo $$"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let output = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), pid.to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        pid.to_string()
+    );
 
     // A child killed by a signal is seen as killed by it: kvrun is not in between.
     let output = run(world.kvrun().args(["--", "sh", "-c", "kill -TERM $$"]));
@@ -500,16 +640,36 @@ fn malformed_input_names_its_place() {
     world.write(".env", "OK=1\nBAD=http://kv1.vault.azure.net/secrets/x\n");
     let output = run(world.kvrun().args(["--", "true"]));
     assert_eq!(output.status.code(), Some(65));
-    assert!(stderr(&output).contains(".env:2: BAD: "), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(".env:2: BAD: "),
+        "{}",
+        stderr(&output)
+    );
 
-    let output = run(world.kvrun().args(["--no-dotenv", "--env-file", "missing.env", "--", "true"]));
+    let output =
+        run(world
+            .kvrun()
+            .args(["--no-dotenv", "--env-file", "missing.env", "--", "true"]));
     assert_eq!(output.status.code(), Some(66));
-    assert!(stderr(&output).contains("missing.env"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("missing.env"),
+        "{}",
+        stderr(&output)
+    );
 
-    world.write("bad.toml", "[env]\nX = { secret = \"x\", optinal = true }\n");
-    let output = run(world.kvrun().args(["--no-dotenv", "--manifest", "bad.toml", "--", "true"]));
+    world.write(
+        "bad.toml",
+        "[env]\nX = { secret = \"x\", optinal = true }\n",
+    );
+    let output = run(world
+        .kvrun()
+        .args(["--no-dotenv", "--manifest", "bad.toml", "--", "true"]));
     assert_eq!(output.status.code(), Some(65));
-    assert!(stderr(&output).contains("bad.toml:2:"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("bad.toml:2:"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -533,7 +693,13 @@ fn parse_prints_what_the_js_sdk_returns() {
     assert_eq!(lines[1]["version"], serde_json::Value::Null);
     assert_eq!(lines[1]["vaultUrl"], "https://example.com:8443");
 
-    let output = run(world.kvrun().args(["parse", "https://v.vault.azure.net/certificates/c"]));
+    let output = run(world
+        .kvrun()
+        .args(["parse", "https://v.vault.azure.net/certificates/c"]));
     assert_eq!(output.status.code(), Some(65));
-    assert!(stderr(&output).contains("secret of the same name"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("secret of the same name"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -18,7 +18,11 @@ pub fn exec(command: &[OsString], env: Vec<(OsString, OsString)>) -> Error {
         return Error::Usage("no command given: write kvrun [OPTIONS] -- COMMAND [ARGS]...".into());
     };
     // Like env(1): PATH is searched in the child's environment.
-    let source = Command::new(program).args(args).env_clear().envs(env).exec();
+    let source = Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .exec();
     Error::Exec {
         program: program.to_string_lossy().into_owned(),
         source,

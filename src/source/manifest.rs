@@ -131,9 +131,10 @@ pub fn parse(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Vec<Entry>, 
                 "'value' is a plain value and cannot be combined with other keys".to_owned(),
                 None,
             )),
-            Spec::Table(Table {
-                secret: None, ..
-            }) => Err(("a table entry needs 'secret' (or 'value' for a plain value)".to_owned(), None)),
+            Spec::Table(Table { secret: None, .. }) => Err((
+                "a table entry needs 'secret' (or 'value' for a plain value)".to_owned(),
+                None,
+            )),
             Spec::Table(Table {
                 secret: Some(secret),
                 vault,
@@ -176,7 +177,10 @@ fn secret_value(
         let vault_url = vault.ok_or_else(|| {
             (
                 format!("'{text}' is a bare secret name but the manifest has no default vault"),
-                Some("add vault = \"https://VAULT.vault.azure.net\" at the top of the manifest".to_owned()),
+                Some(
+                    "add vault = \"https://VAULT.vault.azure.net\" at the top of the manifest"
+                        .to_owned(),
+                ),
             )
         })?;
         let secret = SecretRef {
@@ -199,7 +203,9 @@ fn secret_value(
             }
             Ok(Value::Secret { secret, optional })
         }
-        Ok(Classified::Template(pieces)) if !optional && version.is_none() => Ok(Value::Template(pieces)),
+        Ok(Classified::Template(pieces)) if !optional && version.is_none() => {
+            Ok(Value::Template(pieces))
+        }
         Ok(Classified::Template(_)) => Err((
             "'optional' and 'version' do not apply to a template".to_owned(),
             None,
@@ -268,25 +274,49 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
         let by_name = |n: &str| entries.iter().find(|e| e.name == n).unwrap();
         assert_eq!(
             by_name("A").value,
-            Value::Secret { secret: secret("https://main.vault.azure.net", "db-pass", None), optional: false }
+            Value::Secret {
+                secret: secret("https://main.vault.azure.net", "db-pass", None),
+                optional: false
+            }
         );
-        assert_eq!(by_name("A").origin, Origin::Manifest { path: "kvrun.toml".into(), line: 5 });
+        assert_eq!(
+            by_name("A").origin,
+            Origin::Manifest {
+                path: "kvrun.toml".into(),
+                line: 5
+            }
+        );
         assert_eq!(
             by_name("B").value,
-            Value::Secret { secret: secret("https://other.vault.azure.net", "api", Some("abc123")), optional: false }
+            Value::Secret {
+                secret: secret("https://other.vault.azure.net", "api", Some("abc123")),
+                optional: false
+            }
         );
         assert_eq!(
             by_name("C").value,
-            Value::Secret { secret: secret("https://main.vault.azure.net", "flag", None), optional: true }
+            Value::Secret {
+                secret: secret("https://main.vault.azure.net", "flag", None),
+                optional: true
+            }
         );
         assert_eq!(
             by_name("D").value,
-            Value::Secret { secret: secret("https://pin.vault.azure.net", "db", Some("v1")), optional: false }
+            Value::Secret {
+                secret: secret("https://pin.vault.azure.net", "db", Some("v1")),
+                optional: false
+            }
         );
-        assert_eq!(by_name("E").value, Value::Literal("https://main.vault.azure.net/secrets/x".into()));
+        assert_eq!(
+            by_name("E").value,
+            Value::Literal("https://main.vault.azure.net/secrets/x".into())
+        );
         assert_eq!(
             by_name("F").value,
-            Value::Secret { secret: secret("https://legacy.vault.azure.net", "old", None), optional: false }
+            Value::Secret {
+                secret: secret("https://legacy.vault.azure.net", "old", None),
+                optional: false
+            }
         );
         assert!(matches!(by_name("G").value, Value::Template(_)));
     }
@@ -294,12 +324,24 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
     #[test]
     fn mistakes_name_the_line() {
         for (text, needle) in [
-            ("[env]\nA = \"db\"\n", "kvrun.toml:2:5: A: 'db' is a bare secret name but the manifest has no default vault"),
+            (
+                "[env]\nA = \"db\"\n",
+                "kvrun.toml:2:5: A: 'db' is a bare secret name but the manifest has no default vault",
+            ),
             ("vault = \"https://example.com\"\n", "kvrun.toml:1:9"),
-            ("[env]\nA = { secret = \"x\", optinal = true }\n", "kvrun.toml:2"),
+            (
+                "[env]\nA = { secret = \"x\", optinal = true }\n",
+                "kvrun.toml:2",
+            ),
             ("[env]\nA = \"has spaces\"\n", "not a secret name"),
-            ("[env]\nA = \"http://v12.vault.azure.net/secrets/x\"\n", "https"),
-            ("[env]\nA = { value = \"x\", optional = true }\n", "cannot be combined"),
+            (
+                "[env]\nA = \"http://v12.vault.azure.net/secrets/x\"\n",
+                "https",
+            ),
+            (
+                "[env]\nA = { value = \"x\", optional = true }\n",
+                "cannot be combined",
+            ),
             ("[env]\nA = { optional = true }\n", "needs 'secret'"),
             ("colour = 1\n", "kvrun.toml:1:1"),
             ("[env\n", "kvrun.toml:1"),

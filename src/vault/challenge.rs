@@ -25,7 +25,9 @@ pub enum ChallengeError {
     Incomplete(&'static str),
     #[error("the challenge's {field} is not a valid URL")]
     BadUrl { field: &'static str },
-    #[error("the challenge asks for a token for {scope_host}, which {host} does not belong to; no token was sent")]
+    #[error(
+        "the challenge asks for a token for {scope_host}, which {host} does not belong to; no token was sent"
+    )]
     WrongDomain { host: String, scope_host: String },
 }
 
@@ -116,7 +118,10 @@ mod tests {
         let header = r#"Bearer authorization_uri="https://login.microsoftonline.com/tid/", scope="https://vault.azure.net/.default""#;
         assert_eq!(
             verify(Some(header), "MyVault.Vault.Azure.Net"),
-            Ok(Challenge { tenant: "tid".into(), scope: "https://vault.azure.net/.default".into() })
+            Ok(Challenge {
+                tenant: "tid".into(),
+                scope: "https://vault.azure.net/.default".into()
+            })
         );
     }
 
@@ -130,7 +135,10 @@ mod tests {
             "evil.example",
         ] {
             assert!(
-                matches!(verify(Some(CLASSIC), host), Err(ChallengeError::WrongDomain { .. })),
+                matches!(
+                    verify(Some(CLASSIC), host),
+                    Err(ChallengeError::WrongDomain { .. })
+                ),
                 "{host}"
             );
         }
@@ -138,19 +146,38 @@ mod tests {
 
     #[test]
     fn malformed_challenges() {
-        assert_eq!(verify(None, "a.vault.azure.net"), Err(ChallengeError::Missing));
-        assert_eq!(verify(Some("Basic realm=\"x\""), "a.vault.azure.net"), Err(ChallengeError::Missing));
         assert_eq!(
-            verify(Some(r#"Bearer resource="https://vault.azure.net""#), "a.vault.azure.net"),
+            verify(None, "a.vault.azure.net"),
+            Err(ChallengeError::Missing)
+        );
+        assert_eq!(
+            verify(Some("Basic realm=\"x\""), "a.vault.azure.net"),
+            Err(ChallengeError::Missing)
+        );
+        assert_eq!(
+            verify(
+                Some(r#"Bearer resource="https://vault.azure.net""#),
+                "a.vault.azure.net"
+            ),
             Err(ChallengeError::Incomplete("authorization"))
         );
         assert_eq!(
-            verify(Some(r#"Bearer authorization="https://login.windows.net/t""#), "a.vault.azure.net"),
+            verify(
+                Some(r#"Bearer authorization="https://login.windows.net/t""#),
+                "a.vault.azure.net"
+            ),
             Err(ChallengeError::Incomplete("scope or resource"))
         );
         assert_eq!(
-            verify(Some(r#"Bearer authorization="https://login.windows.net/", resource="https://vault.azure.net""#), "a.vault.azure.net"),
-            Err(ChallengeError::BadUrl { field: "authorization" })
+            verify(
+                Some(
+                    r#"Bearer authorization="https://login.windows.net/", resource="https://vault.azure.net""#
+                ),
+                "a.vault.azure.net"
+            ),
+            Err(ChallengeError::BadUrl {
+                field: "authorization"
+            })
         );
     }
 }

@@ -130,7 +130,10 @@ impl Credentials {
     }
 
     fn cell(&self, tenant: &str, scope: &str) -> Cell {
-        let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tokens
             .entry((tenant.to_ascii_lowercase(), scope.to_owned()))
             .or_default()
@@ -152,7 +155,10 @@ impl Credentials {
     /// [`token`](Self::token) asks Entra again (a vault answered 401 to it).
     pub fn invalidate(&self, tenant: &str, scope: &str, stale: &Token) {
         let key = (tenant.to_ascii_lowercase(), scope.to_owned());
-        let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let is_stale = tokens
             .get(&key)
             .and_then(|cell| cell.get())
@@ -237,7 +243,7 @@ impl Credentials {
     }
 }
 
-/// Turn azure_identity's error into a one-line reason: Entra's own words (`AADSTS…`), without the
+/// Turn `azure_identity`'s error into a one-line reason: Entra's own words (`AADSTS…`), without the
 /// SDK's troubleshooting boilerplate.
 fn entra_failure(err: &azure_core::Error) -> AuthFailure {
     use azure_core::error::ErrorKind;
@@ -297,13 +303,19 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     #[tokio::test]
     async fn missing_credential_explains_itself() {
         let creds = Credentials::from_env(&env(&[]), reqwest::Client::new());
-        let err = creds.token("t", "https://vault.azure.net/.default").await.unwrap_err();
+        let err = creds
+            .token("t", "https://vault.azure.net/.default")
+            .await
+            .unwrap_err();
         assert_eq!(err.class, FailureClass::Authentication);
         assert!(err.hint.unwrap().contains(AZURE_CLIENT_SECRET));
     }
@@ -311,12 +323,24 @@ mod tests {
     #[tokio::test]
     async fn another_tenant_needs_the_allow_list() {
         let creds = Credentials::from_env(
-            &env(&[(AZURE_TENANT_ID, "home"), (AZURE_CLIENT_ID, "c"), (AZURE_CLIENT_SECRET, "hunter2")]),
+            &env(&[
+                (AZURE_TENANT_ID, "home"),
+                (AZURE_CLIENT_ID, "c"),
+                (AZURE_CLIENT_SECRET, "hunter2"),
+            ]),
             reqwest::Client::new(),
         );
-        let err = creds.token("other", "https://vault.azure.net/.default").await.unwrap_err();
+        let err = creds
+            .token("other", "https://vault.azure.net/.default")
+            .await
+            .unwrap_err();
         assert!(err.reason.contains("tenant other"), "{}", err.reason);
-        assert!(err.hint.as_deref().unwrap().contains(AZURE_ADDITIONALLY_ALLOWED_TENANTS));
+        assert!(
+            err.hint
+                .as_deref()
+                .unwrap()
+                .contains(AZURE_ADDITIONALLY_ALLOWED_TENANTS)
+        );
         assert!(!format!("{err:?}").contains("hunter2"));
     }
 

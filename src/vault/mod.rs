@@ -24,7 +24,7 @@ use credential::{Credentials, Token};
 
 /// The Key Vault REST API version kvrun speaks (the Rust SDK 1.0's).
 pub const API_VERSION: &str = "2025-07-01";
-/// Values are at most 25 KiB; a body far beyond that is not a SecretBundle.
+/// Values are at most 25 KiB; a body far beyond that is not a `SecretBundle`.
 const MAX_BODY: usize = 256 * 1024;
 
 /// A secret's value. `Debug` prints `[redacted]`; there is no `Display`.
@@ -173,14 +173,22 @@ impl VaultClient {
     ///
     /// # Errors
     /// Whatever the vault or Entra ID refused.
-    pub async fn fetch(&self, secret: &SecretRef, challenge: &Challenge) -> Result<SecretValue, FetchError> {
+    pub async fn fetch(
+        &self,
+        secret: &SecretRef,
+        challenge: &Challenge,
+    ) -> Result<SecretValue, FetchError> {
         for attempt in 0..2 {
-            let token = self.credentials.token(&challenge.tenant, &challenge.scope).await?;
+            let token = self
+                .credentials
+                .token(&challenge.tenant, &challenge.scope)
+                .await?;
             match self.get(secret, Some(&token)).await {
                 Answer::Value(v) => return Ok(v),
                 Answer::Failed(e) => return Err(e),
                 Answer::Challenge(_) if attempt == 0 => {
-                    self.credentials.invalidate(&challenge.tenant, &challenge.scope, &token);
+                    self.credentials
+                        .invalidate(&challenge.tenant, &challenge.scope, &token);
                 }
                 Answer::Challenge(_) => break,
             }
@@ -188,7 +196,10 @@ impl VaultClient {
         Err(FetchError::new(
             FailureClass::Authentication,
             "401 Unauthorized: the vault refused a fresh token",
-            Some("the token's tenant or audience does not match the vault; check AZURE_TENANT_ID".into()),
+            Some(
+                "the token's tenant or audience does not match the vault; check AZURE_TENANT_ID"
+                    .into(),
+            ),
         ))
     }
 
@@ -291,7 +302,11 @@ fn transport_error(err: &reqwest::Error) -> FetchError {
     }
     // reqwest's own Display repeats the URL; the innermost causes say what happened.
     let detail = chain.iter().skip(1).cloned().collect::<Vec<_>>().join(": ");
-    let detail = if detail.is_empty() { chain.join(": ") } else { detail };
+    let detail = if detail.is_empty() {
+        chain.join(": ")
+    } else {
+        detail
+    };
     if detail.contains("certificate") || detail.contains("UnknownIssuer") {
         return FetchError::new(
             FailureClass::Protocol,
@@ -308,10 +323,21 @@ fn transport_error(err: &reqwest::Error) -> FetchError {
 
 /// Map an error status and Key Vault's error body to a failure with a hint.
 fn status_error(status: u16, body: &[u8], secret: &SecretRef) -> FetchError {
-    let detail = serde_json::from_slice::<ErrorBody>(body).unwrap_or_default().error;
-    let inner = detail.innererror.as_ref().map(|i| i.code.as_str()).unwrap_or("");
-    let code = if inner.is_empty() { detail.code.as_str() } else { inner };
-    let mut message: String = detail.message.lines().next().unwrap_or("").chars().take(240).collect();
+    let detail = serde_json::from_slice::<ErrorBody>(body)
+        .unwrap_or_default()
+        .error;
+    let inner = detail.innererror.as_ref().map_or("", |i| i.code.as_str());
+    let code = if inner.is_empty() {
+        detail.code.as_str()
+    } else {
+        inner
+    };
+    // Key Vault's messages run on with links and advice; the first sentence says what happened.
+    let first_line = detail.message.lines().next().unwrap_or("");
+    let first_sentence = first_line
+        .find(". ")
+        .map_or(first_line, |end| &first_line[..=end]);
+    let mut message: String = first_sentence.chars().take(300).collect();
     if !message.is_empty() {
         message = format!(": {message}");
     }
@@ -364,7 +390,11 @@ mod tests {
         let body = br#"{"error":{"code":"Forbidden","message":"The user, group or application 'appid=x' does not have secrets get permission on key vault 'myvault;location=eastus'.","innererror":{"code":"AccessDenied"}}}"#;
         let e = status_error(403, body, &secret());
         assert_eq!(e.class, FailureClass::Authorization);
-        assert!(e.reason.starts_with("403 AccessDenied: The user"), "{}", e.reason);
+        assert!(
+            e.reason.starts_with("403 AccessDenied: The user"),
+            "{}",
+            e.reason
+        );
         assert!(e.hint.unwrap().contains("Key Vault Secrets User"));
 
         let body = br#"{"error":{"code":"Forbidden","message":"Operation get is not allowed on a disabled secret.","innererror":{"code":"SecretDisabled"}}}"#;
@@ -377,12 +407,21 @@ mod tests {
         assert_eq!(e.class, FailureClass::NotFound);
         assert!(e.reason.starts_with("404 SecretNotFound"));
 
-        assert_eq!(status_error(503, b"not json", &secret()).class, FailureClass::Unavailable);
-        assert_eq!(status_error(400, b"", &secret()).class, FailureClass::Protocol);
+        assert_eq!(
+            status_error(503, b"not json", &secret()).class,
+            FailureClass::Unavailable
+        );
+        assert_eq!(
+            status_error(400, b"", &secret()).class,
+            FailureClass::Protocol
+        );
     }
 
     #[test]
     fn secret_value_debug_is_redacted() {
-        assert_eq!(format!("{:?}", SecretValue("hunter2".into())), "SecretValue([redacted])");
+        assert_eq!(
+            format!("{:?}", SecretValue("hunter2".into())),
+            "SecretValue([redacted])"
+        );
     }
 }
