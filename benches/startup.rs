@@ -8,6 +8,11 @@
 //! Run: `cargo bench --bench startup` (release build). Settings: `KVRUN_BENCH_RUNS` (default 21),
 //! `KVRUN_BENCH_LATENCY_MS` (default 20). Prints medians, minimum and maximum, and ratios.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "benchmark settings come from the environment"
+)]
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};

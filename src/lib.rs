@@ -188,14 +188,17 @@ fn fetch_all(
     args: &RunArgs,
     environment: &[(OsString, OsString)],
 ) -> Result<Vec<Outcome>, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     let http = vault::http_client()
         .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
-    let credentials = vault::credential::Credentials::from_env(environment, http.clone());
-    let client = Arc::new(vault::VaultClient::new(http, credentials));
+    let transport = vault::transport::Transport::new(environment)
+        .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
+    let credentials = vault::credential::Credentials::from_env(environment, http);
+    let client = Arc::new(vault::VaultClient::new(transport, credentials));
     let options = resolve::Options {
         concurrency: usize::from(args.concurrency),
         sequential: args.sequential,

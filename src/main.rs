@@ -18,6 +18,10 @@ fn main() -> ExitCode {
         }
     };
     // One snapshot of the environment, passed down; kvrun never reads or changes it again.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place the environment is read"
+    )]
     let environment: Vec<_> = std::env::vars_os().collect();
     match kvrun::run(cli, &environment) {
         Ok(()) => ExitCode::SUCCESS,

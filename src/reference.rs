@@ -104,10 +104,16 @@ impl SecretRef {
     /// The vault's host name, without port.
     #[must_use]
     pub fn vault_host(&self) -> &str {
+        self.origin().0
+    }
+
+    /// The vault's host name and port (443 unless the URL names another).
+    #[must_use]
+    pub fn origin(&self) -> (&str, u16) {
         let rest = self.vault_url.trim_start_matches("https://");
-        match rest.rfind(':') {
-            Some(i) if !rest.ends_with(']') => &rest[..i],
-            _ => rest,
+        match rest.rsplit_once(':') {
+            Some((host, port)) if !rest.ends_with(']') => (host, port.parse().unwrap_or(443)),
+            _ => (rest, 443),
         }
     }
 }

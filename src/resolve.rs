@@ -127,9 +127,16 @@ async fn resolve_vault(
             let _ = client.credentials().token(&tenant, &scope).await;
         });
     }
+    // Open the connections the authenticated requests will use while the challenge and the
+    // token are in flight (none in sequential mode, which uses one).
+    let warm = if global.is_some() {
+        0
+    } else {
+        secrets.len().min(concurrency) - 1
+    };
     let probe = {
         let _permit = permit(global.as_ref()).await;
-        client.probe(&first).await
+        client.probe(&first, warm).await
     };
     let challenge: Option<Arc<Challenge>> = match probe {
         Ok(Probe::Challenge(c)) => Some(Arc::new(c)),
@@ -164,7 +171,7 @@ async fn resolve_vault(
             let outcome = match &challenge {
                 Some(c) => client.fetch(&secret, c).await,
                 // The vault answered without a challenge: ask each secret the same way.
-                None => match client.probe(&secret).await {
+                None => match client.probe(&secret, 0).await {
                     Ok(Probe::Value(v)) => Ok(v),
                     Ok(Probe::Challenge(c)) => client.fetch(&secret, &c).await,
                     Err(e) => Err(e),

@@ -3,6 +3,11 @@
 //! verification on. Every kvrun runs with a cleared environment, so no proxy variable can send
 //! traffic off this machine: vaults are `*.vault.localhost`, which kvrun resolves to loopback.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "the harness hands its PATH to kvrun"
+)]
+
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -155,7 +160,7 @@ fn resolves_references_from_environment_dotenv_and_manifest() {
         .kvrun()
         .env("INHERITED", world.url("kv1", "spaces"))
         .env("PLAIN", "https://example.com/secrets/x")
-        .args(["--", "env", "-0"]));
+        .args(["-vv", "--", "env", "-0"]));
     let env = child_env(&output);
     assert_eq!(env["GREETING"], "hello world");
     assert_eq!(env["MULTI"], "line one\nline two\n");
@@ -168,9 +173,17 @@ fn resolves_references_from_environment_dotenv_and_manifest() {
     assert_eq!(env["PLAIN"], "https://example.com/secrets/x");
     // kvrun's own settings pass through: the app may use them too.
     assert_eq!(env["AZURE_CLIENT_ID"], CLIENT_ID);
+    // The most verbose log names every request but no value, token or client secret.
     let err = stderr(&output);
+    assert!(err.contains("GET secret"), "{err}");
+    for (_, value) in AWKWARD {
+        assert!(
+            !err.contains(value.trim()),
+            "stderr leaks {value:?}:\n{err}"
+        );
+    }
     assert!(
-        !err.contains(CLIENT_SECRET) && !err.contains("a=b=c"),
+        !err.contains(CLIENT_SECRET) && !err.contains("fake-at-"),
         "{err}"
     );
 }

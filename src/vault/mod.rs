@@ -10,9 +10,11 @@
 
 pub mod challenge;
 pub mod credential;
+pub mod transport;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -21,6 +23,7 @@ use crate::error::FailureClass;
 use crate::reference::SecretRef;
 use challenge::Challenge;
 use credential::{Credentials, Token};
+use transport::{Transport, TransportError};
 
 /// The Key Vault REST API version kvrun speaks (the Rust SDK 1.0's).
 pub const API_VERSION: &str = "2025-07-01";
@@ -74,9 +77,9 @@ struct Resolver;
 
 impl reqwest::dns::Resolve for Resolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = if host == "localhost" || host.ends_with(".localhost") {
+            let addrs: Vec<SocketAddr> = if transport::is_localhost(&host) {
                 vec![
                     SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                     SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
@@ -89,7 +92,7 @@ impl reqwest::dns::Resolve for Resolver {
     }
 }
 
-/// The one HTTP client of a run.
+/// The HTTP client for token requests (`azure_identity`'s transport).
 ///
 /// # Errors
 /// When the TLS configuration cannot be built (unreadable trust store).
@@ -132,14 +135,17 @@ struct ErrorDetail {
 
 /// Fetches secrets from vaults, with challenge authentication.
 pub struct VaultClient {
-    http: reqwest::Client,
+    transport: Arc<Transport>,
     credentials: Credentials,
 }
 
 impl VaultClient {
     #[must_use]
-    pub fn new(http: reqwest::Client, credentials: Credentials) -> Self {
-        Self { http, credentials }
+    pub fn new(transport: Arc<Transport>, credentials: Credentials) -> Self {
+        Self {
+            transport,
+            credentials,
+        }
     }
 
     #[must_use]
@@ -148,12 +154,13 @@ impl VaultClient {
     }
 
     /// GET a secret without a token: the first request to a vault. Returns the verified challenge,
-    /// or the value if the vault (oddly) served it without one.
+    /// or the value if the vault (oddly) served it without one. Once its connection is up, `warm`
+    /// more connections are opened for the authenticated requests that follow.
     ///
     /// # Errors
     /// Anything but a verifiable 401 challenge or a value.
-    pub async fn probe(&self, secret: &SecretRef) -> Result<Probe, FetchError> {
-        match self.get(secret, None).await {
+    pub async fn probe(&self, secret: &SecretRef, warm: usize) -> Result<Probe, FetchError> {
+        match self.get(secret, None, warm).await {
             Answer::Value(v) => Ok(Probe::Value(v)),
             Answer::Challenge(header) => challenge::verify(header.as_deref(), secret.vault_host())
                 .map(Probe::Challenge)
@@ -183,7 +190,7 @@ impl VaultClient {
                 .credentials
                 .token(&challenge.tenant, &challenge.scope)
                 .await?;
-            match self.get(secret, Some(&token)).await {
+            match self.get(secret, Some(&token), 0).await {
                 Answer::Value(v) => return Ok(v),
                 Answer::Failed(e) => return Err(e),
                 Answer::Challenge(_) if attempt == 0 => {
@@ -203,23 +210,23 @@ impl VaultClient {
         ))
     }
 
-    async fn get(&self, secret: &SecretRef, token: Option<&Token>) -> Answer {
-        let url = format!(
-            "{}/secrets/{}/{}?api-version={API_VERSION}",
-            secret.vault_url,
+    async fn get(&self, secret: &SecretRef, token: Option<&Token>, warm: usize) -> Answer {
+        let path = format!(
+            "/secrets/{}/{}?api-version={API_VERSION}",
             secret.name,
             secret.version.as_deref().unwrap_or("")
         );
-        let mut request = self.http.get(&url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token.expose());
-        }
+        let (host, port) = secret.origin();
         let started = Instant::now();
-        let response = match request.send().await {
+        let reply = self
+            .transport
+            .get(host, port, &path, token.map(Token::expose), warm, MAX_BODY)
+            .await;
+        let reply = match reply {
             Ok(r) => r,
-            Err(e) => return Answer::Failed(transport_error(&e)),
+            Err(e) => return Answer::Failed(transport_error(e)),
         };
-        let status = response.status().as_u16();
+        let status = reply.status;
         tracing::info!(
             vault = secret.vault_host(),
             secret = %secret.name,
@@ -229,12 +236,7 @@ impl VaultClient {
             "GET secret"
         );
         if status == 401 {
-            let header = response
-                .headers()
-                .get(reqwest::header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            return Answer::Challenge(header);
+            return Answer::Challenge(reply.www_authenticate);
         }
         if (300..400).contains(&status) {
             return Answer::Failed(FetchError::new(
@@ -243,10 +245,7 @@ impl VaultClient {
                 Some("check the vault URL; a proxy or firewall may be intercepting it".into()),
             ));
         }
-        let body = match read_body(response).await {
-            Ok(b) => b,
-            Err(e) => return Answer::Failed(e),
-        };
+        let body = reply.body;
         if status == 200 {
             return match serde_json::from_slice::<Bundle>(&body) {
                 Ok(Bundle { value: Some(v) }) => Answer::Value(SecretValue(v)),
@@ -272,53 +271,21 @@ pub enum Probe {
     Value(SecretValue),
 }
 
-async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(FetchError::new(
-                        FailureClass::Protocol,
-                        format!("the response is larger than {} KiB", MAX_BODY / 1024),
-                        None,
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(transport_error(&e)),
-        }
-    }
-}
-
-/// A failure before a status line: connection, TLS, timeout.
-fn transport_error(err: &reqwest::Error) -> FetchError {
-    let mut chain = Vec::new();
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cause {
-        chain.push(e.to_string());
-        cause = e.source();
-    }
-    // reqwest's own Display repeats the URL; the innermost causes say what happened.
-    let detail = chain.iter().skip(1).cloned().collect::<Vec<_>>().join(": ");
-    let detail = if detail.is_empty() {
-        chain.join(": ")
-    } else {
-        detail
-    };
-    if detail.contains("certificate") || detail.contains("UnknownIssuer") {
-        return FetchError::new(
+/// A failure before a status line: connection, proxy, TLS.
+fn transport_error(err: TransportError) -> FetchError {
+    match err {
+        TransportError::Untrusted(detail) => FetchError::new(
             FailureClass::Protocol,
             format!("TLS: {detail}"),
             Some("the server's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
-        );
+        ),
+        TransportError::TooLarge(_) => FetchError::new(FailureClass::Protocol, err.to_string(), None),
+        TransportError::Unreachable(detail) => FetchError::new(
+            FailureClass::Unavailable,
+            format!("could not reach the vault: {detail}"),
+            Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),
+        ),
     }
-    FetchError::new(
-        FailureClass::Unavailable,
-        format!("could not reach the vault: {detail}"),
-        Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),
-    )
 }
 
 /// Map an error status and Key Vault's error body to a failure with a hint.

@@ -1,0 +1,412 @@
+//! kvrun's HTTP/1.1 transport for Get Secret: TLS connections it can open *before* it needs them.
+//!
+//! Why not reqwest here (it still carries the token requests, as `azure_identity`'s transport):
+//! a start is dominated by round trips. The first request to a vault must go without a token, and
+//! the authenticated requests after it each need a connection. reqwest opens a connection only
+//! when a request needs one, so every secret beyond the first paid a fresh TCP + TLS handshake
+//! *after* the challenge came back. Here, as soon as the first connection to a vault is up, the
+//! others are opened while the challenge request (and the token request) are in flight, and the
+//! authenticated requests find them ready. No extra request is sent to the vault.
+//!
+//! Same trust and proxy rules as the reqwest client: the OS trust store through
+//! rustls-platform-verifier (so `SSL_CERT_FILE` / `SSL_CERT_DIR` apply), `HTTPS_PROXY` /
+//! `ALL_PROXY` / `NO_PROXY` as curl reads them (hyper-util's matcher, the one reqwest uses), with
+//! an HTTP CONNECT tunnel; `*.localhost` resolves to loopback (RFC 6761). https only, no redirects.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+
+type Sender = SendRequest<Empty<Bytes>>;
+
+/// A connection attempt to one address that does not answer is abandoned after this long when
+/// other addresses remain to be tried.
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(3);
+
+/// What went wrong below HTTP.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    /// The server's certificate was not accepted (untrusted, expired, wrong name).
+    #[error("TLS: {0}")]
+    Untrusted(String),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("the response is larger than {0} KiB")]
+    TooLarge(usize),
+}
+
+/// The parts of a response kvrun looks at.
+pub struct Reply {
+    pub status: u16,
+    pub www_authenticate: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Connections to one `host:port`.
+struct Origin {
+    idle: Mutex<Vec<Sender>>,
+    /// Connections being opened ahead of need; each will arrive on `ready` (None if it failed).
+    pending: AtomicUsize,
+    ready_tx: mpsc::UnboundedSender<Option<Sender>>,
+    ready_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Option<Sender>>>,
+}
+
+impl Origin {
+    fn new() -> Self {
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        Self {
+            idle: Mutex::new(Vec::new()),
+            pending: AtomicUsize::new(0),
+            ready_tx,
+            ready_rx: tokio::sync::Mutex::new(ready_rx),
+        }
+    }
+}
+
+pub struct Transport {
+    tls: TlsConnector,
+    proxy: Matcher,
+    user_agent: &'static str,
+    origins: Mutex<HashMap<String, Arc<Origin>>>,
+}
+
+fn lookup<'e>(env: &'e [(OsString, OsString)], names: &[&str]) -> Option<&'e str> {
+    names.iter().find_map(|name| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == *name)
+            .and_then(|(_, v)| v.to_str())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+impl Transport {
+    /// # Errors
+    /// When the platform verifier cannot be set up.
+    pub fn new(env: &[(OsString, OsString)]) -> Result<Arc<Self>, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .dangerous() // not dangerous: the platform verifier is the standard one
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // The proxy settings from kvrun's environment snapshot, read as curl reads them.
+        let mut proxy = Matcher::builder();
+        if let Some(v) = lookup(env, &["ALL_PROXY", "all_proxy"]) {
+            proxy = proxy.all(v);
+        }
+        if let Some(v) = lookup(env, &["HTTPS_PROXY", "https_proxy"]) {
+            proxy = proxy.https(v);
+        }
+        if let Some(v) = lookup(env, &["NO_PROXY", "no_proxy"]) {
+            proxy = proxy.no(v);
+        }
+        Ok(Arc::new(Self {
+            tls: TlsConnector::from(Arc::new(config)),
+            proxy: proxy.build(),
+            user_agent: concat!("kvrun/", env!("CARGO_PKG_VERSION")),
+            origins: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn origin(&self, authority: &str) -> Arc<Origin> {
+        let mut origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
+        origins
+            .entry(authority.to_owned())
+            .or_insert_with(|| Arc::new(Origin::new()))
+            .clone()
+    }
+
+    /// `GET https://{host}[:port]{path}`. With `warm > 0`, once this request's connection is up,
+    /// that many more connections to the same origin are opened in the background for the
+    /// requests that will follow.
+    ///
+    /// # Errors
+    /// Connection, TLS, proxy or I/O failures, or a body over `max_body` bytes.
+    pub async fn get(
+        self: &Arc<Self>,
+        host: &str,
+        port: u16,
+        path: &str,
+        bearer: Option<&str>,
+        warm: usize,
+        max_body: usize,
+    ) -> Result<Reply, TransportError> {
+        let authority = if port == 443 {
+            host.to_owned()
+        } else {
+            format!("{host}:{port}")
+        };
+        let origin = self.origin(&authority);
+        let (mut sender, reused) = self.acquire(&origin, host, port).await?;
+        if warm > 0 {
+            self.prewarm(&origin, host, port, warm);
+        }
+        let reply = match self
+            .send(&mut sender, &authority, path, bearer, max_body)
+            .await
+        {
+            // A pooled connection the server has meanwhile closed: once more on a fresh one.
+            Err(SendError::BeforeResponse(_)) if reused => {
+                sender = self.connect(host, port).await?;
+                self.send(&mut sender, &authority, path, bearer, max_body)
+                    .await
+            }
+            other => other,
+        }
+        .map_err(SendError::into_transport)?;
+        if !sender.is_closed() {
+            origin
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(sender);
+        }
+        Ok(reply)
+    }
+
+    /// An idle connection, one being opened ahead of need, or a new one. `true` if not new.
+    async fn acquire(
+        &self,
+        origin: &Origin,
+        host: &str,
+        port: u16,
+    ) -> Result<(Sender, bool), TransportError> {
+        loop {
+            let idle = origin
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            match idle {
+                Some(sender) if !sender.is_closed() => return Ok((sender, true)),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let claimed = origin
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if claimed && let Some(Some(sender)) = origin.ready_rx.lock().await.recv().await {
+            return Ok((sender, false));
+        }
+        Ok((self.connect(host, port).await?, false))
+    }
+
+    fn prewarm(self: &Arc<Self>, origin: &Arc<Origin>, host: &str, port: u16, count: usize) {
+        origin.pending.fetch_add(count, Ordering::AcqRel);
+        for _ in 0..count {
+            let (this, origin, host) = (Arc::clone(self), Arc::clone(origin), host.to_owned());
+            tokio::spawn(async move {
+                let sender = this.connect(&host, port).await.ok();
+                let _ = origin.ready_tx.send(sender);
+            });
+        }
+    }
+
+    async fn send(
+        &self,
+        sender: &mut Sender,
+        authority: &str,
+        path: &str,
+        bearer: Option<&str>,
+        max_body: usize,
+    ) -> Result<Reply, SendError> {
+        let mut request = hyper::Request::get(path)
+            .header(hyper::header::HOST, authority)
+            .header(hyper::header::USER_AGENT, self.user_agent)
+            .header(hyper::header::ACCEPT, "application/json");
+        if let Some(token) = bearer {
+            let mut value = hyper::header::HeaderValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| {
+                    SendError::Failed(TransportError::Unreachable(
+                        "the token is not a valid header value".into(),
+                    ))
+                })?;
+            value.set_sensitive(true);
+            request = request.header(hyper::header::AUTHORIZATION, value);
+        }
+        let request = request
+            .body(Empty::new())
+            .map_err(|e| SendError::Failed(TransportError::Unreachable(e.to_string())))?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| SendError::BeforeResponse(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| SendError::BeforeResponse(e.to_string()))?;
+        let status = response.status().as_u16();
+        let www_authenticate = response
+            .headers()
+            .get(hyper::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = Limited::new(response.into_body(), max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                SendError::Failed(if e.is::<http_body_util::LengthLimitError>() {
+                    TransportError::TooLarge(max_body / 1024)
+                } else {
+                    TransportError::Unreachable(format!("the response broke off: {e}"))
+                })
+            })?
+            .to_bytes()
+            .to_vec();
+        Ok(Reply {
+            status,
+            www_authenticate,
+            body,
+        })
+    }
+
+    /// TCP (directly or through the proxy's CONNECT tunnel), then TLS, then HTTP/1.1.
+    async fn connect(&self, host: &str, port: u16) -> Result<Sender, TransportError> {
+        let target: hyper::Uri = format!("https://{host}:{port}/")
+            .parse()
+            .map_err(|_| TransportError::Unreachable(format!("'{host}' is not a valid host")))?;
+        let tcp = match self.proxy.intercept(&target) {
+            Some(intercept) => {
+                let proxy = intercept.uri();
+                if proxy.scheme_str() != Some("http") {
+                    return Err(TransportError::Unreachable(format!(
+                        "proxy {proxy}: only http:// proxies (HTTP CONNECT) are supported"
+                    )));
+                }
+                let proxy_host = proxy.host().unwrap_or_default();
+                let mut tcp = tcp_connect(proxy_host, proxy.port_u16().unwrap_or(80)).await?;
+                tunnel(&mut tcp, host, port, intercept.basic_auth()).await?;
+                tcp
+            }
+            None => tcp_connect(host, port).await?,
+        };
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+            TransportError::Unreachable(format!("'{host}' is not a valid server name"))
+        })?;
+        let tls = self.tls.connect(name, tcp).await.map_err(|e| {
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(tls_error) => TransportError::Untrusted(tls_error.to_string()),
+                None => TransportError::Unreachable(format!("TLS handshake: {e}")),
+            }
+        })?;
+        let (sender, connection) = http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        tokio::spawn(async move {
+            // Ends when the connection closes; an error here only ends this connection.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+enum SendError {
+    /// The request may not have reached the server (a stale pooled connection).
+    BeforeResponse(String),
+    Failed(TransportError),
+}
+
+impl SendError {
+    fn into_transport(self) -> TransportError {
+        match self {
+            Self::BeforeResponse(e) => TransportError::Unreachable(e),
+            Self::Failed(e) => e,
+        }
+    }
+}
+
+/// `localhost` and `*.localhost` are loopback without asking DNS (RFC 6761 §6.3).
+pub(crate) fn is_localhost(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
+}
+
+async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, TransportError> {
+    let addrs: Vec<SocketAddr> = if is_localhost(host) {
+        vec![
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+        ]
+    } else {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| TransportError::Unreachable(format!("cannot resolve {host}: {e}")))?
+            .collect()
+    };
+    let mut last = format!("{host} has no addresses");
+    for (i, addr) in addrs.iter().enumerate() {
+        let attempt = TcpStream::connect(addr);
+        let result = if i + 1 < addrs.len() {
+            tokio::time::timeout(CONNECT_ATTEMPT, attempt)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        } else {
+            attempt.await
+        };
+        match result {
+            Ok(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok(tcp);
+            }
+            Err(e) => last = format!("cannot connect to {host}:{port} ({addr}): {e}"),
+        }
+    }
+    Err(TransportError::Unreachable(last))
+}
+
+/// Ask an HTTP proxy for a tunnel to `host:port`.
+async fn tunnel(
+    tcp: &mut TcpStream,
+    host: &str,
+    port: u16,
+    auth: Option<&hyper::header::HeaderValue>,
+) -> Result<(), TransportError> {
+    let failed =
+        |what: String| TransportError::Unreachable(format!("proxy CONNECT {host}:{port}: {what}"));
+    let auth = auth
+        .and_then(|a| a.to_str().ok())
+        .map(|a| format!("Proxy-Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n");
+    tcp.write_all(request.as_bytes())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 8 * 1024 {
+            return Err(failed("the proxy's answer is too long".into()));
+        }
+        let byte = tcp.read_u8().await.map_err(|e| failed(e.to_string()))?;
+        head.push(byte);
+    }
+    let status_line = String::from_utf8_lossy(&head);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        Err(failed(format!("the proxy answered '{status_line}'")))
+    }
+}
