@@ -114,6 +114,7 @@ async fn resolve_vault(
     global: Option<Arc<Semaphore>>,
     slots: Slots,
 ) {
+    let started = std::time::Instant::now();
     let (first_index, first) = secrets[0].clone();
     // Overlap the token request with the challenge round trip. The token goes nowhere until the
     // challenge has been verified; a wrong guess only costs one unused token.
@@ -139,7 +140,10 @@ async fn resolve_vault(
         client.probe(&first, warm).await
     };
     let challenge: Option<Arc<Challenge>> = match probe {
-        Ok(Probe::Challenge(c)) => Some(Arc::new(c)),
+        Ok(Probe::Challenge(c)) => {
+            tracing::debug!(vault = first.vault_host(), tenant = %c.tenant, scope = %c.scope, warm, "challenge verified");
+            Some(Arc::new(c))
+        }
         Ok(Probe::Value(v)) => {
             store(&slots, first_index, Ok(v));
             None
@@ -152,6 +156,7 @@ async fn resolve_vault(
             return;
         }
     };
+    let secrets_count = secrets.len();
     let limit = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     for (index, secret) in secrets {
@@ -181,6 +186,12 @@ async fn resolve_vault(
         });
     }
     while tasks.join_next().await.is_some() {}
+    tracing::info!(
+        vault = first.vault_host(),
+        secrets = secrets_count,
+        elapsed_ms = started.elapsed().as_millis(),
+        "vault done"
+    );
 }
 
 #[cfg(test)]

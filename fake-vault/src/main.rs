@@ -39,6 +39,8 @@ fn run() -> Result<(), String> {
             "--client" => clients.push(value()?),
             "--latency-ms" => {
                 let ms = value()?.parse().map_err(|e| format!("--latency-ms: {e}"))?;
+                // Like a vault in the same region: every new connection and every response.
+                options.connect_delay = Duration::from_millis(ms);
                 options.response_delay = Duration::from_millis(ms);
             }
             "-h" | "--help" => {

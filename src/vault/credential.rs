@@ -195,7 +195,7 @@ impl Credentials {
                     "the vault belongs to tenant {tenant}, but {AZURE_TENANT_ID} is {own_tenant}"
                 ),
                 hint: Some(format!(
-                    "to let the service principal sign in to tenant {tenant}, add it to {AZURE_ADDITIONALLY_ALLOWED_TENANTS} (or '*')"
+                    "set {AZURE_TENANT_ID} to the tenant ID the vault names ({tenant}) if it is the same directory under another name; to sign in to another tenant, add it to {AZURE_ADDITIONALLY_ALLOWED_TENANTS} (or '*')"
                 )),
             });
         }

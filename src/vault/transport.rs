@@ -281,6 +281,19 @@ impl Transport {
 
     /// TCP (directly or through the proxy's CONNECT tunnel), then TLS, then HTTP/1.1.
     async fn connect(&self, host: &str, port: u16) -> Result<Sender, TransportError> {
+        let started = std::time::Instant::now();
+        let result = self.open(host, port).await;
+        tracing::debug!(
+            host,
+            port,
+            ok = result.is_ok(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "connection"
+        );
+        result
+    }
+
+    async fn open(&self, host: &str, port: u16) -> Result<Sender, TransportError> {
         let target: hyper::Uri = format!("https://{host}:{port}/")
             .parse()
             .map_err(|_| TransportError::Unreachable(format!("'{host}' is not a valid host")))?;
