@@ -33,14 +33,30 @@ pub struct Var {
     pub origin: Origin,
 }
 
-#[derive(Debug)]
 pub enum Value {
+    /// A plain value; may itself be sensitive (an inherited client secret), so `Debug` hides it.
     Literal(OsString),
-    Secret { index: usize, optional: bool },
+    Secret {
+        index: usize,
+        optional: bool,
+    },
     Template(Vec<Part>),
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Literal(_) => f.write_str("Literal([redacted])"),
+            Self::Secret { index, optional } => f
+                .debug_struct("Secret")
+                .field("index", index)
+                .field("optional", optional)
+                .finish(),
+            Self::Template(parts) => f.debug_tuple("Template").field(parts).finish(),
+        }
+    }
+}
+
 pub enum Part {
     Text(String),
     Secret(usize),
@@ -74,8 +90,54 @@ enum Raw<'a> {
 /// # Errors
 /// A malformed reference in any winning value, naming its origin.
 pub fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
-    // Layer: later writes win, first position is kept so the child's order is stable.
-    let mut order: Layered<'_> = Vec::new();
+    let mut plan = Plan::default();
+    let mut keys: HashMap<(String, String, String), usize> = HashMap::new();
+    let mut intern = |secret: &SecretRef| {
+        *keys.entry(secret.key()).or_insert_with(|| {
+            plan.secrets.push(secret.clone());
+            plan.secrets.len() - 1
+        })
+    };
+    let mut vars = Vec::new();
+    for (name, raw, origin) in layer(inputs) {
+        let literal = inputs.literal.iter().any(|l| OsStr::new(l) == name)
+            || (inputs.no_resolve_env && origin == Origin::Environment);
+        let value = match raw {
+            Raw::Text(text) if literal => Value::Literal(text.to_owned()),
+            Raw::Manifest(manifest::Value::Literal(text)) => Value::Literal(text.into()),
+            Raw::Manifest(_) if literal => {
+                // A manifest entry is a secret by definition; --literal cannot turn it into text.
+                return Err(Error::bad_input(
+                    origin.to_string(),
+                    format!(
+                        "--literal {} names a manifest secret; write {{ value = \"…\" }} there instead",
+                        name.to_string_lossy()
+                    ),
+                ));
+            }
+            Raw::Manifest(manifest::Value::Secret { secret, optional }) => Value::Secret {
+                index: intern(secret),
+                optional: *optional,
+            },
+            Raw::Manifest(manifest::Value::Template(pieces)) => {
+                Value::Template(parts(pieces, &mut intern))
+            }
+            Raw::Text(text) => text_value(name, text, &origin, inputs.hosts, &mut intern)?,
+        };
+        vars.push(Var {
+            name: name.to_owned(),
+            value,
+            origin,
+        });
+    }
+    plan.vars = vars;
+    Ok(plan)
+}
+
+/// The variables in precedence order: later writes win, the first position is kept so the child's
+/// order is stable.
+fn layer<'a>(inputs: &Inputs<'a>) -> Layered<'a> {
+    let mut order: Layered<'a> = Vec::new();
     let mut index: HashMap<&OsStr, usize> = HashMap::new();
     let mut set = |name, raw, origin| set_var(&mut order, &mut index, name, raw, origin);
     for entry in inputs.manifest {
@@ -101,84 +163,70 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
     for (name, value) in inputs.environment {
         set(name, Raw::Text(value), Origin::Environment);
     }
+    order
+}
 
-    let mut plan = Plan::default();
-    let mut keys: HashMap<(String, String, String), usize> = HashMap::new();
-    let mut intern = |secret: &SecretRef, secrets: &mut Vec<SecretRef>| {
-        *keys.entry(secret.key()).or_insert_with(|| {
-            secrets.push(secret.clone());
-            secrets.len() - 1
-        })
-    };
-    for (name, raw, origin) in order {
-        let literal = inputs.literal.iter().any(|l| OsStr::new(l) == name)
-            || (inputs.no_resolve_env && origin == Origin::Environment);
-        let value = match raw {
-            Raw::Text(text) if literal => Value::Literal(text.to_owned()),
-            Raw::Manifest(manifest::Value::Literal(text)) => Value::Literal(text.into()),
-            Raw::Manifest(_) if literal => {
-                // A manifest entry is a secret by definition; --literal cannot turn it into text.
-                return Err(Error::bad_input(
-                    origin.to_string(),
-                    format!(
-                        "--literal {} names a manifest secret; write {{ value = \"…\" }} there instead",
-                        name.to_string_lossy()
-                    ),
-                ));
-            }
-            Raw::Manifest(manifest::Value::Secret { secret, optional }) => Value::Secret {
-                index: intern(secret, &mut plan.secrets),
-                optional: *optional,
-            },
-            Raw::Manifest(manifest::Value::Template(pieces)) => {
-                Value::Template(parts(pieces, &mut |s| intern(s, &mut plan.secrets)))
-            }
-            Raw::Text(text) => match text.to_str() {
-                // A value that is not UTF-8 cannot be a reference.
-                None => Value::Literal(text.to_owned()),
-                Some(text) => match reference::classify(text, inputs.hosts) {
-                    Ok(Classified::Literal) => Value::Literal(text.into()),
-                    Ok(Classified::Reference(secret)) => Value::Secret {
-                        index: intern(&secret, &mut plan.secrets),
-                        optional: false,
-                    },
-                    Ok(Classified::Template(pieces)) => {
-                        Value::Template(parts(&pieces, &mut |s| intern(s, &mut plan.secrets)))
-                    }
-                    Err(e) => {
-                        let location = match &origin {
-                            Origin::Environment => {
-                                format!("environment variable {}", name.to_string_lossy())
-                            }
-                            other => format!("{other}: {}", name.to_string_lossy()),
-                        };
-                        let hint = e.hint.clone().or_else(|| {
-                            (origin == Origin::Environment).then(|| {
-                                format!(
-                                    "to pass it to the command as it is, use --literal {}",
-                                    name.to_string_lossy()
-                                )
-                            })
-                        });
-                        return Err(Error::BadInput {
-                            location,
-                            message: e.message,
-                            hint,
-                        });
-                    }
-                },
-            },
-        };
-        plan.vars.push(Var {
-            name: name.to_owned(),
-            value,
-            origin,
-        });
+/// Where a bad value is: `environment variable NAME` or `file:line: NAME`.
+fn location(name: &OsStr, origin: &Origin) -> String {
+    match origin {
+        Origin::Environment => format!("environment variable {}", name.to_string_lossy()),
+        other => format!("{other}: {}", name.to_string_lossy()),
     }
-    Ok(plan)
+}
+
+/// Classify a value from the environment or a `.env` file.
+fn text_value(
+    name: &OsStr,
+    text: &OsStr,
+    origin: &Origin,
+    hosts: &VaultHosts,
+    intern: &mut dyn FnMut(&SecretRef) -> usize,
+) -> Result<Value, Error> {
+    let Some(utf8) = text.to_str() else {
+        // Not UTF-8: passed through, unless it holds something meant as a reference.
+        return match reference::classify(&text.to_string_lossy(), hosts) {
+            Ok(Classified::Literal) => Ok(Value::Literal(text.to_owned())),
+            _ => Err(Error::bad_input(
+                location(name, origin),
+                "the value is not valid UTF-8 but holds a Key Vault reference",
+            )),
+        };
+    };
+    match reference::classify(utf8, hosts) {
+        Ok(Classified::Literal) => Ok(Value::Literal(text.to_owned())),
+        Ok(Classified::Reference(secret)) => Ok(Value::Secret {
+            index: intern(&secret),
+            optional: false,
+        }),
+        Ok(Classified::Template(pieces)) => Ok(Value::Template(parts(&pieces, intern))),
+        Err(e) => {
+            let hint = e.hint.or_else(|| {
+                (*origin == Origin::Environment).then(|| {
+                    format!(
+                        "to pass it to the command as it is, use --literal {}",
+                        name.to_string_lossy()
+                    )
+                })
+            });
+            Err(Error::BadInput {
+                location: location(name, origin),
+                message: e.message,
+                hint,
+            })
+        }
+    }
 }
 
 type Layered<'a> = Vec<(&'a OsStr, Raw<'a>, Origin)>;
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text(_) => f.write_str("Text([redacted])"),
+            Self::Secret(index) => f.debug_tuple("Secret").field(index).finish(),
+        }
+    }
+}
 
 fn set_var<'a>(
     order: &mut Layered<'a>,
@@ -338,6 +386,12 @@ mod tests {
             "{err}"
         );
         assert!(err.hint().unwrap().contains("--literal DB"));
+    }
+
+    #[test]
+    fn debug_output_hides_literal_values() {
+        let plan = plan(&env(&[("AZURE_CLIENT_SECRET", "hunter2")]), &[], "").unwrap();
+        assert!(!format!("{plan:?}").contains("hunter2"));
     }
 
     #[test]

@@ -255,13 +255,21 @@ pub fn is_valid_secret_name(name: &str) -> bool {
 
 /// Versions are system-generated (32 hex characters today); accept any alphanumeric string so a
 /// format change does not break kvrun, but reject path junk.
-fn is_valid_version(version: &str) -> bool {
+pub(crate) fn is_valid_version(version: &str) -> bool {
     (1..=64).contains(&version.len()) && version.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// Vault names: 3–24 characters of `0-9 a-z A-Z -`.
+/// Vault names: 3–24 characters of `0-9 a-z A-Z -`, starting with a letter, ending with a letter or
+/// digit, without consecutive hyphens (so no punycode `xn--` label either).
 fn is_valid_vault_name(name: &str) -> bool {
-    (3..=24).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    let bytes = name.as_bytes();
+    (3..=24).contains(&bytes.len())
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && !name.contains("--")
 }
 
 /// A secret name with an optional version, as `name` or `name/version`.
@@ -281,16 +289,44 @@ fn check_name_version(name: &str, version: Option<&str>) -> Result<(), Reference
     Ok(())
 }
 
-/// Is `value` (trimmed) a URL on a vault host? Returns the parsed URL when it is.
-fn vault_url(value: &str, hosts: &VaultHosts) -> Option<Url> {
+/// What a value that may be a URL is, as far as vault hosts go.
+enum VaultUrl {
+    /// Not an http(s) URL on a vault host.
+    No,
+    Url(Url),
+    /// Clearly aimed at a vault host, but not a valid URL: never a literal.
+    Malformed(ReferenceError),
+}
+
+/// Is `value` (trimmed) an http(s) URL on a vault host? The host is found by hand first, so a URL
+/// that does not parse (`https:/v.vault.azure.net/…`, a port out of range) is still recognised as
+/// aimed at a vault, and refused, rather than passed on as text.
+fn vault_url(value: &str, hosts: &VaultHosts) -> VaultUrl {
     let value = value.trim();
-    let lower = value.get(..8)?.to_ascii_lowercase();
-    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
-        return None;
+    let lower = value.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("https:")
+        .or_else(|| lower.strip_prefix("http:"))
+    else {
+        return VaultUrl::No;
+    };
+    let authority = rest
+        .trim_start_matches(['/', '\\'])
+        .split(['/', '\\', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host_port.split(':').next().unwrap_or_default();
+    if hosts.suffix_of(host.trim_end_matches('.')).is_none() {
+        return VaultUrl::No;
     }
-    let url = Url::parse(value).ok()?;
-    hosts.suffix_of(url.host_str()?)?;
-    Some(url)
+    if !rest.starts_with("//") {
+        return VaultUrl::Malformed(ReferenceError::new("a vault URL must start with https://"));
+    }
+    match Url::parse(value) {
+        Ok(url) => VaultUrl::Url(url),
+        Err(e) => VaultUrl::Malformed(ReferenceError::new(format!("not a valid vault URL ({e})"))),
+    }
 }
 
 /// Interpret a whole value that is a URL on a vault host. `Ok(None)` when it is a vault URL that is
@@ -299,9 +335,15 @@ fn secret_from_vault_url(
     url: &Url,
     hosts: &VaultHosts,
 ) -> Result<Option<SecretRef>, ReferenceError> {
-    let collection = url.path_segments().and_then(|mut s| s.next()).unwrap_or("");
+    let path = url.path();
+    let collection = path.trim_start_matches('/').split('/').next().unwrap_or("");
     if !collection.eq_ignore_ascii_case("secrets") {
         return Ok(None);
+    }
+    if !path.starts_with("/secrets") {
+        return Err(ReferenceError::new(
+            "the path of a secret identifier is /secrets/{name}[/{version}], in lower case, one slash each",
+        ));
     }
     if url.scheme() != "https" {
         return Err(ReferenceError::new(format!(
@@ -321,11 +363,16 @@ fn secret_from_vault_url(
         ));
     }
     let host = url.host_str().unwrap_or_default();
+    if host.ends_with('.') {
+        return Err(ReferenceError::new(
+            "the vault's host name must not end with a dot",
+        ));
+    }
     let suffix = hosts.suffix_of(host).unwrap_or_default();
     let vault = &host[..host.len() - suffix.len() - 1];
     if !is_valid_vault_name(vault) {
         return Err(ReferenceError::new(format!(
-            "'{vault}' is not a valid vault name (3-24 characters of 0-9, a-z, A-Z and -)"
+            "'{vault}' is not a valid vault name (3-24 letters, digits and single hyphens, starting with a letter)"
         )));
     }
     let id = parse_secret_identifier(url.as_str())?;
@@ -337,16 +384,25 @@ fn secret_from_vault_url(
     }))
 }
 
-const APP_SERVICE_PREFIX: &str = "@Microsoft.KeyVault(";
+const APP_SERVICE_PREFIX: &str = "@microsoft.keyvault";
+
+/// Does `text` start with App Service's `@Microsoft.KeyVault` (in any case)?
+fn is_app_service(text: &str) -> bool {
+    text.trim_start()
+        .get(..APP_SERVICE_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(APP_SERVICE_PREFIX))
+}
 
 /// Parse App Service's `@Microsoft.KeyVault(…)` syntax (the whole value).
 fn app_service_reference(value: &str, hosts: &VaultHosts) -> Result<SecretRef, ReferenceError> {
     let body = value
         .trim()
         .get(APP_SERVICE_PREFIX.len()..)
+        .map(str::trim_start)
+        .and_then(|rest| rest.strip_prefix('('))
         .and_then(|rest| rest.strip_suffix(')'))
         .ok_or_else(|| {
-            ReferenceError::new("@Microsoft.KeyVault( is not closed by ')' at the end of the value")
+            ReferenceError::new("write @Microsoft.KeyVault(…) with its parentheses around the whole rest of the value")
         })?;
     let mut secret_uri = None;
     let mut vault_name = None;
@@ -378,19 +434,20 @@ fn app_service_reference(value: &str, hosts: &VaultHosts) -> Result<SecretRef, R
         }
     }
     match (secret_uri, vault_name, secret_name) {
-        (Some(uri), None, None) if secret_version.is_none() => {
-            let url = vault_url(uri, hosts).ok_or_else(|| {
+        (Some(uri), None, None) if secret_version.is_none() => match vault_url(uri, hosts) {
+            VaultUrl::Url(url) => secret_from_vault_url(&url, hosts)?
+                .ok_or_else(|| ReferenceError::new("SecretUri is not a secret identifier")),
+            VaultUrl::Malformed(e) => Err(e),
+            VaultUrl::No => Err(
                 ReferenceError::new("SecretUri is not a URL on a Key Vault host").hint(
                     "for a vault host outside the Azure clouds, add its suffix with --vault-suffix",
-                )
-            })?;
-            secret_from_vault_url(&url, hosts)?
-                .ok_or_else(|| ReferenceError::new("SecretUri is not a secret identifier"))
-        }
+                ),
+            ),
+        },
         (None, Some(vault), Some(name)) => {
             if !is_valid_vault_name(vault) {
                 return Err(ReferenceError::new(format!(
-                    "'{vault}' is not a valid vault name (3-24 characters of 0-9, a-z, A-Z and -)"
+                    "'{vault}' is not a valid vault name (3-24 letters, digits and single hyphens, starting with a letter)"
                 )));
             }
             let version = secret_version.filter(|v| !v.is_empty());
@@ -418,15 +475,16 @@ fn app_service_reference(value: &str, hosts: &VaultHosts) -> Result<SecretRef, R
 /// When `text` is not a reference.
 pub fn parse_reference(text: &str, hosts: &VaultHosts) -> Result<SecretRef, ReferenceError> {
     let text = text.trim();
-    if text.starts_with(APP_SERVICE_PREFIX) {
+    if is_app_service(text) {
         return app_service_reference(text, hosts);
     }
     match vault_url(text, hosts) {
-        Some(url) => secret_from_vault_url(&url, hosts)?.ok_or_else(|| {
+        VaultUrl::Url(url) => secret_from_vault_url(&url, hosts)?.ok_or_else(|| {
             ReferenceError::new("this vault URL is not a secret identifier")
                 .hint("a secret identifier looks like https://VAULT.vault.azure.net/secrets/NAME")
         }),
-        None => Err(ReferenceError::new("not a Key Vault secret reference").hint(
+        VaultUrl::Malformed(e) => Err(e),
+        VaultUrl::No => Err(ReferenceError::new("not a Key Vault secret reference").hint(
             "write https://VAULT.vault.azure.net/secrets/NAME; for other vault hosts add --vault-suffix",
         )),
     }
@@ -438,13 +496,12 @@ const CLOSE: &str = "}}";
 /// Does the text inside `{{ … }}` look like it is meant as a reference?
 fn looks_like_reference(inner: &str) -> bool {
     let inner = inner.trim_start();
-    let head = inner
-        .get(..APP_SERVICE_PREFIX.len().min(inner.len()))
-        .unwrap_or("");
-    let lower = head.to_ascii_lowercase();
-    lower.starts_with("https://")
-        || lower.starts_with("http://")
-        || head.starts_with("@Microsoft.KeyVault")
+    let lower: String = inner
+        .chars()
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    lower.starts_with("https:") || lower.starts_with("http:") || is_app_service(inner)
 }
 
 /// Split `value` into template pieces. `Ok(None)` when no placeholder is meant as a reference
@@ -491,14 +548,18 @@ fn template(value: &str, hosts: &VaultHosts) -> Result<Option<Vec<Piece>>, Refer
 /// # Errors
 /// When the value is clearly meant as a reference but malformed.
 pub fn classify(value: &str, hosts: &VaultHosts) -> Result<Classified, ReferenceError> {
-    if value.trim_start().starts_with(APP_SERVICE_PREFIX) {
+    if is_app_service(value) {
         return app_service_reference(value, hosts).map(Classified::Reference);
     }
-    if let Some(url) = vault_url(value, hosts) {
-        return Ok(match secret_from_vault_url(&url, hosts)? {
-            Some(secret) => Classified::Reference(secret),
-            None => Classified::Literal,
-        });
+    match vault_url(value, hosts) {
+        VaultUrl::Url(url) => {
+            if let Some(secret) = secret_from_vault_url(&url, hosts)? {
+                return Ok(Classified::Reference(secret));
+            }
+            // A vault URL that is not a secret identifier may still hold placeholders.
+        }
+        VaultUrl::Malformed(e) => return Err(e),
+        VaultUrl::No => {}
     }
     Ok(match template(value, hosts)? {
         Some(pieces) => Classified::Template(pieces),
@@ -630,6 +691,16 @@ mod tests {
             "x{{ https://example.com/secrets/x }}",
             "x{{ http://myvault.vault.azure.net/secrets/x }}",
             "x{{ @Microsoft.KeyVault(VaultName=v) }}",
+            "@Microsoft.KeyVault (SecretUri=https://v12.vault.azure.net/secrets/x",
+            "@microsoft.keyvault(junk)",
+            "x{{ @microsoft.keyvault(junk) }}",
+            "https://myvault.vault.azure.net./secrets/x",
+            "https://myvault.vault.azure.net//secrets/x",
+            "https:/myvault.vault.azure.net/secrets/x",
+            "https:myvault.vault.azure.net/secrets/x",
+            "https://myvault.vault.azure.net:99999/secrets/x",
+            "{{ https://abcdefghijk\u{e4}.vault.azure.net/secrets/x }}",
+            "https://myvault.vault.azure.net/?k={{ https://myvault.vault.azure.net/secrets/bad_name }}",
         ] {
             assert!(
                 classify(value, &hosts()).is_err(),
@@ -665,6 +736,17 @@ mod tests {
                 "{value}"
             );
         }
+        assert_eq!(
+            classify(
+                "@microsoft.keyvault (VaultName=myvault;SecretName=db)",
+                &hosts()
+            ),
+            Ok(Classified::Reference(secret(
+                "https://myvault.vault.localhost",
+                "db",
+                None
+            )))
+        );
         // Without an added suffix, VaultName= is a vault in the public cloud.
         assert_eq!(
             classify(
@@ -697,6 +779,16 @@ mod tests {
                 Piece::Secret(secret("https://a12.vault.azure.net", "u", None)),
                 Piece::Text(":".into()),
                 Piece::Secret(secret("https://a12.vault.localhost", "p", None)),
+            ]))
+        );
+        // A vault URL that is not a secret identifier may carry a placeholder.
+        let value =
+            "https://myvault.vault.azure.net/?k={{ https://myvault.vault.azure.net/secrets/k }}";
+        assert_eq!(
+            classify(value, &hosts()),
+            Ok(Classified::Template(vec![
+                Piece::Text("https://myvault.vault.azure.net/?k=".into()),
+                Piece::Secret(secret("https://myvault.vault.azure.net", "k", None)),
             ]))
         );
         // A Go-template placeholder beside a reference stays text.

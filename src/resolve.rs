@@ -87,6 +87,7 @@ pub async fn resolve(
                         humantime::format_duration(options.timeout)
                     ),
                     hint: Some("the vault or Entra ID did not answer in time; raise --timeout or check the network".into()),
+                    vault_wide: true,
                 })
             })
         })
@@ -148,12 +149,18 @@ async fn resolve_vault(
             store(&slots, first_index, Ok(v));
             None
         }
-        Err(e) => {
-            // The vault as a whole cannot be used: every secret in it fails the same way.
+        Err(e) if e.vault_wide => {
+            // The vault as a whole cannot be used: every secret in it fails the same way,
+            // without one doomed request per secret.
             for (i, _) in &secrets {
                 store(&slots, *i, Err(e.clone()));
             }
             return;
+        }
+        Err(e) => {
+            // An answer about this secret alone, from a vault that did not challenge.
+            store(&slots, first_index, Err(e));
+            None
         }
     };
     let secrets_count = secrets.len();

@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts};
 
 /// The value a manifest entry gives its variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Value {
     /// A secret, replaced whole. An optional secret that does not exist leaves the variable unset.
     Secret { secret: SecretRef, optional: bool },
@@ -37,6 +37,20 @@ pub enum Value {
     Template(Vec<Piece>),
     /// A plain value, never resolved.
     Literal(String),
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret { secret, optional } => f
+                .debug_struct("Secret")
+                .field("secret", secret)
+                .field("optional", optional)
+                .finish(),
+            Self::Template(pieces) => f.debug_tuple("Template").field(&pieces.len()).finish(),
+            Self::Literal(_) => f.write_str("Literal([redacted])"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,13 +155,22 @@ pub fn parse(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Vec<Entry>, 
                 version,
                 optional,
                 value: None,
-            }) => vault
-                .map(|v| vault_url(&v, hosts).map_err(|m| (m, None)))
-                .transpose()
-                .and_then(|vault| {
-                    let vault = vault.or_else(|| default_vault.clone());
-                    secret_value(&secret, vault.as_deref(), version, optional, hosts)
-                }),
+            }) => {
+                if vault.is_some() && !reference::is_valid_secret_name(&secret) {
+                    Err((
+                        "'vault' and 'version' only go with a bare secret name".to_owned(),
+                        None,
+                    ))
+                } else {
+                    vault
+                        .map(|v| vault_url(&v, hosts).map_err(|m| (m, None)))
+                        .transpose()
+                        .and_then(|vault| {
+                            let vault = vault.or_else(|| default_vault.clone());
+                            secret_value(&secret, vault.as_deref(), version, optional, hosts)
+                        })
+                }
+            }
         }
         .map_err(|(message, hint)| bad(format!("{name_text}: {message}"), hint))?;
         let (line, _) = line_col(text, name.span().start);
@@ -183,10 +206,16 @@ fn secret_value(
                 ),
             )
         })?;
+        let version = version.filter(|v| !v.is_empty());
+        if let Some(version) = &version
+            && !reference::is_valid_version(version)
+        {
+            return Err((format!("'{version}' is not a valid secret version"), None));
+        }
         let secret = SecretRef {
             vault_url: vault_url.to_owned(),
             name: text.to_owned(),
-            version: version.filter(|v| !v.is_empty()),
+            version,
         };
         return Ok(Value::Secret { secret, optional });
     }
@@ -343,6 +372,14 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
                 "cannot be combined",
             ),
             ("[env]\nA = { optional = true }\n", "needs 'secret'"),
+            (
+                "vault = \"https://v12.vault.azure.net\"\n[env]\nA = { secret = \"db\", version = \"../x\" }\n",
+                "not a valid secret version",
+            ),
+            (
+                "[env]\nA = { secret = \"https://v12.vault.azure.net/secrets/x\", vault = \"https://v13.vault.azure.net\" }\n",
+                "only go with a bare secret name",
+            ),
             ("colour = 1\n", "kvrun.toml:1:1"),
             ("[env\n", "kvrun.toml:1"),
         ] {

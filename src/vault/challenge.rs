@@ -23,7 +23,7 @@ pub enum ChallengeError {
     Missing,
     #[error("the challenge names no {0}")]
     Incomplete(&'static str),
-    #[error("the challenge's {field} is not a valid URL")]
+    #[error("the challenge's {field} is not a single valid URL")]
     BadUrl { field: &'static str },
     #[error(
         "the challenge asks for a token for {scope_host}, which {host} does not belong to; no token was sent"
@@ -85,6 +85,10 @@ pub fn verify(header: Option<&str>, request_host: &str) -> Result<Challenge, Cha
         .ok_or(ChallengeError::BadUrl {
             field: "authorization",
         })?;
+    // One scope, nothing else: a space would smuggle a second scope into the token request.
+    if scope.contains(char::is_whitespace) {
+        return Err(ChallengeError::BadUrl { field: "scope" });
+    }
     let scope_host = Url::parse(&scope)
         .ok()
         .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
@@ -142,6 +146,15 @@ mod tests {
                 "{host}"
             );
         }
+    }
+
+    #[test]
+    fn a_second_scope_is_refused() {
+        let header = r#"Bearer authorization="https://login.windows.net/t", scope="https://vault.azure.net/.default https://graph.microsoft.com/.default""#;
+        assert_eq!(
+            verify(Some(header), "a.vault.azure.net"),
+            Err(ChallengeError::BadUrl { field: "scope" })
+        );
     }
 
     #[test]

@@ -249,8 +249,12 @@ fn entra_failure(err: &azure_core::Error) -> AuthFailure {
     use azure_core::error::ErrorKind;
     let mut status = None;
     let mut transport = false;
+    let mut untrusted = None;
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cause {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            untrusted = Some(tls.to_string());
+        }
         if let Some(az) = e.downcast_ref::<azure_core::Error>() {
             match az.kind() {
                 ErrorKind::HttpResponse { status: s, .. } => status = Some(u16::from(*s)),
@@ -271,8 +275,21 @@ fn entra_failure(err: &azure_core::Error) -> AuthFailure {
         .next()
         .unwrap_or_default()
         .to_owned();
+    if let Some(tls) = untrusted {
+        return AuthFailure {
+            class: FailureClass::Protocol,
+            reason: format!("token request failed: TLS: {tls}"),
+            hint: Some("Entra ID's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
+        };
+    }
     let (class, hint) = match status {
         Some(s) if s == 408 || s == 429 || s >= 500 => (FailureClass::Unavailable, None),
+        Some(s) if (300..400).contains(&s) => (
+            FailureClass::Protocol,
+            Some(format!(
+                "Entra ID answered with a redirect; check {AZURE_AUTHORITY_HOST}"
+            )),
+        ),
         Some(_) => (
             FailureClass::Authentication,
             Some(format!(

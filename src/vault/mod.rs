@@ -53,6 +53,9 @@ pub struct FetchError {
     pub class: FailureClass,
     pub reason: String,
     pub hint: Option<String>,
+    /// The same would happen to any secret of this vault (unreachable, untrusted, hostile
+    /// challenge), as opposed to an answer about this secret (404, 403 on it).
+    pub vault_wide: bool,
 }
 
 impl FetchError {
@@ -61,6 +64,7 @@ impl FetchError {
             class,
             reason: reason.into(),
             hint,
+            vault_wide: true,
         }
     }
 }
@@ -109,7 +113,8 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 /// What came back from one GET.
 enum Answer {
     Value(SecretValue),
-    Challenge(Option<String>),
+    /// 401: the `WWW-Authenticate` header and the body (its error code says why).
+    Challenge(Option<String>, Vec<u8>),
     Failed(FetchError),
 }
 
@@ -162,7 +167,7 @@ impl VaultClient {
     pub async fn probe(&self, secret: &SecretRef, warm: usize) -> Result<Probe, FetchError> {
         match self.get(secret, None, warm).await {
             Answer::Value(v) => Ok(Probe::Value(v)),
-            Answer::Challenge(header) => challenge::verify(header.as_deref(), secret.vault_host())
+            Answer::Challenge(header, _) => challenge::verify(header.as_deref(), secret.vault_host())
                 .map(Probe::Challenge)
                 .map_err(|e| {
                     FetchError::new(
@@ -185,7 +190,8 @@ impl VaultClient {
         secret: &SecretRef,
         challenge: &Challenge,
     ) -> Result<SecretValue, FetchError> {
-        for attempt in 0..2 {
+        let mut attempt = 0;
+        loop {
             let token = self
                 .credentials
                 .token(&challenge.tenant, &challenge.scope)
@@ -193,21 +199,22 @@ impl VaultClient {
             match self.get(secret, Some(&token), 0).await {
                 Answer::Value(v) => return Ok(v),
                 Answer::Failed(e) => return Err(e),
-                Answer::Challenge(_) if attempt == 0 => {
+                Answer::Challenge(..) if attempt == 0 => {
                     self.credentials
                         .invalidate(&challenge.tenant, &challenge.scope, &token);
+                    attempt += 1;
                 }
-                Answer::Challenge(_) => break,
+                Answer::Challenge(_, body) => {
+                    // The vault refused a fresh token too; its error code says why (AKV10032:
+                    // a token from another tenant; AKV10022: for another audience).
+                    return Err(FetchError::new(
+                        FailureClass::Authentication,
+                        status_error(401, &body, secret).reason,
+                        Some("the token's tenant or audience does not match the vault; check AZURE_TENANT_ID".into()),
+                    ));
+                }
             }
         }
-        Err(FetchError::new(
-            FailureClass::Authentication,
-            "401 Unauthorized: the vault refused a fresh token",
-            Some(
-                "the token's tenant or audience does not match the vault; check AZURE_TENANT_ID"
-                    .into(),
-            ),
-        ))
     }
 
     async fn get(&self, secret: &SecretRef, token: Option<&Token>, warm: usize) -> Answer {
@@ -236,7 +243,7 @@ impl VaultClient {
             "GET secret"
         );
         if status == 401 {
-            return Answer::Challenge(reply.www_authenticate);
+            return Answer::Challenge(reply.www_authenticate, reply.body);
         }
         if (300..400).contains(&status) {
             return Answer::Failed(FetchError::new(
@@ -337,7 +344,10 @@ fn status_error(status: u16, body: &[u8], secret: &SecretRef) -> FetchError {
         ),
         _ => (FailureClass::Protocol, "an unexpected answer from the vault".into()),
     };
-    FetchError::new(class, reason, Some(hint))
+    FetchError {
+        vault_wide: matches!(status, 408 | 429 | 500..=599),
+        ..FetchError::new(class, reason, Some(hint))
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ type Sender = SendRequest<Empty<Bytes>>;
 /// A connection attempt to one address that does not answer is abandoned after this long when
 /// other addresses remain to be tried.
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(3);
+/// Opening one connection (TCP, proxy tunnel, TLS) gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What went wrong below HTTP.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,24 +58,29 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-/// Connections to one `host:port`.
+/// Connections to one `host:port`: one queue for idle connections and those being opened ahead
+/// of need, in the order they become usable. `promised` counts what is in the queue or on its way
+/// and not yet claimed; a request that claims one waits for the next to arrive (`None`: an opening
+/// failed, so it connects itself). Every claim matches exactly one arrival, so no one waits for a
+/// connection that will not come, and openings are bounded by `CONNECT_TIMEOUT`.
 struct Origin {
-    idle: Mutex<Vec<Sender>>,
-    /// Connections being opened ahead of need; each will arrive on `ready` (None if it failed).
-    pending: AtomicUsize,
-    ready_tx: mpsc::UnboundedSender<Option<Sender>>,
-    ready_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Option<Sender>>>,
+    promised: AtomicUsize,
+    queue_tx: mpsc::UnboundedSender<Option<Sender>>,
+    queue_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Option<Sender>>>,
 }
 
 impl Origin {
     fn new() -> Self {
-        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         Self {
-            idle: Mutex::new(Vec::new()),
-            pending: AtomicUsize::new(0),
-            ready_tx,
-            ready_rx: tokio::sync::Mutex::new(ready_rx),
+            promised: AtomicUsize::new(0),
+            queue_tx,
+            queue_rx: tokio::sync::Mutex::new(queue_rx),
         }
+    }
+
+    fn offer(&self, sender: Option<Sender>) {
+        let _ = self.queue_tx.send(sender);
     }
 }
 
@@ -172,11 +179,8 @@ impl Transport {
         }
         .map_err(SendError::into_transport)?;
         if !sender.is_closed() {
-            origin
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(sender);
+            origin.promised.fetch_add(1, Ordering::AcqRel);
+            origin.offer(Some(sender));
         }
         Ok(reply)
     }
@@ -188,35 +192,25 @@ impl Transport {
         host: &str,
         port: u16,
     ) -> Result<(Sender, bool), TransportError> {
-        loop {
-            let idle = origin
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop();
-            match idle {
-                Some(sender) if !sender.is_closed() => return Ok((sender, true)),
-                Some(_) => {}
-                None => break,
-            }
-        }
         let claimed = origin
-            .pending
+            .promised
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok();
-        if claimed && let Some(Some(sender)) = origin.ready_rx.lock().await.recv().await {
-            return Ok((sender, false));
+        if claimed
+            && let Some(Some(sender)) = origin.queue_rx.lock().await.recv().await
+            && !sender.is_closed()
+        {
+            return Ok((sender, true));
         }
         Ok((self.connect(host, port).await?, false))
     }
 
     fn prewarm(self: &Arc<Self>, origin: &Arc<Origin>, host: &str, port: u16, count: usize) {
-        origin.pending.fetch_add(count, Ordering::AcqRel);
+        origin.promised.fetch_add(count, Ordering::AcqRel);
         for _ in 0..count {
             let (this, origin, host) = (Arc::clone(self), Arc::clone(origin), host.to_owned());
             tokio::spawn(async move {
-                let sender = this.connect(&host, port).await.ok();
-                let _ = origin.ready_tx.send(sender);
+                origin.offer(this.connect(&host, port).await.ok());
             });
         }
     }
@@ -282,7 +276,14 @@ impl Transport {
     /// TCP (directly or through the proxy's CONNECT tunnel), then TLS, then HTTP/1.1.
     async fn connect(&self, host: &str, port: u16) -> Result<Sender, TransportError> {
         let started = std::time::Instant::now();
-        let result = self.open(host, port).await;
+        let result = tokio::time::timeout(CONNECT_TIMEOUT, self.open(host, port))
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportError::Unreachable(format!(
+                    "no connection to {host}:{port} within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            });
         tracing::debug!(
             host,
             port,
