@@ -4,21 +4,40 @@
 //! [`FakeAzure::start`] makes a throw-away CA and a leaf certificate (SANs `*.vault.localhost`,
 //! `login.localhost`, `localhost`, `127.0.0.1`), binds ONE listener on 127.0.0.1 and routes each
 //! request by its `Host` header (port removed):
-//! - `login.localhost`: Entra, `POST /{tenant}/oauth2/v2.0/token` (client credentials, §5);
+//! - `login.localhost`: Entra, `POST /{tenant}/oauth2/v2.0/token` (client credentials, §5), for
+//!   clients with a secret ([`FakeAzure::add_client`]; the secret is also the accepted workload
+//!   identity `client_assertion`) or a certificate ([`FakeAzure::add_certificate_client`]: a
+//!   `client_assertion` JWT signed by the certificate's key, checked as Entra checks it);
 //! - `{vault}.vault.localhost`: Key Vault, `GET /secrets/{name}[/[{version}]]` (§1–2).
 //!
-//! The server runs on its own tokio runtime in a background thread, so the whole API is
-//! synchronous and thread-safe; dropping the [`FakeAzure`] stops it. [`ConnectProxy`] is a
-//! loopback-only HTTP CONNECT proxy.
+//! [`FakeAzure::start_managed_identity`] adds a [`ManagedIdentity`]: a second, plain-HTTP
+//! listener on 127.0.0.1 serving both the App Service (`/msi/token` + `X-IDENTITY-HEADER`) and
+//! the IMDS (`/metadata/identity/oauth2/token` + `Metadata: true`) token endpoints, whose tokens
+//! the vaults accept; it can also hang like an unreachable IMDS ([`ManagedIdentity::set_hang`]).
+//!
+//! [`test_certificate`] makes a self-signed RSA 2048 [`TestCertificate`] for certificate clients:
+//! the certificate PEM, the key as PKCS#8 and PKCS#1 PEM, and [`TestCertificate::pkcs12`] for a
+//! PFX file (PBES2/AES-256, HMAC-SHA256).
+//!
+//! Every server runs on its own tokio runtime in a background thread, so the whole API is
+//! synchronous and thread-safe; dropping the [`FakeAzure`] (or the [`ManagedIdentity`], or the
+//! [`ConnectProxy`]) stops its server. [`ConnectProxy`] is a loopback-only HTTP CONNECT proxy.
+//! Each records what it was sent ([`Recorded`], headers included).
 
+mod cert;
 mod entra;
+mod msi;
 mod proxy;
 mod tls;
 mod vault;
 
 #[cfg(test)]
+mod identity_tests;
+#[cfg(test)]
 mod tests;
 
+pub use cert::{TestCertificate, test_certificate};
+pub use msi::{ManagedIdentity, SYSTEM_ASSIGNED_CLIENT_ID};
 pub use proxy::ConnectProxy;
 
 use std::collections::{HashMap, VecDeque};
@@ -50,6 +69,9 @@ use tokio_rustls::TlsAcceptor;
 pub const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-000000000001";
 /// The `resource` a new vault's challenge names; tokens must be for `{resource}/.default`.
 pub const DEFAULT_RESOURCE: &str = "https://vault.localhost";
+
+/// The client id of the tokens from [`FakeAzure::issue_token`].
+pub const ISSUED_CLIENT_ID: &str = "00000000-0000-0000-0000-00000000a2a2";
 
 /// Start-up options. `Default` is: no delays, an ephemeral port.
 #[derive(Clone, Copy, Debug, Default)]
@@ -126,6 +148,48 @@ pub struct Recorded {
     pub authorization: Option<String>,
     /// The form fields of a POST to `login.localhost`.
     pub form: Option<Vec<(String, String)>>,
+    /// Every header as received, names lower-cased, values as (lossy) UTF-8 (the values of a
+    /// repeated header side by side).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Recorded {
+    /// The first value of the header `name` (case-insensitive).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// What the fake records of a request's head.
+    pub(crate) fn new(
+        parts: &hyper::http::request::Parts,
+        form: Option<Vec<(String, String)>>,
+    ) -> Recorded {
+        let header =
+            |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        Recorded {
+            method: parts.method.to_string(),
+            host: header(HOST).map(host_without_port).unwrap_or_default(),
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
+            authorization: header(AUTHORIZATION).map(str::to_owned),
+            form,
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.as_str().to_owned(), value)
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The running fake (see the crate docs). Dropping it stops the server.
@@ -154,6 +218,7 @@ pub(crate) struct State {
     connections: usize,
     requests: Vec<Recorded>,
     clients: HashMap<String, String>,
+    certificates: HashMap<String, Vec<cert::CertKey>>,
     tokens: HashMap<String, entra::Token>,
     token_faults: VecDeque<Fault>,
     vaults: HashMap<String, vault::Vault>,
@@ -246,6 +311,57 @@ impl FakeAzure {
             .lock()
             .clients
             .insert(client_id.to_owned(), client_secret.to_owned());
+    }
+
+    /// Registers a certificate for a client (valid in every tenant; call again to add more
+    /// certificates). The token endpoint then accepts from it a `client_assertion` JWT signed
+    /// (RS256 or PS256) by the certificate's key, named by its `x5t` (SHA-1) or `x5t#S256`
+    /// thumbprint, with `iss` = `sub` = `client_id`, `aud` = the token endpoint's URL
+    /// (`{authority_host}/{tenant}/oauth2/v2.0/token`), `exp` in the future, `nbf` (if present)
+    /// not, and a `jti`; failures answer as Entra does (`AADSTS700027` for an unknown key or a bad
+    /// signature, `AADSTS700024` out of its time range, `AADSTS50012` for another audience,
+    /// `AADSTS700021` for another `iss`/`sub`, `AADSTS50027` for a malformed JWT). A client can
+    /// have a secret ([`FakeAzure::add_client`]) and certificates at once.
+    ///
+    /// # Panics
+    /// If `cert_pem` holds no X.509 certificate.
+    pub fn add_certificate_client(&self, client_id: &str, cert_pem: &str) {
+        let key = cert::CertKey::from_pem(cert_pem)
+            .unwrap_or_else(|e| panic!("kvrun-fake: certificate of client '{client_id}': {e}"));
+        self.shared
+            .lock()
+            .certificates
+            .entry(client_id.to_owned())
+            .or_default()
+            .push(key);
+    }
+
+    /// A token for `(tenant, scope)` issued directly, without a token request (for stand-ins of
+    /// developer tools such as `az`, whose tokens the vaults must accept). Its client id is
+    /// [`ISSUED_CLIENT_ID`].
+    #[must_use]
+    pub fn issue_token(&self, tenant: &str, scope: &str) -> String {
+        let access_token = format!("fake-at-{}-{}", next_counter(), std::process::id());
+        let token = entra::Token {
+            tenant: tenant.to_owned(),
+            scope: scope.to_owned(),
+            client_id: ISSUED_CLIENT_ID.to_owned(),
+        };
+        self.shared
+            .lock()
+            .tokens
+            .insert(access_token.clone(), token);
+        access_token
+    }
+
+    /// Starts a managed identity endpoint (plain HTTP on 127.0.0.1, its own port) whose tokens
+    /// this fake's vaults accept; see [`ManagedIdentity`]. Dropping it stops it.
+    ///
+    /// # Panics
+    /// If 127.0.0.1 cannot be listened on.
+    #[must_use]
+    pub fn start_managed_identity(&self) -> ManagedIdentity {
+        ManagedIdentity::start(Arc::clone(&self.shared))
     }
 
     /// The vault named `vault` (case-insensitive), created empty in [`DEFAULT_TENANT`] if missing.
@@ -396,18 +512,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
         |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let host = header(HOST).map(host_without_port).unwrap_or_default();
     let is_token_post = parts.method == Method::POST && host == entra::HOST;
-    let form = is_token_post.then(|| url::form_urlencoded::parse(&body).into_owned().collect());
-    let record = Recorded {
-        method: parts.method.to_string(),
-        host: host.clone(),
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned(),
-        authorization: header(AUTHORIZATION).map(str::to_owned),
-        form: form.clone(),
-    };
+    let form: Option<Vec<(String, String)>> =
+        is_token_post.then(|| url::form_urlencoded::parse(&body).into_owned().collect());
+    let record = Recorded::new(&parts, form.clone());
     let delay = {
         let mut state = shared.lock();
         state.requests.push(record);
@@ -421,6 +528,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
         if host == entra::HOST {
             entra::handle(
                 &mut state,
+                shared.port,
                 &parts.method,
                 path,
                 form.as_deref().unwrap_or_default(),

@@ -18,12 +18,12 @@ use tokio_rustls::client::TlsStream;
 use crate::proxy::loopback_address;
 use crate::{ConnectProxy, DEFAULT_TENANT, DenyCode, FakeAzure, Fault, Options, SecretAttrs};
 
-const VAULT_HOST: &str = "myvault.vault.localhost";
-const API: &str = "api-version=2025-07-01";
-const SCOPE: &str = "https://vault.localhost/.default";
+pub(crate) const VAULT_HOST: &str = "myvault.vault.localhost";
+pub(crate) const API: &str = "api-version=2025-07-01";
+pub(crate) const SCOPE: &str = "https://vault.localhost/.default";
 
 /// Runs an async test body on its own runtime, failing it after 30 s.
-fn run<F: Future>(body: F) -> F::Output {
+pub(crate) fn run<F: Future>(body: F) -> F::Output {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -60,7 +60,7 @@ async fn tls_over(
         .await
 }
 
-async fn connect(fake: &FakeAzure, name: &str) -> io::Result<TlsStream<TcpStream>> {
+pub(crate) async fn connect(fake: &FakeAzure, name: &str) -> io::Result<TlsStream<TcpStream>> {
     tls_over(
         fake,
         TcpStream::connect(("127.0.0.1", fake.port())).await?,
@@ -69,21 +69,21 @@ async fn connect(fake: &FakeAzure, name: &str) -> io::Result<TlsStream<TcpStream
     .await
 }
 
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().skip(1).find_map(|line| {
             let (key, value) = line.split_once(':')?;
             key.eq_ignore_ascii_case(name).then_some(value.trim())
         })
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap()
     }
 
@@ -98,7 +98,7 @@ impl Reply {
 }
 
 /// Sends one request on `stream` (kept open) and reads one `Content-Length`-framed reply.
-async fn send<S>(
+pub(crate) async fn send<S>(
     stream: &mut S,
     method: &str,
     host: &str,
@@ -149,7 +149,7 @@ async fn read_all<S: AsyncRead + Unpin>(stream: &mut S) -> String {
 }
 
 /// GET on a new connection to `myvault`, with `Bearer {token}` when given.
-async fn get(fake: &FakeAzure, path: &str, token: Option<&str>) -> Reply {
+pub(crate) async fn get(fake: &FakeAzure, path: &str, token: Option<&str>) -> Reply {
     let mut stream = connect(fake, VAULT_HOST).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -166,7 +166,11 @@ async fn get(fake: &FakeAzure, path: &str, token: Option<&str>) -> Reply {
     .unwrap()
 }
 
-async fn token_request(fake: &FakeAzure, tenant: &str, fields: &[(&str, &str)]) -> Reply {
+pub(crate) async fn token_request(
+    fake: &FakeAzure,
+    tenant: &str,
+    fields: &[(&str, &str)],
+) -> Reply {
     let form = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fields)
         .finish();
