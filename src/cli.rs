@@ -24,6 +24,8 @@ pub mod env {
     pub const NO_RESOLVE_ENV: &str = "KVRUN_NO_RESOLVE_ENV";
     pub const LITERAL: &str = "KVRUN_LITERAL";
     pub const VERBOSE: &str = "KVRUN_VERBOSE";
+    pub const CREDENTIAL: &str = "KVRUN_CREDENTIAL";
+    pub const HIDE_CREDENTIALS: &str = "KVRUN_HIDE_CREDENTIALS";
 }
 
 const AFTER_HELP: &str = "\
@@ -124,6 +126,16 @@ pub struct RunArgs {
     /// Keep this variable's value literal even if it looks like a reference (repeatable).
     #[arg(long, value_name = "NAME", env = env::LITERAL, value_delimiter = ',')]
     pub literal: Vec<String>,
+
+    /// Use only this credential instead of trying the chain (env, workload identity, managed
+    /// identity, Azure CLI, azd) in order.
+    #[arg(long, value_name = "KIND", env = env::CREDENTIAL, value_enum)]
+    pub credential: Option<crate::vault::credential::Kind>,
+
+    /// Remove kvrun's own secret material from the command's environment (`AZURE_CLIENT_SECRET`,
+    /// `AZURE_CLIENT_CERTIFICATE_PATH`/`_PASSWORD`, `AZURE_FEDERATED_TOKEN_FILE`, `IDENTITY_HEADER`).
+    #[arg(long, env = env::HIDE_CREDENTIALS, value_parser = BoolishValueParser::new())]
+    pub hide_credentials: bool,
 
     /// Log to stderr: -v sources, requests and timings; -vv more detail. Never values or tokens.
     #[arg(short, long, action = clap::ArgAction::Count, env = env::VERBOSE)]

@@ -126,7 +126,15 @@ fn prepare(
     } else {
         fetch_all(&plan, args, environment)?
     };
-    assemble(&plan, &outcomes)
+    let mut env = assemble(&plan, &outcomes)?;
+    if args.hide_credentials {
+        env.retain(|(name, _)| {
+            !vault::credential::SECRET_VARIABLES
+                .iter()
+                .any(|s| name == s)
+        });
+    }
+    Ok(env)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
@@ -197,7 +205,7 @@ fn fetch_all(
         .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
     let transport = vault::transport::Transport::new(environment)
         .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
-    let credentials = vault::credential::Credentials::from_env(environment, http);
+    let credentials = vault::credential::Credentials::from_env(environment, http, args.credential);
     let client = Arc::new(vault::VaultClient::new(transport, credentials));
     let options = resolve::Options {
         concurrency: usize::from(args.concurrency),

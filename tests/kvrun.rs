@@ -24,6 +24,22 @@ struct World {
     fake: FakeAzure,
     dir: tempfile::TempDir,
     ca_dir: PathBuf,
+    /// Prepended to PATH: stand-in `az` and `azd`, so no test ever runs a real one.
+    bin: PathBuf,
+}
+
+/// A stand-in for `az` or `azd`: records when it started and its arguments, then prints `stdout`
+/// and `stderr` (neither may contain a single quote) and exits `code`.
+fn stand_in(path: &std::path::Path, stdout: &str, stderr: &str, code: i32) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = path.with_extension("log");
+    let script = format!(
+        "#!/bin/sh\ndate +%s%N > '{stamp}'\necho \"$@\" >> '{log}'\nprintf '%s' '{stdout}'\nprintf '%s\\n' '{stderr}' >&2\nexit {code}\n",
+        stamp = path.with_extension("started").display(),
+        log = log.display(),
+    );
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 impl World {
@@ -37,7 +53,22 @@ impl World {
         let ca_dir = dir.path().join("ca");
         std::fs::create_dir(&ca_dir).unwrap();
         std::fs::write(ca_dir.join("test-ca.pem"), fake.ca_pem()).unwrap();
-        Self { fake, dir, ca_dir }
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let not_logged_in = "ERROR: Please run az login to setup account.";
+        stand_in(&bin.join("az"), "", not_logged_in, 1);
+        stand_in(
+            &bin.join("azd"),
+            "",
+            "ERROR: not logged in, run `azd auth login` to login",
+            1,
+        );
+        Self {
+            fake,
+            dir,
+            ca_dir,
+            bin,
+        }
     }
 
     fn write(&self, path: &str, contents: &str) -> &Self {
@@ -51,14 +82,19 @@ impl World {
         format!("{}/secrets/{name}", self.fake.vault_url(vault))
     }
 
-    /// `kvrun` with a clean environment: PATH, the test CA, a service principal, the fake's
-    /// authority host and `vault.localhost` as a vault suffix.
+    /// `kvrun` with a clean environment: PATH (stand-in `az`/`azd` first), the test CA, a
+    /// service principal, the fake's authority host, `vault.localhost` as a vault suffix, and an
+    /// IMDS address on loopback where nothing listens: no test ever reaches 169.254.169.254.
     fn kvrun(&self) -> Command {
+        let mut path = std::ffi::OsString::from(&self.bin);
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
         let mut command = Command::new(env!("CARGO_BIN_EXE_kvrun"));
         command
             .env_clear()
             .current_dir(self.dir.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PATH", path)
+            .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:1")
             .env("SSL_CERT_FILE", self.ca_dir.join("test-ca.pem"))
             .env("AZURE_TENANT_ID", DEFAULT_TENANT)
             .env("AZURE_CLIENT_ID", CLIENT_ID)
@@ -532,7 +568,7 @@ fn a_wrong_client_secret_shows_entras_reason_not_the_secret() {
 }
 
 #[test]
-fn no_credential_is_an_authentication_error_with_a_hint() {
+fn when_no_credential_works_every_link_says_why() {
     let world = World::new();
     world.fake.vault("kv1").set_secret("db", "v");
     let output = run(world
@@ -541,11 +577,17 @@ fn no_credential_is_an_authentication_error_with_a_hint() {
         .env("X", world.url("kv1", "db"))
         .args(["--", "true"]));
     assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("hint: set AZURE_TENANT_ID"),
-        "{}",
-        stderr(&output)
-    );
+    let err = stderr(&output);
+    for line in [
+        "env: neither AZURE_CLIENT_SECRET nor AZURE_CLIENT_CERTIFICATE_PATH is set",
+        "workload-identity: AZURE_FEDERATED_TOKEN_FILE is not set",
+        "managed-identity: no instance metadata service answered at http://127.0.0.1:1",
+        "azure-cli: az could not get a token: ERROR: Please run az login",
+        "(hint: run az login",
+        "azd: azd could not get a token",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
 }
 
 #[test]
@@ -715,4 +757,363 @@ fn parse_prints_what_the_js_sdk_returns() {
         "{}",
         stderr(&output)
     );
+}
+
+// ---- Credentials: every link of the chain against loopback stand-ins ----
+
+const WI_CLIENT: &str = "workload-client";
+
+#[test]
+fn workload_identity_sends_the_federated_token_from_the_file() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "from-wi");
+    world.fake.add_client(WI_CLIENT, "federated-jwt-one");
+    world.write("token", "federated-jwt-one\n");
+    let output = run(world
+        .kvrun()
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env("AZURE_CLIENT_ID", WI_CLIENT)
+        .env("AZURE_FEDERATED_TOKEN_FILE", world.dir.path().join("token"))
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "from-wi");
+    let form = world
+        .fake
+        .requests()
+        .into_iter()
+        .find_map(|r| r.form)
+        .unwrap();
+    assert!(
+        form.contains(&("client_assertion".into(), "federated-jwt-one".into())),
+        "{form:?}"
+    );
+    assert!(form.contains(&(
+        "client_assertion_type".into(),
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()
+    )));
+}
+
+#[test]
+fn workload_identity_rereads_a_rotated_token_file() {
+    // One long-lived process: a refreshed token must carry the file's new content.
+    use kvrun::vault::credential::{Credentials, Kind};
+    let fake = FakeAzure::start();
+    fake.add_client(WI_CLIENT, "jwt-before-rotation");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, fake.ca_pem()).unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "jwt-before-rotation").unwrap();
+    // The HTTP client reads SSL_CERT_FILE from the environment it is built in; build it in a
+    // child process would be heavier: instead trust the CA explicitly, as a proxy's CA would be.
+    let http = reqwest::Client::builder()
+        .tls_certs_merge([reqwest::Certificate::from_pem(fake.ca_pem().as_bytes()).unwrap()])
+        .dns_resolver(std::sync::Arc::new(LoopbackResolver))
+        .build()
+        .unwrap();
+    let environment: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
+        ("AZURE_TENANT_ID", DEFAULT_TENANT.to_owned()),
+        ("AZURE_CLIENT_ID", WI_CLIENT.to_owned()),
+        ("AZURE_FEDERATED_TOKEN_FILE", file.display().to_string()),
+        ("AZURE_AUTHORITY_HOST", fake.authority_host()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.into(), v.into()))
+    .collect();
+    let credentials = Credentials::from_env(&environment, http, Some(Kind::WorkloadIdentity));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scope = "https://vault.localhost/.default";
+    let first = runtime
+        .block_on(credentials.token(DEFAULT_TENANT, scope))
+        .unwrap();
+    std::fs::write(&file, "jwt-after-rotation").unwrap();
+    fake.add_client(WI_CLIENT, "jwt-after-rotation");
+    credentials.invalidate(DEFAULT_TENANT, scope, &first);
+    runtime
+        .block_on(credentials.token(DEFAULT_TENANT, scope))
+        .unwrap();
+    let assertions: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.form)
+        .filter_map(|form| {
+            form.into_iter()
+                .find(|(k, _)| k == "client_assertion")
+                .map(|(_, v)| v)
+        })
+        .collect();
+    assert_eq!(assertions, ["jwt-before-rotation", "jwt-after-rotation"]);
+}
+
+/// `*.localhost` to loopback, for the library-level test above (kvrun's own resolver is private).
+struct LoopbackResolver;
+
+impl reqwest::dns::Resolve for LoopbackResolver {
+    fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async {
+            let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(std::net::SocketAddr::from(
+                ([127, 0, 0, 1], 0),
+            )));
+            Ok(addrs)
+        })
+    }
+}
+
+#[test]
+fn app_service_managed_identity() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "from-app-service");
+    let identity = world.fake.start_managed_identity();
+    let output = run(world
+        .kvrun()
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env_remove("AZURE_CLIENT_ID")
+        .env("IDENTITY_ENDPOINT", format!("{}/msi/token", identity.url()))
+        .env("IDENTITY_HEADER", identity.identity_header())
+        .env("X", world.url("kv1", "db"))
+        .args(["-v", "--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "from-app-service");
+    assert!(
+        stderr(&output).contains("credential=\"managed-identity\""),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains(&identity.identity_header()),
+        "the header is a secret"
+    );
+}
+
+#[test]
+fn imds_through_the_pod_identity_override_with_a_user_assigned_identity() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "from-imds");
+    let identity = world.fake.start_managed_identity();
+    identity.add_user_assigned("user-assigned-1");
+    let output = run(world
+        .kvrun()
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env("AZURE_CLIENT_ID", "user-assigned-1")
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", identity.url())
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "from-imds");
+    let requests = identity.requests();
+    assert!(
+        requests.len() >= 2,
+        "a probe, then the token request: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path_and_query.contains("client_id=user-assigned-1"))
+    );
+}
+
+#[test]
+fn a_hanging_imds_costs_at_most_300ms_before_az_runs() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "from-az");
+    let token = world
+        .fake
+        .issue_token(DEFAULT_TENANT, "https://vault.localhost/.default");
+    stand_in(
+        &world.bin.join("az"),
+        &format!(r#"{{"accessToken":"{token}","expires_on":4102444800,"tokenType":"Bearer"}}"#),
+        "",
+        0,
+    );
+    let identity = world.fake.start_managed_identity();
+    identity.set_hang(true);
+    let started = std::time::SystemTime::now();
+    let output = run(world
+        .kvrun()
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env_remove("AZURE_TENANT_ID")
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", identity.url())
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "from-az");
+    let az_started: u128 = std::fs::read_to_string(world.bin.join("az.started"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let t0 = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let waited = Duration::from_nanos(u64::try_from(az_started - t0).unwrap());
+    assert!(
+        waited <= Duration::from_millis(300),
+        "az started {waited:?} after kvrun"
+    );
+    let args = std::fs::read_to_string(world.bin.join("az.log")).unwrap();
+    assert!(
+        args.contains(&format!(
+            "--scope https://vault.localhost/.default --tenant {DEFAULT_TENANT}"
+        )),
+        "{args}"
+    );
+}
+
+#[test]
+fn azd_is_the_last_link_and_credential_pins_one() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "from-azd");
+    let token = world
+        .fake
+        .issue_token(DEFAULT_TENANT, "https://vault.localhost/.default");
+    stand_in(
+        &world.bin.join("azd"),
+        &format!(r#"{{"token":"{token}","expiresOn":"2099-01-01T00:00:00Z"}}"#),
+        "",
+        0,
+    );
+    // The service principal is configured, but --credential azd skips it.
+    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args([
+        "--credential",
+        "azd",
+        "-v",
+        "--",
+        "env",
+        "-0",
+    ]));
+    assert_eq!(child_env(&output)["X"], "from-azd");
+    assert!(
+        stderr(&output).contains("credential=\"azd\""),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        world.fake.requests().iter().all(|r| r.method != "POST"),
+        "no client-secret token request"
+    );
+    let args = std::fs::read_to_string(world.bin.join("azd.log")).unwrap();
+    assert!(
+        args.contains(
+            "auth token -o json --no-prompt --scope https://vault.localhost/.default --tenant-id"
+        ),
+        "{args}"
+    );
+    assert!(
+        !world.bin.join("az.log").exists(),
+        "az is not tried when azd is pinned"
+    );
+}
+
+#[test]
+fn a_refused_service_principal_stops_the_chain() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "v");
+    let output = run(world
+        .kvrun()
+        .env("AZURE_CLIENT_SECRET", "wrong")
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
+    assert!(
+        !world.bin.join("az.log").exists(),
+        "no fall-through to az after a refusal"
+    );
+}
+
+#[test]
+fn hide_credentials_keeps_kvrun_secrets_from_the_child() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "v");
+    let output = run(world.kvrun().env("X", world.url("kv1", "db")).args([
+        "--hide-credentials",
+        "--",
+        "env",
+        "-0",
+    ]));
+    let env = child_env(&output);
+    assert_eq!(env["X"], "v");
+    assert!(!env.contains_key("AZURE_CLIENT_SECRET"));
+    assert_eq!(
+        env["AZURE_CLIENT_ID"], CLIENT_ID,
+        "identifiers are not secrets"
+    );
+}
+
+#[test]
+fn a_client_certificate_signs_its_own_assertion_in_every_format() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "from-certificate");
+    let certificate = kvrun_fake::test_certificate("kvrun-test");
+    world
+        .fake
+        .add_certificate_client("cert-client", &certificate.cert_pem);
+    let pkcs12 = world.dir.path().join("client.p12");
+    std::fs::write(&pkcs12, certificate.pkcs12("p12-PASSWORD-never-print")).unwrap();
+    world
+        .write(
+            "pkcs8.pem",
+            &format!("{}{}", certificate.cert_pem, certificate.key_pem),
+        )
+        .write(
+            "pkcs1.pem",
+            &format!("{}{}", certificate.key_pem_pkcs1, certificate.cert_pem),
+        );
+    for (file, password) in [
+        ("pkcs8.pem", None),
+        ("pkcs1.pem", None),
+        ("client.p12", Some("p12-PASSWORD-never-print")),
+    ] {
+        let mut command = world.kvrun();
+        command
+            .env_remove("AZURE_CLIENT_SECRET")
+            .env("AZURE_CLIENT_ID", "cert-client")
+            .env("AZURE_CLIENT_CERTIFICATE_PATH", world.dir.path().join(file))
+            .env("X", world.url("kv1", "db"))
+            .args(["-vv", "--", "env", "-0"]);
+        if let Some(password) = password {
+            command.env("AZURE_CLIENT_CERTIFICATE_PASSWORD", password);
+        }
+        let output = run(&mut command);
+        assert_eq!(child_env(&output)["X"], "from-certificate", "{file}");
+        assert!(
+            !stderr(&output).contains("p12-PASSWORD"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    // Nothing but a signed assertion went to Entra: no secret, no key.
+    for form in world.fake.requests().into_iter().filter_map(|r| r.form) {
+        assert!(form.iter().all(|(k, _)| k != "client_secret"), "{form:?}");
+    }
+}
+
+#[test]
+fn a_wrong_pkcs12_password_is_an_authentication_error_that_stops_the_chain() {
+    let world = World::new();
+    let certificate = kvrun_fake::test_certificate("kvrun-test");
+    std::fs::write(
+        world.dir.path().join("client.p12"),
+        certificate.pkcs12("right"),
+    )
+    .unwrap();
+    world.fake.vault("kv1").set_secret("db", "v");
+    let output = run(world
+        .kvrun()
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env(
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            world.dir.path().join("client.p12"),
+        )
+        .env("AZURE_CLIENT_CERTIFICATE_PASSWORD", "wrong-guess")
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("client.p12"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("wrong-guess"));
+    assert!(!world.bin.join("az.log").exists());
 }

@@ -8,6 +8,7 @@
 //!
 //! This module fetches one secret at a time; [`crate::resolve`] decides what runs concurrently.
 
+pub mod certificate;
 pub mod challenge;
 pub mod credential;
 pub mod transport;
@@ -77,7 +78,7 @@ impl From<credential::AuthFailure> for FetchError {
 
 /// Resolves `localhost` and `*.localhost` to loopback without asking DNS (RFC 6761 §6.3); every
 /// other name goes to the system resolver.
-struct Resolver;
+pub(crate) struct Resolver;
 
 impl reqwest::dns::Resolve for Resolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {

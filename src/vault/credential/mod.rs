@@ -1,41 +1,116 @@
-//! Where tokens come from, and the per-(tenant, scope) single-flight cache in front of it.
+//! Where tokens come from: the credential chain Azure workloads use, and the per-(tenant, scope)
+//! single-flight cache in front of it.
 //!
-//! Today one credential: a service principal with a client secret (`AZURE_TENANT_ID`,
-//! `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`) through
-//! `azure_identity::ClientSecretCredential`, sharing kvrun's HTTP client (trust roots, proxy,
-//! resolver). The seam for the full chain is [`Source`]: a new link is a new variant and a
-//! constructor, nothing above this module changes.
+//! The chain, in order; the first link that is configured and answers wins, and is used for the
+//! rest of the run:
 //!
-//! Tenants follow the Azure SDKs' rule: the vault's challenge names the tenant; a credential
-//! configured for another tenant may only follow it when `AZURE_ADDITIONALLY_ALLOWED_TENANTS`
-//! lists that tenant (or `*`).
+//! 1. `env`: a service principal from `AZURE_TENANT_ID` + `AZURE_CLIENT_ID` with
+//!    `AZURE_CLIENT_SECRET`, or `AZURE_CLIENT_CERTIFICATE_PATH` (PEM or PKCS#12, optional
+//!    `AZURE_CLIENT_CERTIFICATE_PASSWORD`; kvrun signs the client assertion itself, no OpenSSL);
+//! 2. `workload-identity`: `AZURE_FEDERATED_TOKEN_FILE` + tenant + client id (AKS); the file is
+//!    read afresh for every token request, since the kubelet rotates it;
+//! 3. `managed-identity`: App Service / Functions / Container Apps (`IDENTITY_ENDPOINT` +
+//!    `IDENTITY_HEADER`), else IMDS after a fast probe ([`managed`]);
+//! 4. `azure-cli` (`az`), then 5. `azd` ([`tools`]).
+//!
+//! A link that is not configured, or whose source is not there (no IMDS, `az` not installed or
+//! not logged in), is *unavailable*: the chain moves on and remembers why. A link that is
+//! configured and is refused (a wrong client secret) stops the chain: falling through to a
+//! developer's `az login` would hide the misconfiguration. When nothing works, the error lists
+//! every link with its reason and the hint that fixes it. `--credential KIND` keeps one link.
+//!
+//! Entra links go through `azure_identity` (`ClientSecretCredential`, `ClientAssertionCredential`)
+//! over kvrun's HTTP client, with the authority host from `AZURE_AUTHORITY_HOST`.
+//!
+//! Tenants follow the Azure SDKs' rule: the vault's challenge names the tenant; when
+//! `AZURE_TENANT_ID` names another one, kvrun only follows the challenge to a tenant listed in
+//! `AZURE_ADDITIONALLY_ALLOWED_TENANTS` (or `*`). Managed identities have one tenant and ignore it.
+
+pub mod managed;
+pub mod tools;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::fmt::{self, Write as _};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientOptions, Transport};
-use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use azure_core::http::{ClientMethodOptions, ClientOptions, Transport};
+use azure_identity::{
+    ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
+    ClientSecretCredential, ClientSecretCredentialOptions,
+};
 use tokio::sync::OnceCell;
 
+use super::certificate::ClientCertificate;
 use crate::error::FailureClass;
 
 pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
 pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
 pub const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+pub const AZURE_CLIENT_CERTIFICATE_PATH: &str = "AZURE_CLIENT_CERTIFICATE_PATH";
+pub const AZURE_CLIENT_CERTIFICATE_PASSWORD: &str = "AZURE_CLIENT_CERTIFICATE_PASSWORD";
+pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
 pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
 pub const AZURE_ADDITIONALLY_ALLOWED_TENANTS: &str = "AZURE_ADDITIONALLY_ALLOWED_TENANTS";
+pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
+pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
+pub const AZURE_POD_IDENTITY_AUTHORITY_HOST: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
 const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+
+/// The variables that carry kvrun's own secret material, removed from the child's environment by
+/// `--hide-credentials`.
+pub const SECRET_VARIABLES: [&str; 5] = [
+    AZURE_CLIENT_SECRET,
+    AZURE_CLIENT_CERTIFICATE_PATH,
+    AZURE_CLIENT_CERTIFICATE_PASSWORD,
+    AZURE_FEDERATED_TOKEN_FILE,
+    IDENTITY_HEADER,
+];
+
+/// The links of the chain, as `--credential` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Env,
+    WorkloadIdentity,
+    ManagedIdentity,
+    AzureCli,
+    Azd,
+}
+
+impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::Env,
+        Kind::WorkloadIdentity,
+        Kind::ManagedIdentity,
+        Kind::AzureCli,
+        Kind::Azd,
+    ];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Env => "env",
+            Self::WorkloadIdentity => "workload-identity",
+            Self::ManagedIdentity => "managed-identity",
+            Self::AzureCli => "azure-cli",
+            Self::Azd => "azd",
+        }
+    }
+}
 
 /// A bearer token. Its `Debug` never shows the value; it has no `Display`.
 #[derive(Clone)]
 pub struct Token(Secret);
 
 impl Token {
+    pub(crate) fn new(value: String) -> Self {
+        Self(Secret::new(value))
+    }
+
     #[must_use]
     pub fn expose(&self) -> &str {
         self.0.secret()
@@ -56,84 +131,143 @@ pub struct AuthFailure {
     pub hint: Option<String>,
 }
 
-enum Source {
+/// Why one link gave no token.
+#[derive(Debug, Clone)]
+pub struct LinkError {
+    /// The link's source is not there or not configured: the chain moves on.
+    pub unavailable: bool,
+    pub failure: AuthFailure,
+}
+
+impl LinkError {
+    pub(crate) fn unavailable(reason: impl Into<String>, hint: Option<String>) -> Self {
+        Self {
+            unavailable: true,
+            failure: AuthFailure {
+                class: FailureClass::Authentication,
+                reason: reason.into(),
+                hint,
+            },
+        }
+    }
+
+    pub(crate) fn failed(failure: AuthFailure) -> Self {
+        Self {
+            unavailable: false,
+            failure,
+        }
+    }
+}
+
+/// A configured link.
+enum Link {
     ClientSecret {
         tenant: String,
         client_id: String,
         secret: Secret,
     },
-    /// Nothing configured: every token request fails with this explanation.
-    Missing,
+    ClientCertificate {
+        tenant: String,
+        client_id: String,
+        certificate: Arc<ClientCertificate>,
+    },
+    WorkloadIdentity {
+        tenant: String,
+        client_id: String,
+        token_file: PathBuf,
+    },
+    ManagedIdentity(managed::ManagedIdentity),
+    AzureCli,
+    Azd,
 }
 
 type Cell = Arc<OnceCell<Result<Token, AuthFailure>>>;
 
-/// The credential plus its token cache: one token per (tenant, scope), requested once even when
+/// The environment snapshot, read by name.
+pub(crate) struct Env<'e>(pub(crate) &'e [(OsString, OsString)]);
+
+impl Env<'_> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.to_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The chain plus its token cache: one token per (tenant, scope), requested once even when
 /// many requests want it at the same moment.
 pub struct Credentials {
-    source: Source,
+    links: Vec<(Kind, Result<Link, LinkError>)>,
+    /// The link that produced the first token; later tokens come from it directly.
+    chosen: OnceLock<usize>,
+    configured_tenant: Option<String>,
     allowed_tenants: Vec<String>,
     authority_host: String,
     http: reqwest::Client,
+    environment: Vec<(OsString, OsString)>,
     tokens: Mutex<HashMap<(String, String), Cell>>,
 }
 
-fn lookup<'e>(env: &'e [(OsString, OsString)], name: &str) -> Option<&'e str> {
-    env.iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .and_then(|(_, v)| v.to_str())
-        .filter(|v| !v.is_empty())
-}
-
 impl Credentials {
-    /// Choose the credential from kvrun's environment snapshot.
+    /// Build the chain from kvrun's environment snapshot; `only` keeps one link.
     #[must_use]
-    pub fn from_env(env: &[(OsString, OsString)], http: reqwest::Client) -> Self {
-        let source = match (
-            lookup(env, AZURE_TENANT_ID),
-            lookup(env, AZURE_CLIENT_ID),
-            lookup(env, AZURE_CLIENT_SECRET),
-        ) {
-            (Some(tenant), Some(client_id), Some(secret)) => Source::ClientSecret {
-                tenant: tenant.to_owned(),
-                client_id: client_id.to_owned(),
-                secret: Secret::new(secret.to_owned()),
-            },
-            _ => Source::Missing,
-        };
-        let allowed_tenants = lookup(env, AZURE_ADDITIONALLY_ALLOWED_TENANTS)
+    pub fn from_env(
+        environment: &[(OsString, OsString)],
+        http: reqwest::Client,
+        only: Option<Kind>,
+    ) -> Self {
+        let env = Env(environment);
+        let links = Kind::ALL
+            .into_iter()
+            .filter(|kind| only.is_none_or(|o| o == *kind))
+            .map(|kind| (kind, configure(kind, &env)))
+            .collect();
+        let allowed_tenants = env
+            .get(AZURE_ADDITIONALLY_ALLOWED_TENANTS)
             .unwrap_or_default()
             .split([',', ';'])
             .map(|t| t.trim().to_ascii_lowercase())
             .filter(|t| !t.is_empty())
             .collect();
         Self {
-            source,
+            links,
+            chosen: OnceLock::new(),
+            configured_tenant: env.get(AZURE_TENANT_ID).map(str::to_owned),
             allowed_tenants,
-            authority_host: lookup(env, AZURE_AUTHORITY_HOST)
+            authority_host: env
+                .get(AZURE_AUTHORITY_HOST)
                 .unwrap_or(DEFAULT_AUTHORITY_HOST)
+                .trim_end_matches('/')
                 .to_owned(),
             http,
+            environment: environment.to_vec(),
             tokens: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The tenant a token will most likely be for, before any challenge has been seen; lets the
-    /// first token request overlap the first challenge.
+    /// The tenant a token will most likely be for, before any challenge has been seen, when the
+    /// first link is a service principal or workload identity: lets the first token request
+    /// overlap the first challenge.
     #[must_use]
     pub fn expected_tenant(&self) -> Option<&str> {
-        match &self.source {
-            Source::ClientSecret { tenant, .. } => Some(tenant),
-            Source::Missing => None,
+        match self.links.first() {
+            Some((
+                _,
+                Ok(
+                    Link::ClientSecret { tenant, .. }
+                    | Link::ClientCertificate { tenant, .. }
+                    | Link::WorkloadIdentity { tenant, .. },
+                ),
+            )) => Some(tenant),
+            _ => None,
         }
     }
 
     fn cell(&self, tenant: &str, scope: &str) -> Cell {
-        let mut tokens = self
-            .tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         tokens
             .entry((tenant.to_ascii_lowercase(), scope.to_owned()))
             .or_default()
@@ -143,7 +277,7 @@ impl Credentials {
     /// A token for `scope` in `tenant`; concurrent callers share one request.
     ///
     /// # Errors
-    /// No credential configured, a tenant not allowed, or Entra ID refused or could not be reached.
+    /// No link could get a token, a tenant not allowed, or Entra ID refused or could not be reached.
     pub async fn token(&self, tenant: &str, scope: &str) -> Result<Token, AuthFailure> {
         self.cell(tenant, scope)
             .get_or_init(|| self.request(tenant, scope))
@@ -152,13 +286,10 @@ impl Credentials {
     }
 
     /// Forget the cached token for (tenant, scope) if it is still `stale`, so the next
-    /// [`token`](Self::token) asks Entra again (a vault answered 401 to it).
+    /// [`token`](Self::token) asks again (a vault answered 401 to it).
     pub fn invalidate(&self, tenant: &str, scope: &str, stale: &Token) {
         let key = (tenant.to_ascii_lowercase(), scope.to_owned());
-        let mut tokens = self
-            .tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         let is_stale = tokens
             .get(&key)
             .and_then(|cell| cell.get())
@@ -168,44 +299,48 @@ impl Credentials {
         }
     }
 
+    /// Walk the chain (or go straight to the link that already worked).
     async fn request(&self, tenant: &str, scope: &str) -> Result<Token, AuthFailure> {
-        let Source::ClientSecret {
-            tenant: own_tenant,
-            client_id,
-            secret,
-        } = &self.source
-        else {
-            return Err(AuthFailure {
-                class: FailureClass::Authentication,
-                reason: "no credential is configured".into(),
-                hint: Some(format!(
-                    "set {AZURE_TENANT_ID}, {AZURE_CLIENT_ID} and {AZURE_CLIENT_SECRET} for a service principal"
-                )),
-            });
-        };
-        if !tenant.eq_ignore_ascii_case(own_tenant)
-            && !self
-                .allowed_tenants
-                .iter()
-                .any(|t| t == "*" || t.eq_ignore_ascii_case(tenant))
+        if let Some(&i) = self.chosen.get()
+            && let (kind, Ok(link)) = &self.links[i]
         {
-            return Err(AuthFailure {
-                class: FailureClass::Authentication,
-                reason: format!(
-                    "the vault belongs to tenant {tenant}, but {AZURE_TENANT_ID} is {own_tenant}"
-                ),
-                hint: Some(format!(
-                    "set {AZURE_TENANT_ID} to the tenant ID the vault names ({tenant}) if it is the same directory under another name; to sign in to another tenant, add it to {AZURE_ADDITIONALLY_ALLOWED_TENANTS} (or '*')"
-                )),
-            });
+            return self
+                .timed(*kind, link, tenant, scope)
+                .await
+                .map_err(|e| e.failure);
         }
+        let mut tried: Vec<(Kind, AuthFailure)> = Vec::new();
+        for (i, (kind, link)) in self.links.iter().enumerate() {
+            let outcome = match link {
+                Ok(link) => self.timed(*kind, link, tenant, scope).await,
+                Err(e) => Err(e.clone()),
+            };
+            match outcome {
+                Ok(token) => {
+                    let _ = self.chosen.set(i);
+                    return Ok(token);
+                }
+                Err(e) if e.unavailable => tried.push((*kind, e.failure)),
+                Err(e) => {
+                    tried.push((*kind, e.failure));
+                    return Err(chain_failure(&tried, true));
+                }
+            }
+        }
+        Err(chain_failure(&tried, false))
+    }
+
+    async fn timed(
+        &self,
+        kind: Kind,
+        link: &Link,
+        tenant: &str,
+        scope: &str,
+    ) -> Result<Token, LinkError> {
         let started = Instant::now();
-        let result = self
-            .client_secret(tenant, client_id, secret)?
-            .get_token(&[scope], None)
-            .await;
+        let result = self.link_token(link, tenant, scope).await;
         tracing::info!(
-            credential = "client secret",
+            credential = kind.name(),
             tenant,
             scope,
             ok = result.is_ok(),
@@ -213,34 +348,318 @@ impl Credentials {
             "token request"
         );
         result
-            .map(|t| Token(t.token))
-            .map_err(|e| entra_failure(&e))
     }
 
-    fn client_secret(
+    async fn link_token(&self, link: &Link, tenant: &str, scope: &str) -> Result<Token, LinkError> {
+        match link {
+            Link::ClientSecret {
+                tenant: own,
+                client_id,
+                secret,
+            } => {
+                self.check_tenant(Some(own), tenant)?;
+                let credential = ClientSecretCredential::new(
+                    tenant,
+                    client_id.clone(),
+                    secret.clone(),
+                    Some(ClientSecretCredentialOptions {
+                        client_options: self.client_options(),
+                    }),
+                )
+                .map_err(|e| settings_error(&e))?;
+                entra_token(credential.get_token(&[scope], None).await)
+            }
+            Link::ClientCertificate {
+                tenant: own,
+                client_id,
+                certificate,
+            } => {
+                self.check_tenant(Some(own), tenant)?;
+                let assertion = CertificateAssertion {
+                    certificate: certificate.clone(),
+                    client_id: client_id.clone(),
+                    endpoint: format!("{}/{tenant}/oauth2/v2.0/token", self.authority_host),
+                };
+                self.assertion_token(tenant, client_id, assertion, scope)
+                    .await
+            }
+            Link::WorkloadIdentity {
+                tenant: own,
+                client_id,
+                token_file,
+            } => {
+                self.check_tenant(Some(own), tenant)?;
+                let assertion = FileAssertion {
+                    path: token_file.clone(),
+                };
+                self.assertion_token(tenant, client_id, assertion, scope)
+                    .await
+            }
+            Link::ManagedIdentity(identity) => identity.token(scope).await,
+            Link::AzureCli | Link::Azd => {
+                self.check_tenant(self.configured_tenant.as_deref(), tenant)?;
+                let tool = if matches!(link, Link::AzureCli) {
+                    tools::Tool::AzureCli
+                } else {
+                    tools::Tool::Azd
+                };
+                tool.token(&self.environment, tenant, scope).await
+            }
+        }
+    }
+
+    async fn assertion_token<C: ClientAssertion + 'static>(
         &self,
         tenant: &str,
         client_id: &str,
-        secret: &Secret,
-    ) -> Result<Arc<ClientSecretCredential>, AuthFailure> {
+        assertion: C,
+        scope: &str,
+    ) -> Result<Token, LinkError> {
+        let credential = ClientAssertionCredential::new(
+            tenant.to_owned(),
+            client_id.to_owned(),
+            assertion,
+            Some(ClientAssertionCredentialOptions {
+                client_options: self.client_options(),
+            }),
+        )
+        .map_err(|e| settings_error(&e))?;
+        entra_token(credential.get_token(&[scope], None).await)
+    }
+
+    fn client_options(&self) -> ClientOptions {
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host.clone_from(&self.authority_host);
-        let options = ClientSecretCredentialOptions {
-            client_options: ClientOptions {
-                transport: Some(Transport::new(Arc::new(self.http.clone()))),
-                cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
-                ..ClientOptions::default()
-            },
+        ClientOptions {
+            transport: Some(Transport::new(Arc::new(self.http.clone()))),
+            cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
+            ..ClientOptions::default()
+        }
+    }
+
+    /// The SDKs' multi-tenant rule: follow the challenge to another tenant only when allowed.
+    fn check_tenant(&self, configured: Option<&str>, requested: &str) -> Result<(), LinkError> {
+        let Some(own) = configured else {
+            return Ok(());
         };
-        ClientSecretCredential::new(tenant, client_id.to_owned(), secret.clone(), Some(options))
-            .map_err(|e| AuthFailure {
-                class: FailureClass::Authentication,
-                reason: format!("the service principal's settings are not valid: {e}"),
-                hint: Some(format!(
-                    "{AZURE_AUTHORITY_HOST} must be an https URL; {AZURE_TENANT_ID} a tenant ID or domain"
-                )),
+        if requested.eq_ignore_ascii_case(own)
+            || self
+                .allowed_tenants
+                .iter()
+                .any(|t| t == "*" || t.eq_ignore_ascii_case(requested))
+        {
+            return Ok(());
+        }
+        Err(LinkError::failed(AuthFailure {
+            class: FailureClass::Authentication,
+            reason: format!(
+                "the vault belongs to tenant {requested}, but {AZURE_TENANT_ID} is {own}"
+            ),
+            hint: Some(format!(
+                "set {AZURE_TENANT_ID} to the tenant ID the vault names ({requested}) if it is the same directory under another name; to sign in to another tenant, add it to {AZURE_ADDITIONALLY_ALLOWED_TENANTS} (or '*')"
+            )),
+        }))
+    }
+}
+
+/// One link's configuration from the environment, or why it is not configured.
+fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
+    let tenant = env.get(AZURE_TENANT_ID);
+    let client_id = env.get(AZURE_CLIENT_ID);
+    let missing = |what: &str, hint: String| {
+        Err(LinkError::unavailable(
+            format!("{what} is not set"),
+            Some(hint),
+        ))
+    };
+    match kind {
+        Kind::Env => {
+            let secret = env.get(AZURE_CLIENT_SECRET);
+            let certificate = env.get(AZURE_CLIENT_CERTIFICATE_PATH);
+            if secret.is_none() && certificate.is_none() {
+                return Err(LinkError::unavailable(
+                    format!(
+                        "neither {AZURE_CLIENT_SECRET} nor {AZURE_CLIENT_CERTIFICATE_PATH} is set"
+                    ),
+                    Some(format!(
+                        "for a service principal, set {AZURE_TENANT_ID}, {AZURE_CLIENT_ID} and {AZURE_CLIENT_SECRET} or {AZURE_CLIENT_CERTIFICATE_PATH}"
+                    )),
+                ));
+            }
+            let (Some(tenant), Some(client_id)) = (tenant, client_id) else {
+                let absent = if tenant.is_none() {
+                    AZURE_TENANT_ID
+                } else {
+                    AZURE_CLIENT_ID
+                };
+                return missing(
+                    absent,
+                    format!(
+                        "a service principal needs {AZURE_TENANT_ID} and {AZURE_CLIENT_ID} too"
+                    ),
+                );
+            };
+            let (tenant, client_id) = (tenant.to_owned(), client_id.to_owned());
+            if let Some(secret) = secret {
+                return Ok(Link::ClientSecret {
+                    tenant,
+                    client_id,
+                    secret: Secret::new(secret.to_owned()),
+                });
+            }
+            let path = certificate.unwrap_or_default();
+            let bytes = std::fs::read(path).map_err(|e| {
+                LinkError::failed(AuthFailure {
+                    class: FailureClass::Authentication,
+                    reason: format!("{AZURE_CLIENT_CERTIFICATE_PATH} ({path}) cannot be read: {e}"),
+                    hint: None,
+                })
+            })?;
+            let certificate = ClientCertificate::load(&bytes, env.get(AZURE_CLIENT_CERTIFICATE_PASSWORD))
+                .map_err(|e| {
+                    LinkError::failed(AuthFailure {
+                        class: FailureClass::Authentication,
+                        reason: format!("{AZURE_CLIENT_CERTIFICATE_PATH} ({path}): {e}"),
+                        hint: Some(e.hint().map_or_else(
+                            || format!("PEM with an unencrypted private key, or PKCS#12 with {AZURE_CLIENT_CERTIFICATE_PASSWORD}"),
+                            str::to_owned,
+                        )),
+                    })
+                })?;
+            Ok(Link::ClientCertificate {
+                tenant,
+                client_id,
+                certificate: Arc::new(certificate),
+            })
+        }
+        Kind::WorkloadIdentity => {
+            let Some(file) = env.get(AZURE_FEDERATED_TOKEN_FILE) else {
+                return missing(
+                    AZURE_FEDERATED_TOKEN_FILE,
+                    "on AKS, label the pod azure.workload.identity/use: \"true\" and give its service account the azure.workload.identity/client-id annotation".into(),
+                );
+            };
+            let (Some(tenant), Some(client_id)) = (tenant, client_id) else {
+                let absent = if tenant.is_none() {
+                    AZURE_TENANT_ID
+                } else {
+                    AZURE_CLIENT_ID
+                };
+                return missing(absent, "the workload identity webhook sets it; check the pod's service account annotation".into());
+            };
+            Ok(Link::WorkloadIdentity {
+                tenant: tenant.to_owned(),
+                client_id: client_id.to_owned(),
+                token_file: PathBuf::from(file),
+            })
+        }
+        Kind::ManagedIdentity => Ok(Link::ManagedIdentity(managed::ManagedIdentity::from_env(
+            env,
+        ))),
+        Kind::AzureCli => Ok(Link::AzureCli),
+        Kind::Azd => Ok(Link::Azd),
+    }
+}
+
+/// The error when no link produced a token: every link tried and why, one per line.
+fn chain_failure(tried: &[(Kind, AuthFailure)], stopped: bool) -> AuthFailure {
+    if let ([(_, only)], true) = (tried, stopped) {
+        return only.clone();
+    }
+    let mut reason = String::from(if stopped {
+        "a configured credential was refused"
+    } else {
+        "no credential could get a token"
+    });
+    let mut class = FailureClass::Authentication;
+    for (kind, failure) in tried {
+        let _ = write!(reason, "\n      {}: {}", kind.name(), failure.reason);
+        if let Some(hint) = &failure.hint {
+            let _ = write!(reason, " (hint: {hint})");
+        }
+        class = failure.class;
+    }
+    if !stopped {
+        class = FailureClass::Authentication;
+    }
+    AuthFailure {
+        class,
+        reason,
+        hint: Some("configure one credential: see \"Credentials\" in kvrun's README".into()),
+    }
+}
+
+/// Workload identity: the federated token, read afresh for every token request (rotated).
+#[derive(Debug)]
+struct FileAssertion {
+    path: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl ClientAssertion for FileAssertion {
+    async fn secret(&self, _: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
+        let text = tokio::fs::read_to_string(&self.path).await.map_err(|e| {
+            azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                format!(
+                    "{AZURE_FEDERATED_TOKEN_FILE} ({}) cannot be read: {e}",
+                    self.path.display()
+                ),
+            )
+        })?;
+        Ok(text.trim().to_owned())
+    }
+}
+
+/// A client certificate: a fresh signed assertion for every token request.
+struct CertificateAssertion {
+    certificate: Arc<ClientCertificate>,
+    client_id: String,
+    endpoint: String,
+}
+
+impl fmt::Debug for CertificateAssertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateAssertion")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl ClientAssertion for CertificateAssertion {
+    async fn secret(&self, _: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.certificate
+            .assertion(&self.client_id, &self.endpoint, now)
+            .map_err(|e| {
+                azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Credential,
+                    e.to_string(),
+                )
             })
     }
+}
+
+fn settings_error(e: &azure_core::Error) -> LinkError {
+    LinkError::failed(AuthFailure {
+        class: FailureClass::Authentication,
+        reason: format!("the service principal's settings are not valid: {e}"),
+        hint: Some(format!(
+            "{AZURE_AUTHORITY_HOST} must be an https URL; {AZURE_TENANT_ID} a tenant ID or domain"
+        )),
+    })
+}
+
+/// An Entra answer: a token, or a failure that stops the chain (the link was configured).
+fn entra_token(
+    result: azure_core::Result<azure_core::credentials::AccessToken>,
+) -> Result<Token, LinkError> {
+    result
+        .map(|t| Token(t.token))
+        .map_err(|e| LinkError::failed(entra_failure(&e)))
 }
 
 /// Turn `azure_identity`'s error into a one-line reason: Entra's own words (`AADSTS…`), without the
@@ -270,6 +689,7 @@ fn entra_failure(err: &azure_core::Error) -> AuthFailure {
         .next()
         .unwrap_or_default()
         .replace("ClientSecretCredential authentication failed.", "")
+        .replace("ClientAssertionCredential authentication failed.", "")
         .trim()
         .lines()
         .next()
@@ -328,13 +748,22 @@ mod tests {
 
     #[tokio::test]
     async fn missing_credential_explains_itself() {
-        let creds = Credentials::from_env(&env(&[]), reqwest::Client::new());
+        let creds = Credentials::from_env(&env(&[]), reqwest::Client::new(), Some(Kind::Env));
         let err = creds
             .token("t", "https://vault.azure.net/.default")
             .await
             .unwrap_err();
         assert_eq!(err.class, FailureClass::Authentication);
-        assert!(err.hint.unwrap().contains(AZURE_CLIENT_SECRET));
+        assert!(
+            err.reason.contains("env: neither AZURE_CLIENT_SECRET"),
+            "{}",
+            err.reason
+        );
+        assert!(
+            err.reason.contains(AZURE_CLIENT_CERTIFICATE_PATH),
+            "{}",
+            err.reason
+        );
     }
 
     #[tokio::test]
@@ -346,6 +775,7 @@ mod tests {
                 (AZURE_CLIENT_SECRET, "hunter2"),
             ]),
             reqwest::Client::new(),
+            None,
         );
         let err = creds
             .token("other", "https://vault.azure.net/.default")
@@ -359,6 +789,43 @@ mod tests {
                 .contains(AZURE_ADDITIONALLY_ALLOWED_TENANTS)
         );
         assert!(!format!("{err:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_chain_lists_every_link_it_tried() {
+        let tried = [
+            (
+                Kind::Env,
+                LinkError::unavailable("not set", Some("set it".into())).failure,
+            ),
+            (
+                Kind::AzureCli,
+                LinkError::unavailable("az is not installed", None).failure,
+            ),
+        ];
+        let failure = chain_failure(&tried, false);
+        assert!(
+            failure
+                .reason
+                .starts_with("no credential could get a token")
+        );
+        assert!(
+            failure.reason.contains("env: not set (hint: set it)"),
+            "{}",
+            failure.reason
+        );
+        assert!(
+            failure.reason.contains("azure-cli: az is not installed"),
+            "{}",
+            failure.reason
+        );
+    }
+
+    #[test]
+    fn only_keeps_one_link() {
+        let creds = Credentials::from_env(&env(&[]), reqwest::Client::new(), Some(Kind::AzureCli));
+        assert_eq!(creds.links.len(), 1);
+        assert_eq!(creds.links[0].0, Kind::AzureCli);
     }
 
     #[test]

@@ -1,0 +1,174 @@
+//! Developer tools: a token from the Azure CLI (`az`) or the Azure Developer CLI (`azd`), for
+//! laptops and CI runners that are already logged in.
+//!
+//! kvrun runs the tool itself (`az account get-access-token`, `azd auth token`) with its own
+//! environment snapshot, and reads the token from its JSON. A tool that is not installed or not
+//! logged in makes the link unavailable, with the command that fixes it as the hint. The tool's
+//! stdout (which holds the token) is never shown; of its stderr only the first line is kept.
+
+use std::ffi::OsString;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{LinkError, Token};
+
+/// A tool that has not answered after this long is given up on (`az` can be slow to start).
+const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    AzureCli,
+    Azd,
+}
+
+#[derive(Deserialize)]
+struct CliToken {
+    #[serde(rename = "accessToken")]
+    access_token: Option<String>,
+    token: Option<String>,
+}
+
+impl Tool {
+    fn program(self) -> &'static str {
+        match self {
+            Self::AzureCli => "az",
+            Self::Azd => "azd",
+        }
+    }
+
+    fn login(self) -> &'static str {
+        match self {
+            Self::AzureCli => "az login",
+            Self::Azd => "azd auth login",
+        }
+    }
+
+    fn args(self, tenant: &str, scope: &str) -> Vec<String> {
+        let owned = |s: &[&str]| s.iter().map(|&a| a.to_owned()).collect::<Vec<_>>();
+        match self {
+            Self::AzureCli => {
+                let mut args = owned(&["account", "get-access-token", "-o", "json", "--scope"]);
+                args.push(scope.to_owned());
+                args.extend(owned(&["--tenant", tenant]));
+                args
+            }
+            Self::Azd => {
+                let mut args = owned(&["auth", "token", "-o", "json", "--no-prompt", "--scope"]);
+                args.push(scope.to_owned());
+                args.extend(owned(&["--tenant-id", tenant]));
+                args
+            }
+        }
+    }
+
+    pub(crate) async fn token(
+        self,
+        environment: &[(OsString, OsString)],
+        tenant: &str,
+        scope: &str,
+    ) -> Result<Token, LinkError> {
+        let program = self.program();
+        tracing::debug!(program, tenant, scope, "running");
+        let child = tokio::process::Command::new(program)
+            .args(self.args(tenant, scope))
+            .env_clear()
+            .envs(environment.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LinkError::unavailable(
+                    format!("{program} is not installed (not found on PATH)"),
+                    None,
+                ));
+            }
+            Err(e) => {
+                return Err(LinkError::unavailable(
+                    format!("cannot run {program}: {e}"),
+                    None,
+                ));
+            }
+        };
+        let output = tokio::time::timeout(TOOL_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| {
+                LinkError::unavailable(
+                    format!(
+                        "{program} did not answer within {}s",
+                        TOOL_TIMEOUT.as_secs()
+                    ),
+                    None,
+                )
+            })?
+            .map_err(|e| LinkError::unavailable(format!("{program} failed: {e}"), None))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let first: String = stderr
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("no message")
+                .chars()
+                .take(200)
+                .collect();
+            return Err(LinkError::unavailable(
+                format!("{program} could not get a token: {first}"),
+                Some(format!("run {} (for tenant {tenant})", self.login())),
+            ));
+        }
+        let parsed: CliToken = serde_json::from_slice(&output.stdout).map_err(|_| {
+            LinkError::unavailable(
+                format!("{program} printed something that is not a token"),
+                None,
+            )
+        })?;
+        parsed
+            .access_token
+            .or(parsed.token)
+            .filter(|t| !t.is_empty())
+            .map(Token::new)
+            .ok_or_else(|| LinkError::unavailable(format!("{program} printed no token"), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_follow_each_tool() {
+        assert_eq!(
+            Tool::AzureCli.args("t1", "https://vault.azure.net/.default"),
+            [
+                "account",
+                "get-access-token",
+                "-o",
+                "json",
+                "--scope",
+                "https://vault.azure.net/.default",
+                "--tenant",
+                "t1"
+            ]
+        );
+        assert_eq!(
+            Tool::Azd.args("t1", "https://vault.azure.net/.default"),
+            [
+                "auth",
+                "token",
+                "-o",
+                "json",
+                "--no-prompt",
+                "--scope",
+                "https://vault.azure.net/.default",
+                "--tenant-id",
+                "t1"
+            ]
+        );
+    }
+}
