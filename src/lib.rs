@@ -55,10 +55,8 @@ pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<(), Error> 
 fn init_logging(verbose: u8, environment: &[(OsString, OsString)]) {
     use std::io::IsTerminal as _;
     // Colours only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
-    let ansi = std::io::stderr().is_terminal()
-        && !environment
-            .iter()
-            .any(|(k, v)| k == "NO_COLOR" && !v.is_empty());
+    let ansi =
+        std::io::stderr().is_terminal() && source::Env(environment).get("NO_COLOR").is_none();
     let level = match verbose {
         0 => "warn",
         1 => "info",

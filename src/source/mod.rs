@@ -7,8 +7,25 @@
 pub mod dotenv;
 pub mod manifest;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+
+/// kvrun's one snapshot of its process environment, read by name (the last assignment wins; an
+/// empty or non-UTF-8 value counts as unset).
+pub struct Env<'e>(pub &'e [(OsString, OsString)]);
+
+impl<'e> Env<'e> {
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&'e str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.to_str())
+            .filter(|v| !v.is_empty())
+    }
+}
 
 /// Where a variable's winning value came from, for error messages and `-v` logs.
 #[derive(Debug, Clone, PartialEq, Eq)]

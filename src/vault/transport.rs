@@ -91,20 +91,11 @@ pub struct Transport {
     origins: Mutex<HashMap<String, Arc<Origin>>>,
 }
 
-fn lookup<'e>(env: &'e [(OsString, OsString)], names: &[&str]) -> Option<&'e str> {
-    names.iter().find_map(|name| {
-        env.iter()
-            .rev()
-            .find(|(k, _)| k == *name)
-            .and_then(|(_, v)| v.to_str())
-            .filter(|v| !v.is_empty())
-    })
-}
-
 impl Transport {
     /// # Errors
     /// When the platform verifier cannot be set up.
     pub fn new(env: &[(OsString, OsString)]) -> Result<Arc<Self>, rustls::Error> {
+        let env = crate::source::Env(env);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = rustls_platform_verifier::Verifier::new(provider.clone())?;
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -115,13 +106,13 @@ impl Transport {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         // The proxy settings from kvrun's environment snapshot, read as curl reads them.
         let mut proxy = Matcher::builder();
-        if let Some(v) = lookup(env, &["ALL_PROXY", "all_proxy"]) {
+        if let Some(v) = env.get("ALL_PROXY").or_else(|| env.get("all_proxy")) {
             proxy = proxy.all(v);
         }
-        if let Some(v) = lookup(env, &["HTTPS_PROXY", "https_proxy"]) {
+        if let Some(v) = env.get("HTTPS_PROXY").or_else(|| env.get("https_proxy")) {
             proxy = proxy.https(v);
         }
-        if let Some(v) = lookup(env, &["NO_PROXY", "no_proxy"]) {
+        if let Some(v) = env.get("NO_PROXY").or_else(|| env.get("no_proxy")) {
             proxy = proxy.no(v);
         }
         Ok(Arc::new(Self {

@@ -47,6 +47,7 @@ use tokio::sync::OnceCell;
 
 use super::certificate::ClientCertificate;
 use crate::error::FailureClass;
+pub(crate) use crate::source::Env;
 
 pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
 pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
@@ -182,20 +183,6 @@ enum Link {
 }
 
 type Cell = Arc<OnceCell<Result<Token, AuthFailure>>>;
-
-/// The environment snapshot, read by name.
-pub(crate) struct Env<'e>(pub(crate) &'e [(OsString, OsString)]);
-
-impl Env<'_> {
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.to_str())
-            .filter(|v| !v.is_empty())
-    }
-}
 
 /// The chain plus its token cache: one token per (tenant, scope), requested once even when
 /// many requests want it at the same moment.
