@@ -1117,3 +1117,48 @@ fn a_wrong_pkcs12_password_is_an_authentication_error_that_stops_the_chain() {
     assert!(!stderr(&output).contains("wrong-guess"));
     assert!(!world.bin.join("az.log").exists());
 }
+
+#[test]
+fn a_metadata_service_that_is_not_imds_does_not_stop_the_chain() {
+    // AWS's IMDSv2 answers 401 on the same address: not Azure's, so az is tried next.
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "from-az");
+    let token = world
+        .fake
+        .issue_token(DEFAULT_TENANT, "https://vault.localhost/.default");
+    stand_in(
+        &world.bin.join("az"),
+        &format!(r#"{{"accessToken":"{token}"}}"#),
+        "",
+        0,
+    );
+    let identity = world.fake.start_managed_identity();
+    identity.fail_next(Fault::Status(401), 1);
+    let output = run(world
+        .kvrun()
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env_remove("AZURE_TENANT_ID")
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", identity.url())
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "from-az");
+    assert_eq!(identity.requests().len(), 1, "the probe only");
+}
+
+#[test]
+fn half_a_service_principal_is_an_error_not_a_fall_through() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "v");
+    let output = run(world
+        .kvrun()
+        .env_remove("AZURE_TENANT_ID")
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("AZURE_TENANT_ID is not set"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!world.bin.join("az.log").exists());
+}

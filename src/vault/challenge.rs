@@ -81,7 +81,13 @@ pub fn verify(header: Option<&str>, request_host: &str) -> Result<Challenge, Cha
     let tenant = Url::parse(authorization)
         .ok()
         .and_then(|u| u.path_segments()?.next().map(str::to_owned))
-        .filter(|t| !t.is_empty())
+        // A tenant is a GUID or a domain; it becomes an argument of `az`/`azd`, so nothing else.
+        .filter(|t| {
+            !t.is_empty()
+                && !t.starts_with('-')
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        })
         .ok_or(ChallengeError::BadUrl {
             field: "authorization",
         })?;
@@ -155,6 +161,22 @@ mod tests {
             verify(Some(header), "a.vault.azure.net"),
             Err(ChallengeError::BadUrl { field: "scope" })
         );
+    }
+
+    #[test]
+    fn a_tenant_that_is_not_a_guid_or_domain_is_refused() {
+        for tenant in ["-tenant", "a%20b", "t;x"] {
+            let header = format!(
+                r#"Bearer authorization="https://login.windows.net/{tenant}", resource="https://vault.azure.net""#
+            );
+            assert_eq!(
+                verify(Some(&header), "a.vault.azure.net"),
+                Err(ChallengeError::BadUrl {
+                    field: "authorization"
+                }),
+                "{tenant}"
+            );
+        }
     }
 
     #[test]

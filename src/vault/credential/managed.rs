@@ -109,6 +109,7 @@ impl ManagedIdentity {
             })
         };
         let http = self.http()?;
+        let is_imds = matches!(self.endpoint, Endpoint::Imds { .. });
         let request = match &self.endpoint {
             Endpoint::AppService { url: base, header } => http
                 .get(url(base, "2019-08-01")?)
@@ -116,27 +117,19 @@ impl ManagedIdentity {
             Endpoint::Imds { authority } => {
                 let url = url(
                     &format!("{authority}/metadata/identity/oauth2/token"),
-                    "2018-02-01",
+                    "2019-08-01",
                 )?;
-                let probe = http.get(url.clone()).timeout(PROBE_TIMEOUT).send().await;
-                if let Err(e) = probe {
-                    return Err(LinkError::unavailable(
-                        format!(
-                            "no instance metadata service answered at {authority} within {} ms ({})",
-                            PROBE_TIMEOUT.as_millis(),
-                            if e.is_timeout() { "timed out" } else { "no connection" }
-                        ),
-                        Some("not on an Azure VM, or no managed identity here; elsewhere use a service principal, workload identity or az login".into()),
-                    ));
-                }
+                probe(http, url.clone(), authority).await?;
                 http.get(url).header("Metadata", "true")
             }
         };
+        // From here the endpoint is known to be there: its failures stop the chain.
         let response = request.timeout(TOKEN_TIMEOUT).send().await.map_err(|e| {
-            LinkError::unavailable(
-                format!("the managed identity endpoint did not answer: {e}"),
-                None,
-            )
+            LinkError::failed(AuthFailure {
+                class: FailureClass::Unavailable,
+                reason: format!("the managed identity endpoint did not answer: {e}"),
+                hint: None,
+            })
         })?;
         let status = response.status().as_u16();
         let body = response.bytes().await.unwrap_or_default();
@@ -144,10 +137,11 @@ impl ManagedIdentity {
             return serde_json::from_slice::<TokenResponse>(&body)
                 .map(|t| Token::new(t.access_token))
                 .map_err(|_| {
-                    LinkError::unavailable(
-                        "the managed identity endpoint's answer has no access_token",
-                        None,
-                    )
+                    LinkError::failed(AuthFailure {
+                        class: FailureClass::Protocol,
+                        reason: "the managed identity endpoint's answer has no access_token".into(),
+                        hint: None,
+                    })
                 });
         }
         let detail = serde_json::from_slice::<ErrorResponse>(&body).unwrap_or_default();
@@ -169,12 +163,13 @@ impl ManagedIdentity {
             ),
             None => "assign a managed identity to this resource (or set AZURE_CLIENT_ID to a user-assigned one)".into(),
         });
-        // 400/404: no such identity here, the chain goes on; anything else is a real failure.
-        if matches!(status, 400 | 404) {
+        // IMDS 400/404: this machine has no (such) identity, the chain goes on. Anything else,
+        // and any refusal from an App Service endpoint the platform configured, is a failure.
+        if is_imds && matches!(status, 400 | 404) {
             return Err(LinkError::unavailable(reason, hint));
         }
         Err(LinkError::failed(AuthFailure {
-            class: if status == 429 || status >= 500 {
+            class: if matches!(status, 410 | 429) || status >= 500 {
                 FailureClass::Unavailable
             } else {
                 FailureClass::Authentication
@@ -183,4 +178,39 @@ impl ManagedIdentity {
             hint,
         }))
     }
+}
+
+/// Is the instance metadata service at `authority`? Only its own answer counts: 400 with a JSON
+/// error for the missing `Metadata` header. Another cloud's metadata service (AWS answers 401) or a
+/// proxy's page is not it, and the chain goes on.
+async fn probe(http: &reqwest::Client, url: url::Url, authority: &str) -> Result<(), LinkError> {
+    let elsewhere = || {
+        Some("not on an Azure VM, or no managed identity here; elsewhere use a service principal, workload identity or az login".to_owned())
+    };
+    let probe = async {
+        let response = http.get(url).send().await?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    };
+    let reason = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok((400, body)))
+            if serde_json::from_slice::<ErrorResponse>(&body)
+                .is_ok_and(|e| !e.error.is_empty()) =>
+        {
+            return Ok(());
+        }
+        Ok(Ok((status, _))) => format!(
+            "{authority} answered {status}, which is not how the instance metadata service answers"
+        ),
+        Ok(Err(_)) => format!(
+            "no instance metadata service answered at {authority} within {} ms (no connection)",
+            PROBE_TIMEOUT.as_millis()
+        ),
+        Err(_) => format!(
+            "no instance metadata service answered at {authority} within {} ms (timed out)",
+            PROBE_TIMEOUT.as_millis()
+        ),
+    };
+    Err(LinkError::unavailable(reason, elsewhere()))
 }

@@ -354,7 +354,12 @@ impl Credentials {
                     }),
                 )
                 .map_err(|e| settings_error(&e))?;
-                entra_token(credential.get_token(&[scope], None).await)
+                entra_token(
+                    credential.get_token(&[scope], None).await,
+                    &format!(
+                        "check {AZURE_CLIENT_ID} and {AZURE_CLIENT_SECRET}: use the secret's value, not its ID, and make sure it has not expired"
+                    ),
+                )
             }
             Link::ClientCertificate {
                 tenant: own,
@@ -367,7 +372,10 @@ impl Credentials {
                     client_id: client_id.clone(),
                     endpoint: format!("{}/{tenant}/oauth2/v2.0/token", self.authority_host),
                 };
-                self.assertion_token(tenant, client_id, assertion, scope)
+                let hint = format!(
+                    "check that this certificate is uploaded to the app registration {client_id} and has not expired"
+                );
+                self.assertion_token(tenant, client_id, assertion, scope, &hint)
                     .await
             }
             Link::WorkloadIdentity {
@@ -379,7 +387,10 @@ impl Credentials {
                 let assertion = FileAssertion {
                     path: token_file.clone(),
                 };
-                self.assertion_token(tenant, client_id, assertion, scope)
+                let hint = format!(
+                    "check the federated credential of {client_id}: its issuer (the cluster's OIDC issuer), subject (system:serviceaccount:NAMESPACE:NAME) and audience (api://AzureADTokenExchange)"
+                );
+                self.assertion_token(tenant, client_id, assertion, scope, &hint)
                     .await
             }
             Link::ManagedIdentity(identity) => identity.token(scope).await,
@@ -401,6 +412,7 @@ impl Credentials {
         client_id: &str,
         assertion: C,
         scope: &str,
+        refused_hint: &str,
     ) -> Result<Token, LinkError> {
         let credential = ClientAssertionCredential::new(
             tenant.to_owned(),
@@ -411,7 +423,7 @@ impl Credentials {
             }),
         )
         .map_err(|e| settings_error(&e))?;
-        entra_token(credential.get_token(&[scope], None).await)
+        entra_token(credential.get_token(&[scope], None).await, refused_hint)
     }
 
     fn client_options(&self) -> ClientOptions {
@@ -479,12 +491,15 @@ fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
                 } else {
                     AZURE_CLIENT_ID
                 };
-                return missing(
-                    absent,
-                    format!(
+                // Half a service principal is a mistake to show, not a reason to fall through
+                // to whatever `az login` happens to be on the machine.
+                return Err(LinkError::failed(AuthFailure {
+                    class: FailureClass::Authentication,
+                    reason: format!("a service principal is half configured: {absent} is not set"),
+                    hint: Some(format!(
                         "a service principal needs {AZURE_TENANT_ID} and {AZURE_CLIENT_ID} too"
-                    ),
-                );
+                    )),
+                }));
             };
             let (tenant, client_id) = (tenant.to_owned(), client_id.to_owned());
             if let Some(secret) = secret {
@@ -495,7 +510,7 @@ fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
                 });
             }
             let path = certificate.unwrap_or_default();
-            let bytes = std::fs::read(path).map_err(|e| {
+            let bytes = read_small_file(path).map_err(|e| {
                 LinkError::failed(AuthFailure {
                     class: FailureClass::Authentication,
                     reason: format!("{AZURE_CLIENT_CERTIFICATE_PATH} ({path}) cannot be read: {e}"),
@@ -546,6 +561,16 @@ fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
         Kind::AzureCli => Ok(Link::AzureCli),
         Kind::Azd => Ok(Link::Azd),
     }
+}
+
+/// A certificate file: a regular file of at most 1 MiB (not a FIFO that blocks, not /dev/zero).
+fn read_small_file(path: &str) -> std::io::Result<Vec<u8>> {
+    const LIMIT: u64 = 1024 * 1024;
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() || metadata.len() > LIMIT {
+        return Err(std::io::Error::other("not a regular file of at most 1 MiB"));
+    }
+    std::fs::read(path)
 }
 
 /// The error when no link produced a token: every link tried and why, one per line.
@@ -641,30 +666,41 @@ fn settings_error(e: &azure_core::Error) -> LinkError {
 }
 
 /// An Entra answer: a token, or a failure that stops the chain (the link was configured).
+/// `refused_hint` is what to check when Entra refuses this kind of credential.
 fn entra_token(
     result: azure_core::Result<azure_core::credentials::AccessToken>,
+    refused_hint: &str,
 ) -> Result<Token, LinkError> {
     result
         .map(|t| Token(t.token))
-        .map_err(|e| LinkError::failed(entra_failure(&e)))
+        .map_err(|e| LinkError::failed(entra_failure(&e, refused_hint)))
 }
 
 /// Turn `azure_identity`'s error into a one-line reason: Entra's own words (`AADSTS…`), without the
 /// SDK's troubleshooting boilerplate.
-fn entra_failure(err: &azure_core::Error) -> AuthFailure {
+fn entra_failure(err: &azure_core::Error, refused_hint: &str) -> AuthFailure {
     use azure_core::error::ErrorKind;
     let mut status = None;
     let mut transport = false;
     let mut untrusted = None;
+    let mut not_json = false;
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cause {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            untrusted = Some(tls.to_string());
+        // An io::Error's source() skips the error it wraps: look inside it too.
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), wrapped].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                untrusted = Some(tls.to_string());
+            }
         }
         if let Some(az) = e.downcast_ref::<azure_core::Error>() {
             match az.kind() {
                 ErrorKind::HttpResponse { status: s, .. } => status = Some(u16::from(*s)),
                 ErrorKind::Connection | ErrorKind::Io => transport = true,
+                ErrorKind::DataConversion => not_json = true,
                 _ => {}
             }
         }
@@ -697,17 +733,17 @@ fn entra_failure(err: &azure_core::Error) -> AuthFailure {
                 "Entra ID answered with a redirect; check {AZURE_AUTHORITY_HOST}"
             )),
         ),
-        Some(_) => (
-            FailureClass::Authentication,
-            Some(format!(
-                "check {AZURE_CLIENT_ID} and {AZURE_CLIENT_SECRET}: use the secret's value, not its ID, and make sure it has not expired"
-            )),
-        ),
+        Some(_) => (FailureClass::Authentication, Some(refused_hint.to_owned())),
         None if transport => (
             FailureClass::Unavailable,
             Some(format!(
                 "Entra ID could not be reached; check the network, HTTPS_PROXY and {AZURE_AUTHORITY_HOST}"
             )),
+        ),
+        // A gateway's HTML error page in place of Entra's JSON.
+        None if not_json => (
+            FailureClass::Unavailable,
+            Some("Entra ID's answer is not JSON; a proxy or gateway may be in the way".into()),
         ),
         None => (FailureClass::Authentication, None),
     };
