@@ -204,7 +204,8 @@ fn fetch_all(
     let transport = vault::transport::Transport::new(environment)
         .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
     let credentials = vault::credential::Credentials::from_env(environment, http, args.credential);
-    let client = Arc::new(vault::VaultClient::new(transport, credentials));
+    let deadline = std::time::Instant::now() + args.timeout;
+    let client = Arc::new(vault::VaultClient::new(transport, credentials, deadline));
     let options = resolve::Options {
         concurrency: usize::from(args.concurrency),
         sequential: args.sequential,

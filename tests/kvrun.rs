@@ -1162,3 +1162,82 @@ fn half_a_service_principal_is_an_error_not_a_fall_through() {
     );
     assert!(!world.bin.join("az.log").exists());
 }
+
+// ---- Reliability ----
+
+#[test]
+fn transient_failures_are_retried_until_the_vault_answers() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "after-retries");
+    kv.fail_next(Fault::Status(503), 2);
+    let output = run(world
+        .kvrun()
+        .env("X", world.url("kv1", "db"))
+        .args(["-v", "--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "after-retries");
+    assert_eq!(
+        stderr(&output).matches("retrying").count(),
+        2,
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn throttling_waits_at_least_as_long_as_the_vault_asks() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "after-429");
+    kv.fail_next(Fault::Status(429), 1); // answers with Retry-After: 1
+    let started = Instant::now();
+    let output = run(world
+        .kvrun()
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["X"], "after-429");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was not honoured"
+    );
+}
+
+#[test]
+fn what_cannot_succeed_is_not_retried() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("x", "v");
+    kv.deny_access(DenyCode::ForbiddenByRbac);
+    let output = run(world
+        .kvrun()
+        .env("NOPE", world.url("kv1", "missing"))
+        .env("DENIED", world.url("kv1", "x"))
+        .args(["-v", "--", "true"]));
+    assert_eq!(output.status.code(), Some(77), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("retrying"), "{}", stderr(&output));
+    let authenticated = world
+        .vault_gets()
+        .into_iter()
+        .filter(|r| r.authorization.is_some())
+        .count();
+    assert_eq!(authenticated, 2, "one GET per secret");
+}
+
+#[test]
+fn a_vault_that_keeps_failing_is_given_up_on_with_the_count() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "v");
+    kv.fail_next(Fault::Status(500), 100);
+    let output =
+        run(world
+            .kvrun()
+            .env("X", world.url("kv1", "db"))
+            .args(["--timeout", "3s", "--", "true"]));
+    assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("500") && (err.contains("gave up after") || err.contains("timed out")),
+        "{err}"
+    );
+}

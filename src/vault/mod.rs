@@ -11,12 +11,13 @@
 pub mod certificate;
 pub mod challenge;
 pub mod credential;
+pub mod retry;
 pub mod transport;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -143,14 +144,17 @@ struct ErrorDetail {
 pub struct VaultClient {
     transport: Arc<Transport>,
     credentials: Credentials,
+    /// The run's `--timeout` deadline: no retry starts that could not finish before it.
+    deadline: Instant,
 }
 
 impl VaultClient {
     #[must_use]
-    pub fn new(transport: Arc<Transport>, credentials: Credentials) -> Self {
+    pub fn new(transport: Arc<Transport>, credentials: Credentials, deadline: Instant) -> Self {
         Self {
             transport,
             credentials,
+            deadline,
         }
     }
 
@@ -218,7 +222,59 @@ impl VaultClient {
         }
     }
 
+    /// GET with retries (see [`retry`]): transient failures are tried again with backoff, never
+    /// past the run's deadline.
     async fn get(&self, secret: &SecretRef, token: Option<&Token>, warm: usize) -> Answer {
+        let mut attempts = 0;
+        loop {
+            // The run's deadline is enforced above (resolve); this bounds one hung attempt.
+            let warm = if attempts == 0 { warm } else { 0 };
+            let outcome =
+                tokio::time::timeout(retry::ATTEMPT_TIMEOUT, self.attempt(secret, token, warm))
+                    .await
+                    .unwrap_or_else(|_| {
+                        let failure = FetchError::new(
+                            FailureClass::Unavailable,
+                            format!("no answer within {}s", retry::ATTEMPT_TIMEOUT.as_secs()),
+                            Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),
+                        );
+                        Attempt::new(Answer::Failed(failure), true, None)
+                    });
+            attempts += 1;
+            let Attempt {
+                answer,
+                again,
+                asked,
+            } = outcome;
+            if !again {
+                return answer;
+            }
+            let wait = retry::backoff(attempts - 1, asked, retry::random());
+            if attempts >= retry::MAX_ATTEMPTS || Instant::now() + wait >= self.deadline {
+                return match answer {
+                    Answer::Failed(mut e) if attempts > 1 => {
+                        e.reason = format!("{} (gave up after {attempts} attempts)", e.reason);
+                        Answer::Failed(e)
+                    }
+                    other => other,
+                };
+            }
+            if let Answer::Failed(e) = &answer {
+                tracing::info!(
+                    vault = secret.vault_host(),
+                    secret = %secret.name,
+                    attempt = attempts,
+                    wait_ms = wait.as_millis(),
+                    reason = %e.reason,
+                    "retrying"
+                );
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt: its answer, and whether another attempt could change it.
+    async fn attempt(&self, secret: &SecretRef, token: Option<&Token>, warm: usize) -> Attempt {
         let path = format!(
             "/secrets/{}/{}?api-version={API_VERSION}",
             secret.name,
@@ -232,7 +288,10 @@ impl VaultClient {
             .await;
         let reply = match reply {
             Ok(r) => r,
-            Err(e) => return Answer::Failed(transport_error(e)),
+            Err(e) => {
+                let again = matches!(e, TransportError::Unreachable(_));
+                return Attempt::new(Answer::Failed(transport_error(e)), again, None);
+            }
         };
         let status = reply.status;
         tracing::info!(
@@ -244,18 +303,22 @@ impl VaultClient {
             "GET secret"
         );
         if status == 401 {
-            return Answer::Challenge(reply.www_authenticate, reply.body);
+            return Attempt::done(Answer::Challenge(reply.www_authenticate, reply.body));
+        }
+        if retry::retryable(status) {
+            let failure = status_error(status, &reply.body, secret);
+            return Attempt::new(Answer::Failed(failure), true, reply.retry_after);
         }
         if (300..400).contains(&status) {
-            return Answer::Failed(FetchError::new(
+            return Attempt::done(Answer::Failed(FetchError::new(
                 FailureClass::Protocol,
                 format!("{status}: the vault answered with a redirect, which kvrun never follows"),
                 Some("check the vault URL; a proxy or firewall may be intercepting it".into()),
-            ));
+            )));
         }
         let body = reply.body;
-        if status == 200 {
-            return match serde_json::from_slice::<Bundle>(&body) {
+        Attempt::done(if status == 200 {
+            match serde_json::from_slice::<Bundle>(&body) {
                 Ok(Bundle { value: Some(v) }) => Answer::Value(SecretValue(v)),
                 Ok(Bundle { value: None }) => Answer::Failed(FetchError::new(
                     FailureClass::Protocol,
@@ -267,9 +330,31 @@ impl VaultClient {
                     "200 OK, but the body is not a secret bundle",
                     None,
                 )),
-            };
+            }
+        } else {
+            Answer::Failed(status_error(status, &body, secret))
+        })
+    }
+}
+
+/// One attempt's answer; `again` when another attempt could change it, after at least `asked`.
+struct Attempt {
+    answer: Answer,
+    again: bool,
+    asked: Option<Duration>,
+}
+
+impl Attempt {
+    fn new(answer: Answer, again: bool, asked: Option<Duration>) -> Self {
+        Self {
+            answer,
+            again,
+            asked,
         }
-        Answer::Failed(status_error(status, &body, secret))
+    }
+
+    fn done(answer: Answer) -> Self {
+        Self::new(answer, false, None)
     }
 }
 

@@ -55,6 +55,8 @@ pub enum TransportError {
 pub struct Reply {
     pub status: u16,
     pub www_authenticate: Option<String>,
+    /// How long the server asked us to wait before trying again (see [`super::retry`]).
+    pub retry_after: Option<Duration>,
     pub body: Vec<u8>,
 }
 
@@ -245,6 +247,16 @@ impl Transport {
             .get(hyper::header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let headers = response.headers();
+        let retry_after = super::retry::retry_after(
+            |name| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            },
+            std::time::SystemTime::now(),
+        );
         let body = Limited::new(response.into_body(), max_body)
             .collect()
             .await
@@ -260,6 +272,7 @@ impl Transport {
         Ok(Reply {
             status,
             www_authenticate,
+            retry_after,
             body,
         })
     }
