@@ -25,6 +25,7 @@ pub mod env {
     pub const LITERAL: &str = "KVRUN_LITERAL";
     pub const VERBOSE: &str = "KVRUN_VERBOSE";
     pub const CREDENTIAL: &str = "KVRUN_CREDENTIAL";
+    pub const ALLOW_VAULT: &str = "KVRUN_ALLOW_VAULT";
     pub const HIDE_CREDENTIALS: &str = "KVRUN_HIDE_CREDENTIALS";
 }
 
@@ -114,6 +115,11 @@ pub struct RunArgs {
     /// At most this many requests in flight per vault.
     #[arg(long, value_name = "N", env = env::CONCURRENCY, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+
+    /// Contact only this vault (repeatable), e.g. myvault.vault.azure.net; with the manifest's
+    /// `allowed_vaults`, a vault must be on both lists.
+    #[arg(long, value_name = "VAULT", env = env::ALLOW_VAULT, value_delimiter = ',')]
+    pub allow_vault: Vec<String>,
 
     /// Fetch one secret at a time, across all vaults (for comparison or fragile proxies).
     #[arg(long, env = env::SEQUENTIAL, value_parser = BoolishValueParser::new())]

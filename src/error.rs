@@ -29,7 +29,8 @@ impl ExitCode {
     /// A server broke the protocol or could not be trusted: TLS verification failed, a challenge
     /// for another domain, a redirect, a malformed response (`EX_PROTOCOL`). Not retried.
     pub const PROTOCOL: i32 = 76;
-    /// The identity has a token but no access: 403 from the vault (`EX_NOPERM`).
+    /// The identity has a token but no access: 403 from the vault; or a reference names a vault
+    /// outside the vault allow-list (`EX_NOPERM`).
     pub const AUTHORIZATION: i32 = 77;
     /// The command was found but could not be executed (as `env`).
     pub const CANNOT_EXECUTE: i32 = 126;
@@ -98,6 +99,9 @@ pub enum Error {
     #[error("{}", summary(.failures))]
     Unresolved { failures: Vec<Failure> },
 
+    #[error("{message}")]
+    VaultNotAllowed { message: String },
+
     #[error("{program}: {source}")]
     Exec {
         program: String,
@@ -137,6 +141,7 @@ impl Error {
             Self::Usage(_) => ExitCode::USAGE,
             Self::BadInput { .. } => ExitCode::BAD_INPUT,
             Self::MissingFile { .. } => ExitCode::NOT_FOUND,
+            Self::VaultNotAllowed { .. } => ExitCode::AUTHORIZATION,
             Self::Unresolved { failures } => failures
                 .iter()
                 .map(|f| f.class)

@@ -105,15 +105,31 @@ fn prepare(
 ) -> Result<Vec<(OsString, OsString)>, Error> {
     let hosts = VaultHosts::new(&args.vault_suffix);
     let manifest = read_manifest(args, &hosts)?;
+    let allowed_by_flag: Vec<String> = args
+        .allow_vault
+        .iter()
+        .map(|v| {
+            source::manifest::vault_host(v, &hosts)
+                .map_err(|message| Error::Usage(format!("--allow-vault: {message}")))
+        })
+        .collect::<Result<_, _>>()?;
     let dotenv_files = read_dotenv_files(args)?;
     let plan = plan::build(&plan::Inputs {
         environment,
         dotenv_files: &dotenv_files,
-        manifest: &manifest,
+        manifest: &manifest.entries,
         hosts: &hosts,
         no_resolve_env: args.no_resolve_env,
         literal: &args.literal,
     })?;
+    let mut lists: Vec<(&str, &[String])> = Vec::new();
+    if !args.allow_vault.is_empty() {
+        lists.push(("--allow-vault", &allowed_by_flag));
+    }
+    if let Some(list) = &manifest.allowed_vaults {
+        lists.push(("the manifest's allowed_vaults", list));
+    }
+    plan::check_allowed(&plan, &lists)?;
     tracing::info!(
         variables = plan.vars.len(),
         secrets = plan.secrets.len(),
@@ -142,17 +158,14 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     })
 }
 
-fn read_manifest(
-    args: &RunArgs,
-    hosts: &VaultHosts,
-) -> Result<Vec<source::manifest::Entry>, Error> {
+fn read_manifest(args: &RunArgs, hosts: &VaultHosts) -> Result<source::manifest::Manifest, Error> {
     let path = match &args.manifest {
         Some(path) => path.clone(),
-        None if args.no_manifest => return Ok(Vec::new()),
+        None if args.no_manifest => return Ok(source::manifest::Manifest::default()),
         None => {
             let default = PathBuf::from("kvrun.toml");
             if !default.is_file() {
-                return Ok(Vec::new());
+                return Ok(source::manifest::Manifest::default());
             }
             default
         }
@@ -161,7 +174,7 @@ fn read_manifest(
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::bad_input(path.display().to_string(), "not valid UTF-8"))?;
     tracing::info!(path = %path.display(), "reading manifest");
-    source::manifest::parse(&text, &path, hosts)
+    source::manifest::parse_manifest(&text, &path, hosts)
 }
 
 fn read_dotenv_files(args: &RunArgs) -> Result<Vec<DotEnvFile>, Error> {

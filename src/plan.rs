@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
 
 use crate::error::Error;
 use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts};
@@ -215,6 +216,49 @@ fn text_value(
             })
         }
     }
+}
+
+/// Refuse every secret whose vault is not on each given allow-list (a list of lower-case hosts,
+/// with the name of where it came from). Nothing is contacted before this check.
+///
+/// # Errors
+/// Names every refused vault and the variables that wanted it.
+pub fn check_allowed(plan: &Plan, lists: &[(&str, &[String])]) -> Result<(), Error> {
+    let mut refused: Vec<(String, &str, Vec<String>)> = Vec::new();
+    for (index, secret) in plan.secrets.iter().enumerate() {
+        let host = secret.vault_host().to_ascii_lowercase();
+        let Some((list_name, _)) = lists.iter().find(|(_, list)| !list.contains(&host)) else {
+            continue;
+        };
+        let users = plan
+            .vars
+            .iter()
+            .filter(|v| match &v.value {
+                Value::Secret { index: i, .. } => *i == index,
+                Value::Template(parts) => parts
+                    .iter()
+                    .any(|p| matches!(p, Part::Secret(i) if *i == index)),
+                Value::Literal(_) => false,
+            })
+            .map(|v| format!("{} ({})", v.name.to_string_lossy(), v.origin));
+        match refused.iter_mut().find(|(h, _, _)| *h == host) {
+            Some((_, _, vars)) => vars.extend(users),
+            None => refused.push((host, list_name, users.collect())),
+        }
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let mut message =
+        String::from("references name vaults outside the vault allow-list; nothing was fetched");
+    for (host, list_name, vars) in refused {
+        let _ = write!(
+            message,
+            "\n  {host} (not in {list_name}): {}",
+            vars.join(", ")
+        );
+    }
+    Err(Error::VaultNotAllowed { message })
 }
 
 type Layered<'a> = Vec<(&'a OsStr, Raw<'a>, Origin)>;

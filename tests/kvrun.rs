@@ -1241,3 +1241,51 @@ fn a_vault_that_keeps_failing_is_given_up_on_with_the_count() {
         "{err}"
     );
 }
+
+#[test]
+fn the_vault_allow_list_refuses_before_anything_is_fetched() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "ok");
+    world.fake.vault("evil").set_secret("db", "stolen?");
+    let env_refs = |command: &mut Command| {
+        command
+            .env("GOOD", world.url("kv1", "db"))
+            .env("BAD", world.url("evil", "db"));
+    };
+    let mut command = world.kvrun();
+    env_refs(&mut command);
+    let output = run(command.args(["--allow-vault", "kv1.vault.localhost", "--", "true"]));
+    assert_eq!(output.status.code(), Some(77), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("evil.vault.localhost (not in --allow-vault): BAD (environment)"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(world.fake.requests().is_empty(), "nothing is contacted");
+
+    // The manifest's list cannot be widened from the environment: a vault must be on both.
+    world.write(
+        "kvrun.toml",
+        &format!("allowed_vaults = [\"{}\"]\n", world.fake.vault_url("kv1")),
+    );
+    let mut command = world.kvrun();
+    env_refs(&mut command);
+    let output = run(command
+        .env(
+            "KVRUN_ALLOW_VAULT",
+            "kv1.vault.localhost,evil.vault.localhost",
+        )
+        .args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(77), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not in the manifest's allowed_vaults"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(world
+        .kvrun()
+        .env("GOOD", world.url("kv1", "db"))
+        .args(["--", "env", "-0"]));
+    assert_eq!(child_env(&output)["GOOD"], "ok");
+}

@@ -64,6 +64,7 @@ pub struct Entry {
 #[serde(deny_unknown_fields)]
 struct File {
     vault: Option<Spanned<String>>,
+    allowed_vaults: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<Spec>>,
 }
@@ -99,6 +100,22 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// # Errors
 /// Invalid TOML, unknown keys, malformed references, a bare name without a default vault.
 pub fn parse(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Vec<Entry>, Error> {
+    parse_manifest(text, path, hosts).map(|m| m.entries)
+}
+
+/// A whole manifest: its entries and its vault allow-list.
+#[derive(Debug, Default)]
+pub struct Manifest {
+    pub entries: Vec<Entry>,
+    /// `allowed_vaults = [...]`: the only vault hosts kvrun may contact, when given.
+    pub allowed_vaults: Option<Vec<String>>,
+}
+
+/// Parse a manifest's text, allow-list included.
+///
+/// # Errors
+/// As [`parse`], and an `allowed_vaults` entry that is not a vault host.
+pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Manifest, Error> {
     let at = |span: Range<usize>| {
         let (line, col) = line_col(text, span.start);
         format!("{}:{line}:{col}", path.display())
@@ -114,6 +131,18 @@ pub fn parse(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Vec<Entry>, 
         .map(|v| {
             let span = v.span();
             vault_url(v.get_ref(), hosts).map_err(|message| Error::bad_input(at(span), message))
+        })
+        .transpose()?;
+    let allowed_vaults = file
+        .allowed_vaults
+        .map(|list| {
+            list.into_iter()
+                .map(|v| {
+                    let span = v.span();
+                    vault_host(v.get_ref(), hosts)
+                        .map_err(|message| Error::bad_input(at(span), message))
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
 
@@ -183,7 +212,10 @@ pub fn parse(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Vec<Entry>, 
             },
         });
     }
-    Ok(entries)
+    Ok(Manifest {
+        entries,
+        allowed_vaults,
+    })
 }
 
 type Problem = (String, Option<String>);
@@ -245,6 +277,24 @@ fn secret_value(
         )),
         Err(e) => Err((e.message, e.hint)),
     }
+}
+
+/// An allow-list entry: a vault host (`myvault.vault.azure.net`) or URL, as a lower-case host.
+///
+/// # Errors
+/// When it names no vault host.
+pub fn vault_host(text: &str, hosts: &VaultHosts) -> Result<String, String> {
+    let host = match url::Url::parse(text) {
+        Ok(url) if url.has_host() => url.host_str().unwrap_or_default().to_owned(),
+        _ => text.trim().trim_end_matches('/').to_owned(),
+    }
+    .to_ascii_lowercase();
+    if hosts.suffix_of(&host).is_none() {
+        return Err(format!(
+            "'{text}' is not a vault host like myvault.vault.azure.net (for other vault hosts, add --vault-suffix)"
+        ));
+    }
+    Ok(host)
 }
 
 /// A vault URL: `https://{vault}.{suffix}[:port]`, nothing after the host but an optional `/`.
