@@ -48,6 +48,8 @@ pub enum FailureClass {
     Authentication,
     Authorization,
     Protocol,
+    /// The value cannot go into an environment variable (a NUL byte, too large).
+    BadValue,
     NotFound,
     Unavailable,
 }
@@ -59,6 +61,7 @@ impl FailureClass {
             Self::Authentication => ExitCode::AUTHENTICATION,
             Self::Authorization => ExitCode::AUTHORIZATION,
             Self::Protocol => ExitCode::PROTOCOL,
+            Self::BadValue => ExitCode::BAD_INPUT,
             Self::NotFound => ExitCode::NOT_FOUND,
             Self::Unavailable => ExitCode::UNAVAILABLE,
         }

@@ -57,18 +57,24 @@ fn init_logging(verbose: u8, environment: &[(OsString, OsString)]) {
     // Colours only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
     let ansi =
         std::io::stderr().is_terminal() && source::Env(environment).get("NO_COLOR").is_none();
+    // KVRUN_LOG takes a full filter (`trace`, `kvrun=debug,hyper=trace`) for debugging below
+    // kvrun; the no-leak test runs with `trace`, every crate included.
+    let custom = source::Env(environment).get("KVRUN_LOG");
     let level = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    // Only kvrun's own events: the HTTP and TLS crates below log at levels kvrun does not vouch for.
+    // By default only kvrun's own events; KVRUN_LOG opens the crates below, for debugging.
+    let filter = tracing_subscriber::EnvFilter::new(
+        custom.map_or_else(|| format!("kvrun={level}"), str::to_owned),
+    );
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
         .with_ansi(ansi)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("kvrun={level}")))
+        .with_env_filter(filter)
         .try_init();
 }
 
@@ -254,22 +260,24 @@ mod libc_signal {
 fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString)>, Error> {
     let mut env = Vec::with_capacity(plan.vars.len());
     let mut failures = Vec::new();
-    let fail = |var: &plan::Var, index: usize, failures: &mut Vec<Failure>| {
-        let Err(e) = &outcomes[index] else { return };
-        failures.push(Failure {
+    let failure =
+        |var: &plan::Var, index: usize, class, reason: String, hint: Option<String>| Failure {
             variable: var.name.to_string_lossy().into_owned(),
             origin: var.origin.to_string(),
             secret: plan.secrets[index].to_string(),
-            class: e.class,
-            reason: e.reason.clone(),
-            hint: e.hint.clone(),
-        });
-    };
+            class,
+            reason,
+            hint,
+        };
     for var in &plan.vars {
-        match &var.value {
-            Value::Literal(value) => env.push((var.name.clone(), value.clone())),
+        // The resolved value, and the first secret in it (for error messages).
+        let (value, first) = match &var.value {
+            Value::Literal(value) => {
+                env.push((var.name.clone(), value.clone()));
+                continue;
+            }
             Value::Secret { index, optional } => match &outcomes[*index] {
-                Ok(value) => env.push((var.name.clone(), value.expose().into())),
+                Ok(value) => (value.expose().to_owned(), *index),
                 Err(e) if *optional && e.class == FailureClass::NotFound => {
                     tracing::warn!(
                         "{}: optional secret {} for {} not used: {}",
@@ -278,28 +286,54 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString
                         var.name.to_string_lossy(),
                         e.reason
                     );
+                    continue;
                 }
-                Err(_) => fail(var, *index, &mut failures),
+                Err(e) => {
+                    failures.push(failure(
+                        var,
+                        *index,
+                        e.class,
+                        e.reason.clone(),
+                        e.hint.clone(),
+                    ));
+                    continue;
+                }
             },
             Value::Template(parts) => {
                 let mut value = String::new();
+                let mut first = None;
                 let mut ok = true;
                 for part in parts {
                     match part {
                         Part::Text(text) => value.push_str(text),
                         Part::Secret(index) => {
-                            if let Ok(secret) = &outcomes[*index] {
-                                value.push_str(secret.expose());
-                            } else {
-                                ok = false;
-                                fail(var, *index, &mut failures);
+                            first.get_or_insert(*index);
+                            match &outcomes[*index] {
+                                Ok(secret) => value.push_str(secret.expose()),
+                                Err(e) => {
+                                    ok = false;
+                                    failures.push(failure(
+                                        var,
+                                        *index,
+                                        e.class,
+                                        e.reason.clone(),
+                                        e.hint.clone(),
+                                    ));
+                                }
                             }
                         }
                     }
                 }
-                if ok {
-                    env.push((var.name.clone(), value.into()));
+                if !ok {
+                    continue;
                 }
+                (value, first.unwrap_or_default())
+            }
+        };
+        match unfit_for_environment(&var.name, &value) {
+            None => env.push((var.name.clone(), value.into())),
+            Some(reason) => {
+                failures.push(failure(var, first, FailureClass::BadValue, reason, None));
             }
         }
     }
@@ -308,4 +342,23 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString
     } else {
         Err(Error::Unresolved { failures })
     }
+}
+
+/// Linux refuses one environment string (`NAME=value` and its NUL) over 128 KiB
+/// (`MAX_ARG_STRLEN`), and no environment string can hold a NUL byte: say so by name instead of
+/// failing at exec.
+fn unfit_for_environment(name: &std::ffi::OsStr, value: &str) -> Option<String> {
+    const MAX_ARG_STRLEN: usize = 128 * 1024;
+    if value.contains('\0') {
+        return Some(
+            "the value contains a NUL byte, which no environment variable can hold".into(),
+        );
+    }
+    if name.len() + 1 + value.len() + 1 > MAX_ARG_STRLEN {
+        return Some(format!(
+            "the value is {} bytes, more than an environment variable can hold (128 KiB with its name)",
+            value.len()
+        ));
+    }
+    None
 }

@@ -1289,3 +1289,118 @@ fn the_vault_allow_list_refuses_before_anything_is_fetched() {
         .args(["--", "env", "-0"]));
     assert_eq!(child_env(&output)["GOOD"], "ok");
 }
+
+#[test]
+fn nothing_secret_appears_at_trace_level_on_any_path() {
+    // KVRUN_LOG=trace opens every crate's logging: HTTP, TLS, the Azure SDK.
+    const VALUE: &str = "VALUE-never-print-41d9";
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("good", VALUE);
+    kv.set_secret_with(
+        "off",
+        VALUE,
+        SecretAttrs {
+            enabled: false,
+            exp: Some(1),
+            ..SecretAttrs::default()
+        },
+    );
+    let flaky = world.fake.vault("flaky");
+    flaky.set_secret("x", VALUE);
+    flaky.fail_next(Fault::Status(503), 1);
+    let denied = world.fake.vault("denied");
+    denied.set_secret("x", VALUE);
+    denied.deny_access(DenyCode::ForbiddenByRbac);
+    let hostile = world.fake.vault("hostile");
+    hostile.set_secret("x", VALUE);
+    hostile.set_challenge_resource("https://vault.azure.net");
+    let identity = world.fake.start_managed_identity();
+    let cases: Vec<Vec<(&str, String)>> = vec![
+        // Success, retry, and every failure class in one run.
+        vec![
+            ("GOOD", world.url("kv1", "good")),
+            ("OFF", world.url("kv1", "off")),
+            ("MISSING", world.url("kv1", "missing")),
+            ("FLAKY", world.url("flaky", "x")),
+            ("DENIED", world.url("denied", "x")),
+            ("HOSTILE", world.url("hostile", "x")),
+        ],
+        // A refused client secret.
+        vec![
+            ("GOOD", world.url("kv1", "good")),
+            ("AZURE_CLIENT_SECRET", "wrong-SECRET-77".into()),
+        ],
+        // A managed identity, whose header is a secret.
+        vec![
+            ("GOOD", world.url("kv1", "good")),
+            ("AZURE_CLIENT_SECRET", String::new()),
+            ("IDENTITY_ENDPOINT", format!("{}/msi/token", identity.url())),
+            ("IDENTITY_HEADER", identity.identity_header()),
+        ],
+    ];
+    for vars in cases {
+        let mut command = world.kvrun();
+        command.env("KVRUN_LOG", "trace");
+        for (k, v) in &vars {
+            command.env(k, v);
+        }
+        let output = run(command.args(["-vv", "--", "true"]));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        );
+        assert!(all.contains("TRACE"), "trace logging is on:\n{all}");
+        for secret in [
+            VALUE,
+            CLIENT_SECRET,
+            "wrong-SECRET-77",
+            "fake-at-",
+            &identity.identity_header(),
+        ] {
+            assert!(!all.contains(secret), "{secret:?} leaked in:\n{all}");
+        }
+    }
+}
+
+#[test]
+fn values_an_environment_cannot_hold_are_refused_by_name() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("nul", "a\u{0}b");
+    kv.set_secret("expired", "still-served");
+    kv.set_secret_with(
+        "late",
+        "x",
+        SecretAttrs {
+            exp: Some(1),
+            ..SecretAttrs::default()
+        },
+    );
+    let output = run(world
+        .kvrun()
+        .env("N", world.url("kv1", "nul"))
+        .args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("N (environment)") && stderr(&output).contains("NUL byte"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(world
+        .kvrun()
+        .env("L", world.url("kv1", "late"))
+        .args(["--", "env", "-0"]));
+    assert_eq!(
+        child_env(&output)["L"],
+        "x",
+        "an expired secret is still used"
+    );
+    assert!(
+        stderr(&output).contains("expired at 1970-01-01T00:00:01Z"),
+        "{}",
+        stderr(&output)
+    );
+}

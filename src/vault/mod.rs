@@ -123,6 +123,39 @@ enum Answer {
 #[derive(Deserialize)]
 struct Bundle {
     value: Option<String>,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+/// The validity window of a secret version (Unix seconds). Key Vault still returns a secret outside
+/// it (PROTOCOL.md §1); kvrun warns.
+#[derive(Deserialize, Default)]
+struct Attributes {
+    nbf: Option<u64>,
+    exp: Option<u64>,
+}
+
+/// Warn (never with the value) when a secret is used outside its validity window.
+fn warn_validity(secret: &SecretRef, attributes: &Attributes) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let when = |t: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t))
+            .to_string()
+    };
+    if let Some(exp) = attributes.exp.filter(|&exp| exp <= now) {
+        tracing::warn!(
+            "{secret} expired at {}; Key Vault still returned it",
+            when(exp)
+        );
+    }
+    if let Some(nbf) = attributes.nbf.filter(|&nbf| nbf > now) {
+        tracing::warn!(
+            "{secret} is not valid before {}; Key Vault still returned it",
+            when(nbf)
+        );
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -319,8 +352,14 @@ impl VaultClient {
         let body = reply.body;
         Attempt::done(if status == 200 {
             match serde_json::from_slice::<Bundle>(&body) {
-                Ok(Bundle { value: Some(v) }) => Answer::Value(SecretValue(v)),
-                Ok(Bundle { value: None }) => Answer::Failed(FetchError::new(
+                Ok(Bundle {
+                    value: Some(v),
+                    attributes,
+                }) => {
+                    warn_validity(secret, &attributes);
+                    Answer::Value(SecretValue(v))
+                }
+                Ok(Bundle { value: None, .. }) => Answer::Failed(FetchError::new(
                     FailureClass::Protocol,
                     "200 OK without a value",
                     None,
