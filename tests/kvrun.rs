@@ -1404,3 +1404,72 @@ fn values_an_environment_cannot_hold_are_refused_by_name() {
         stderr(&output)
     );
 }
+
+#[test]
+fn sigint_while_resolving_exits_130() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("db", "v");
+    kv.fail_next(Fault::Hang, 1);
+    let mut child = world
+        .kvrun()
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "true"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("kvrun's first request", || !world.vault_gets().is_empty());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+}
+
+#[test]
+fn hostile_or_broken_answers_fail_cleanly_and_quickly() {
+    let world = World::new();
+    let cases = [
+        (Fault::Truncated, 75, "broke off"),
+        (Fault::NotJson, 76, "not a secret bundle"),
+        (Fault::Close, 75, "could not reach the vault"),
+        (
+            Fault::RedirectTo("http://kv1.vault.localhost/secrets/db".into()),
+            76,
+            "redirect",
+        ),
+    ];
+    for (i, (fault, code, needle)) in cases.into_iter().enumerate() {
+        // A vault per case: faults queue per vault.
+        let vault = format!("hostile{i}");
+        let kv = world.fake.vault(&vault);
+        kv.set_secret("db", "v");
+        // Past the challenge, every authenticated GET gets the fault (retries included).
+        kv.fail_next(Fault::Status(401), 1);
+        kv.fail_next(fault.clone(), 20);
+        let started = Instant::now();
+        let output = run(world.kvrun().env("X", world.url(&vault, "db")).args([
+            "--timeout",
+            "20s",
+            "--",
+            "true",
+        ]));
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{fault:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(needle),
+            "{fault:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{fault:?} took {:?}",
+            started.elapsed()
+        );
+        assert!(world.fake.requests().iter().all(|r| r.method != "GET"
+            || r.host != "kv1.vault.localhost"
+            || !r.path_and_query.starts_with("http")));
+    }
+}
