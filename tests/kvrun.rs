@@ -1428,6 +1428,8 @@ fn sigint_while_resolving_exits_130() {
 fn hostile_or_broken_answers_fail_cleanly_and_quickly() {
     let world = World::new();
     let cases = [
+        (Fault::NoValue, 76, "200 OK without a value"),
+        (Fault::Huge(1024 * 1024), 76, "larger than 256 KiB"),
         (Fault::Truncated, 75, "broke off"),
         (Fault::NotJson, 76, "not a secret bundle"),
         (Fault::Close, 75, "could not reach the vault"),
@@ -1472,4 +1474,80 @@ fn hostile_or_broken_answers_fail_cleanly_and_quickly() {
             || r.host != "kv1.vault.localhost"
             || !r.path_and_query.starts_with("http")));
     }
+}
+
+#[test]
+fn an_expired_server_certificate_is_refused_without_retries() {
+    let world = World::with(FakeAzure::start_with(kvrun_fake::Options {
+        expired_certificate: true,
+        ..kvrun_fake::Options::default()
+    }));
+    world.fake.vault("kv1").set_secret("db", "v");
+    let output = run(world
+        .kvrun()
+        .env("X", world.url("kv1", "db"))
+        .args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
+    assert!(
+        stderr(&output).to_lowercase().contains("expired"),
+        "{}",
+        stderr(&output)
+    );
+    // One connection to the vault, plus the speculative token request's to the same server if it
+    // got that far before kvrun gave up; no retries, and no request got through.
+    assert!(
+        (1..=2).contains(&world.fake.connections()),
+        "{}",
+        world.fake.connections()
+    );
+    assert!(world.fake.requests().is_empty());
+}
+
+#[test]
+fn fifty_replicas_starting_at_once_against_a_throttling_vault_all_start() {
+    // A vault that serves 100 GETs per second and throttles the rest with Retry-After: 1s.
+    const REPLICAS: usize = 50;
+    const SECRETS: usize = 10;
+    let world = World::new();
+    let kv = world.fake.vault("fleet");
+    let mut command_env = Vec::new();
+    for i in 0..SECRETS {
+        kv.set_secret(&format!("s{i}"), &format!("v{i}"));
+        command_env.push((format!("S{i}"), world.url("fleet", &format!("s{i}"))));
+    }
+    kv.set_rate_limit(100, Duration::from_secs(1), Duration::from_secs(1));
+    let children: Vec<_> = (0..REPLICAS)
+        .map(|_| {
+            let mut command = world.kvrun();
+            command.envs(command_env.iter().map(|(k, v)| (k, v)));
+            command
+                .args(["--", "sh", "-c", "printf started"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(output.stdout, b"started");
+    }
+    // Within the default --timeout (30 s), and within the documented worst case 6V + 12N each.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        world.fake.throttled() > 0,
+        "the test must actually throttle"
+    );
+    let bound = REPLICAS * (6 + 12 * SECRETS);
+    assert!(
+        world.fake.vault_gets() <= bound,
+        "{} GETs > {bound}",
+        world.fake.vault_gets()
+    );
 }

@@ -11,7 +11,7 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::cert::CertKey;
-use crate::{Body, Fault, State, json_response, next_counter, random_hex, unix_now};
+use crate::{Body, Fault, State, json_response, next_counter, play_fault, random_hex, unix_now};
 
 /// The authority's host name.
 pub(crate) const HOST: &str = "login.localhost";
@@ -33,22 +33,26 @@ pub(crate) fn handle(
     form: &[(String, String)],
 ) -> Result<Response<Body>, Fault> {
     if let Some(fault) = state.token_faults.pop_front() {
-        let Fault::Status(code) = fault else {
-            return Err(fault);
+        let injected = |status: StatusCode| {
+            let error = match status.as_u16() {
+                429 | 503 => "temporarily_unavailable",
+                500.. => "server_error",
+                _ => "invalid_request",
+            };
+            let reason = status.canonical_reason().unwrap_or("Error");
+            aad_error(
+                status,
+                error,
+                0,
+                &format!("{reason} (injected by kvrun-fake)."),
+            )
         };
-        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let error = match code {
-            429 | 503 => "temporarily_unavailable",
-            500.. => "server_error",
-            _ => "invalid_request",
+        let no_token = || {
+            let body =
+                json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599 });
+            json_response(StatusCode::OK, &body)
         };
-        let reason = status.canonical_reason().unwrap_or("Error");
-        return Ok(aad_error(
-            status,
-            error,
-            0,
-            &format!("{reason} (injected by kvrun-fake)."),
-        ));
+        return play_fault(fault, injected, no_token);
     }
     let tenant = path
         .strip_prefix('/')

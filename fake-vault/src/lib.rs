@@ -8,7 +8,13 @@
 //!   clients with a secret ([`FakeAzure::add_client`]; the secret is also the accepted workload
 //!   identity `client_assertion`) or a certificate ([`FakeAzure::add_certificate_client`]: a
 //!   `client_assertion` JWT signed by the certificate's key, checked as Entra checks it);
-//! - `{vault}.vault.localhost`: Key Vault, `GET /secrets/{name}[/[{version}]]` (§1–2).
+//! - `{vault}.vault.localhost`: Key Vault, `GET /secrets/{name}[/[{version}]]` (§1–2), with
+//!   Key Vault's throttling when asked for ([`VaultHandle::set_rate_limit`], §4).
+//!
+//! Faults ([`Fault`]) replace answers of a vault ([`VaultHandle::fail_next`]), of the token
+//! endpoint ([`FakeAzure::fail_next_token`]) and of a managed identity
+//! ([`ManagedIdentity::fail_next`]); [`Options::expired_certificate`] serves a leaf certificate
+//! that expired days ago.
 //!
 //! [`FakeAzure::start_managed_identity`] adds a [`ManagedIdentity`]: a second, plain-HTTP
 //! listener on 127.0.0.1 serving both the App Service (`/msi/token` + `X-IDENTITY-HEADER`) and
@@ -34,6 +40,8 @@ mod vault;
 #[cfg(test)]
 mod identity_tests;
 #[cfg(test)]
+mod limit_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cert::{TestCertificate, test_certificate};
@@ -56,7 +64,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Bytes, Frame, Incoming, SizeHint};
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER};
+use hyper::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, LOCATION,
+    RETRY_AFTER,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -82,6 +93,10 @@ pub struct Options {
     pub response_delay: Duration,
     /// The port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// Serve a leaf certificate that is valid only in the past (from 30 days ago until 2 days
+    /// ago), otherwise the usual one (same names, signed by the same test CA, which stays
+    /// valid): a client trusting [`FakeAzure::ca_pem`] fails the handshake with an expiry error.
+    pub expired_certificate: bool,
 }
 
 /// Attributes of a secret version (`Default`: enabled, no `nbf`/`exp`, no content type).
@@ -125,6 +140,27 @@ pub enum Fault {
     /// This status with the service's error body for it (429 adds `Retry-After: 1`; a vault's
     /// 401 is the AKV10000 challenge).
     Status(u16),
+    /// Like [`Fault::Status`] (same status line and error body) but with the retry header
+    /// `header: value` instead of the `Retry-After: 1` of a 429 (no other retry header is
+    /// sent). The headers clients honour (PROTOCOL.md §4) are `Retry-After` (seconds or an HTTP
+    /// date), `retry-after-ms` and `x-ms-retry-after-ms`; any header is accepted.
+    ///
+    /// Queuing one whose `header` is not a valid header name or whose `value` is not a valid
+    /// header value panics.
+    RetryAfter {
+        status: u16,
+        header: &'static str,
+        value: String,
+    },
+    /// A 200 with a valid body that lacks the value: from a vault a `SecretBundle` without
+    /// `value` (the requested version's bundle if it exists, else one made up for the requested
+    /// name with a new version id); from the token endpoint and a managed identity, a token
+    /// answer without `access_token`.
+    NoValue,
+    /// A 200, `application/json`, whose body is exactly this many bytes (`Content-Length` set,
+    /// sent in 64 KiB chunks): `{"value":"xxx…x"}`, which is valid JSON from 12 bytes on; a
+    /// smaller size sends the first bytes of `{"value":""}`.
+    Huge(usize),
     /// 302 with `Location:` this URL.
     RedirectTo(String),
     /// Read the request, never answer (the connection stays open).
@@ -222,6 +258,10 @@ pub(crate) struct State {
     tokens: HashMap<String, entra::Token>,
     token_faults: VecDeque<Fault>,
     vaults: HashMap<String, vault::Vault>,
+    /// GETs to a vault host, answered or not.
+    vault_gets: usize,
+    /// 429 answers from vaults.
+    throttled: usize,
 }
 
 impl Shared {
@@ -246,7 +286,7 @@ impl FakeAzure {
     /// If `127.0.0.1:{options.port}` cannot be listened on or the certificates cannot be made.
     #[must_use]
     pub fn start_with(options: Options) -> FakeAzure {
-        let certs = tls::generate();
+        let certs = tls::generate(options.expired_certificate);
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, options.port))
             .unwrap_or_else(|e| {
                 panic!(
@@ -402,8 +442,28 @@ impl FakeAzure {
         self.shared.lock().connections
     }
 
+    /// GETs sent to any vault so far (requests with the `Host` `{name}.vault.localhost`),
+    /// whatever their answer: served, refused, faulted, throttled, or for a vault that does not
+    /// exist.
+    #[must_use]
+    pub fn vault_gets(&self) -> usize {
+        self.shared.lock().vault_gets
+    }
+
+    /// 429 answers sent by vaults so far: those of their rate limits
+    /// ([`VaultHandle::set_rate_limit`]) and injected ones ([`Fault::Status`] or
+    /// [`Fault::RetryAfter`] with status 429 from [`VaultHandle::fail_next`]).
+    #[must_use]
+    pub fn throttled(&self) -> usize {
+        self.shared.lock().throttled
+    }
+
     /// The next `count` requests to `login.localhost` get `fault` instead of an answer.
+    ///
+    /// # Panics
+    /// If `fault` is a [`Fault::RetryAfter`] with an invalid header name or value.
     pub fn fail_next_token(&self, fault: Fault, count: usize) {
+        fault.check();
         self.shared
             .lock()
             .token_faults
@@ -467,9 +527,90 @@ impl VaultHandle {
     }
 
     /// The next `count` requests to this vault get `fault`, before any other check (so it can
-    /// replace a 401 challenge too). Calls queue up behind each other.
+    /// replace a 401 challenge too; the rate limit neither counts nor throttles them). Calls
+    /// queue up behind each other.
+    ///
+    /// # Panics
+    /// If `fault` is a [`Fault::RetryAfter`] with an invalid header name or value.
     pub fn fail_next(&self, fault: Fault, count: usize) {
+        fault.check();
         self.with(|v| v.faults.extend(std::iter::repeat_n(fault, count)));
+    }
+
+    /// Throttles this vault like Key Vault (PROTOCOL.md §4) with a fixed window: a window starts
+    /// at the first GET after the previous one ended (or after this call) and lasts `window`;
+    /// the first `max_requests` GETs in it are counted and answered as usual, the rest get 429
+    /// `Throttled` (the service's body, `application/json; charset=utf-8`) with
+    /// `Retry-After: {retry_after in seconds, rounded up}` and
+    /// `x-ms-retry-after-ms: {retry_after in milliseconds, rounded up}`. Throttled GETs do not
+    /// count against the limit. Every other GET counts, whatever its answer (401 challenges
+    /// included), except those answered by an injected [`Fault`], which come first. Other
+    /// methods are neither counted nor throttled. Calling it again starts afresh.
+    pub fn set_rate_limit(&self, max_requests: u32, window: Duration, retry_after: Duration) {
+        let limit = vault::RateLimit::new(max_requests, window, retry_after);
+        self.with(|v| v.rate_limit = Some(limit));
+    }
+
+    /// Removes the rate limit of [`VaultHandle::set_rate_limit`].
+    pub fn clear_rate_limit(&self) {
+        self.with(|v| v.rate_limit = None);
+    }
+}
+
+impl Fault {
+    /// The status of a fault that a service answers with its own error body.
+    pub(crate) fn error_status(&self) -> Option<StatusCode> {
+        match self {
+            Fault::Status(code) | Fault::RetryAfter { status: code, .. } => {
+                Some(StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            }
+            _ => None,
+        }
+    }
+
+    /// Puts the retry header of a [`Fault::RetryAfter`] on an answer, in place of any
+    /// `Retry-After`.
+    pub(crate) fn add_retry_header(&self, response: &mut Response<Body>) {
+        if let Fault::RetryAfter { header, value, .. } = self {
+            let (name, value) = retry_header(header, value);
+            let headers = response.headers_mut();
+            headers.remove(RETRY_AFTER);
+            headers.insert(name, value);
+        }
+    }
+
+    /// Panics, where the fault is queued, on a header a [`Fault::RetryAfter`] could not send.
+    pub(crate) fn check(&self) {
+        if let Fault::RetryAfter { header, value, .. } = self {
+            retry_header(header, value);
+        }
+    }
+}
+
+fn retry_header(name: &str, value: &str) -> (HeaderName, HeaderValue) {
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .unwrap_or_else(|e| panic!("kvrun-fake: Fault::RetryAfter header name '{name}': {e}"));
+    let value = HeaderValue::from_str(value)
+        .unwrap_or_else(|e| panic!("kvrun-fake: Fault::RetryAfter value '{value}': {e}"));
+    (header, value)
+}
+
+/// Plays a fault popped by a service: an error status is answered with `error(status)` (plus
+/// the retry header of a [`Fault::RetryAfter`]), [`Fault::NoValue`] with `no_value()`; `Err` is
+/// a transport-level fault for [`transport_fault`].
+pub(crate) fn play_fault(
+    fault: Fault,
+    error: impl FnOnce(StatusCode) -> Response<Body>,
+    no_value: impl FnOnce() -> Response<Body>,
+) -> Result<Response<Body>, Fault> {
+    if let Some(status) = fault.error_status() {
+        let mut response = error(status);
+        fault.add_retry_header(&mut response);
+        return Ok(response);
+    }
+    match fault {
+        Fault::NoValue => Ok(no_value()),
+        other => Err(other),
     }
 }
 
@@ -538,7 +679,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
             .filter(|n| !n.contains('.'))
         {
             let auth = header(AUTHORIZATION);
-            vault::handle(
+            if parts.method == Method::GET {
+                state.vault_gets += 1;
+            }
+            let answer = vault::handle(
                 &mut state,
                 shared.port,
                 name,
@@ -546,7 +690,14 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
                 path,
                 query,
                 auth,
-            )
+            );
+            if answer
+                .as_ref()
+                .is_ok_and(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+            {
+                state.throttled += 1;
+            }
+            answer
         } else {
             Ok(json_error(
                 StatusCode::NOT_FOUND,
@@ -566,10 +717,21 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
 async fn transport_fault(fault: Fault) -> Reply {
     let builder = Response::builder();
     let response = match fault {
-        Fault::Status(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            builder.status(status).body(Empty::new().boxed())
+        // The services answer these themselves ([`play_fault`]); bare versions for completeness.
+        Fault::Status(_) | Fault::RetryAfter { .. } => {
+            let status = fault.error_status().expect("an error status");
+            let mut response = Response::new(Empty::new().boxed());
+            *response.status_mut() = status;
+            fault.add_retry_header(&mut response);
+            Ok(response)
         }
+        Fault::NoValue => builder
+            .header(CONTENT_TYPE, JSON)
+            .body(full(Bytes::from_static(b"{}"))),
+        Fault::Huge(len) => builder
+            .header(CONTENT_TYPE, JSON)
+            .header(CONTENT_LENGTH, len)
+            .body(Huge { len, at: 0 }.boxed()),
         Fault::RedirectTo(url) => builder
             .status(StatusCode::FOUND)
             .header(LOCATION, url)
@@ -617,6 +779,62 @@ impl hyper::body::Body for Truncated {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
+    }
+}
+
+/// The body of [`Fault::Huge`]: `{"value":"xxx…x"}` cut or padded to `len` bytes, made chunk by
+/// chunk as it is sent.
+struct Huge {
+    len: usize,
+    /// Bytes made so far.
+    at: usize,
+}
+
+impl Huge {
+    const CHUNK: usize = 64 * 1024;
+    const HEAD: &[u8] = b"{\"value\":\"";
+    const TAIL: &[u8] = b"\"}";
+
+    /// Byte `i` of the body.
+    fn byte(&self, i: usize) -> u8 {
+        let shortest = Self::HEAD.len() + Self::TAIL.len();
+        if self.len < shortest {
+            return [Self::HEAD, Self::TAIL].concat()[i];
+        }
+        let tail_from = self.len - Self::TAIL.len();
+        if i < Self::HEAD.len() {
+            Self::HEAD[i]
+        } else if i >= tail_from {
+            Self::TAIL[i - tail_from]
+        } else {
+            b'x'
+        }
+    }
+}
+
+impl hyper::body::Body for Huge {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.at >= self.len {
+            return Poll::Ready(None);
+        }
+        let end = self.len.min(self.at + Self::CHUNK);
+        let chunk: Vec<u8> = (self.at..end).map(|i| self.byte(i)).collect();
+        self.at = end;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.at >= self.len
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact((self.len - self.at) as u64)
     }
 }
 

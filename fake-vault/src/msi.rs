@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use crate::entra::Token;
 use crate::{
     Background, Body, DEFAULT_TENANT, Fault, Recorded, Reply, Shared, json_response, next_counter,
-    random_hex, transport_fault, unix_now,
+    play_fault, random_hex, transport_fault, unix_now,
 };
 
 /// The client id of the system-assigned identity that every [`ManagedIdentity`] has.
@@ -143,7 +143,11 @@ impl ManagedIdentity {
     /// The next `count` requests get `fault` instead of an answer. A [`Fault::Status`] answers
     /// with that status and an `{"error":…,"error_description":…}` body (429 adds
     /// `Retry-After: 1`).
+    ///
+    /// # Panics
+    /// If `fault` is a [`Fault::RetryAfter`] with an invalid header name or value.
     pub fn fail_next(&self, fault: Fault, count: usize) {
+        fault.check();
         self.inner
             .lock()
             .faults
@@ -184,20 +188,26 @@ async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Reply {
     if hang {
         return std::future::pending().await;
     }
-    match fault {
-        Some(Fault::Status(code)) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(fault) = fault {
+        let injected = |status: StatusCode| {
             let reason = status.canonical_reason().unwrap_or("Error");
             let description = format!("{reason} (injected by kvrun-fake)");
-            let kind = match code {
+            let kind = match status.as_u16() {
                 429 | 503 => "temporarily_unavailable",
                 500.. => "server_error",
                 _ => "invalid_request",
             };
-            return Ok(error(status, kind, &description));
-        }
-        Some(fault) => return transport_fault(fault).await,
-        None => {}
+            error(status, kind, &description)
+        };
+        let no_token = || {
+            let expires_on = (unix_now() + LIFETIME).to_string();
+            let body = json!({ "expires_on": expires_on, "token_type": "Bearer" });
+            json_response(StatusCode::OK, &body)
+        };
+        return match play_fault(fault, injected, no_token) {
+            Ok(response) => Ok(response),
+            Err(fault) => transport_fault(fault).await,
+        };
     }
 
     Ok(answer(&inner, &parts))

@@ -69,6 +69,7 @@ pub(crate) async fn connect(fake: &FakeAzure, name: &str) -> io::Result<TlsStrea
     .await
 }
 
+#[derive(Debug)]
 pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) head: String,
@@ -87,7 +88,7 @@ impl Reply {
         serde_json::from_str(&self.body).unwrap()
     }
 
-    fn error(&self) -> (u16, String, String) {
+    pub(crate) fn error(&self) -> (u16, String, String) {
         let e = &self.json()["error"];
         (
             self.status,
@@ -190,7 +191,7 @@ pub(crate) async fn token_request(
 }
 
 /// A token for `app`/`secret` (registered here) from `tenant`.
-async fn get_token(fake: &FakeAzure, tenant: &str) -> String {
+pub(crate) async fn get_token(fake: &FakeAzure, tenant: &str) -> String {
     fake.add_client("app", "secret");
     let fields = [
         ("grant_type", "client_credentials"),

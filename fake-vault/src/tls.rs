@@ -1,6 +1,7 @@
 //! The throw-away certificate authority made at start-up and the server's TLS configuration.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -18,13 +19,21 @@ pub(crate) const SERVER_NAMES: [&str; 4] = [
     "127.0.0.1",
 ];
 
+/// How long ago an expired leaf certificate became valid, and how long ago it expired.
+pub(crate) const EXPIRED_VALIDITY: (Duration, Duration) = (
+    Duration::from_secs(30 * 86_400),
+    Duration::from_secs(2 * 86_400),
+);
+
 pub(crate) struct Certs {
     pub ca_pem: String,
     pub server: Arc<ServerConfig>,
 }
 
 /// Makes a CA, a leaf for [`SERVER_NAMES`] signed by it, and an HTTP/1.1-only server config.
-pub(crate) fn generate() -> Certs {
+/// An `expired` leaf is valid only in the past ([`EXPIRED_VALIDITY`]); the CA is valid from 1975
+/// to 4096 (rcgen's defaults) either way.
+pub(crate) fn generate(expired: bool) -> Certs {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -45,6 +54,13 @@ pub(crate) fn generate() -> Certs {
         .push(DnType::CommonName, "kvrun-fake");
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.use_authority_key_identifier_extension = true;
+    if expired {
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        let now = Duration::from_secs(crate::unix_now());
+        let (since, until) = EXPIRED_VALIDITY;
+        leaf.not_before = epoch + now.saturating_sub(since);
+        leaf.not_after = epoch + now.saturating_sub(until);
+    }
     let leaf_cert = leaf
         .signed_by(&leaf_key, &issuer)
         .expect("leaf certificate");

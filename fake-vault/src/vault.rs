@@ -2,16 +2,20 @@
 //! error bodies (PROTOCOL.md §1–2).
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
-use hyper::header::WWW_AUTHENTICATE;
+use hyper::header::{HeaderName, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
 use crate::entra::Token;
 use crate::{
     Body, DEFAULT_RESOURCE, DEFAULT_TENANT, DenyCode, Fault, SecretAttrs, State, json_error,
-    json_response,
+    json_response, play_fault, random_hex, unix_now,
 };
+
+/// Key Vault's own retry hint, in milliseconds.
+const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
 
 const MISSING_TOKEN: &str = "AKV10000: Request is missing a Bearer or PoP token.";
 const THROTTLED: &str = "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached";
@@ -34,6 +38,7 @@ pub(crate) struct Vault {
     pub new_style: bool,
     pub deny: Option<DenyCode>,
     pub faults: VecDeque<Fault>,
+    pub rate_limit: Option<RateLimit>,
     /// By lower-cased name.
     secrets: HashMap<String, Secret>,
 }
@@ -61,6 +66,7 @@ impl Vault {
             new_style: false,
             deny: None,
             faults: VecDeque::new(),
+            rate_limit: None,
             secrets: HashMap::new(),
         }
     }
@@ -79,6 +85,40 @@ impl Vault {
             attrs,
             created,
         });
+    }
+
+    /// The secret and version `GET /secrets/{name}[/{version}]` asks for (latest without a
+    /// version), if they exist.
+    fn find(&self, name: &str, version: Option<&str>) -> Option<(&Secret, &Version)> {
+        let secret = self.secrets.get(&name.to_ascii_lowercase())?;
+        let found = match version {
+            None => secret.versions.last(),
+            Some(v) => secret
+                .versions
+                .iter()
+                .find(|x| x.id.eq_ignore_ascii_case(v)),
+        };
+        Some((secret, found?))
+    }
+
+    /// The answer of [`Fault::NoValue`] to `GET {path}`: a bundle without `value`.
+    fn no_value(&self, port: u16, path: &str) -> Response<Body> {
+        let target = secret_path(path).filter(|(name, _)| !name.is_empty());
+        let found = target.and_then(|(name, version)| self.find(name, version));
+        let mut bundle = if let Some((secret, version)) = found {
+            bundle(&self.name, port, &secret.name, version)
+        } else {
+            let made_up = Version {
+                id: random_hex(),
+                value: String::new(),
+                attrs: SecretAttrs::default(),
+                created: unix_now(),
+            };
+            let name = target.map_or("secret", |(name, _)| name);
+            bundle(&self.name, port, name, &made_up)
+        };
+        bundle.as_object_mut().expect("an object").remove("value");
+        json_response(StatusCode::OK, &bundle)
     }
 
     fn challenge(&self) -> String {
@@ -169,12 +209,18 @@ pub(crate) fn handle(
         return Ok(not_found("NotFound", &message));
     };
     if let Some(fault) = vault.faults.pop_front() {
-        let Fault::Status(code) = fault else {
-            return Err(fault);
-        };
-        return Ok(
-            vault.status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        let vault = &*vault;
+        return play_fault(
+            fault,
+            |status| vault.status(status),
+            || vault.no_value(port, path),
         );
+    }
+    if method == Method::GET
+        && let Some(limit) = &mut vault.rate_limit
+        && !limit.admit(Instant::now())
+    {
+        return Ok(limit.throttled());
     }
     let vault = &*vault;
     let answer = check_api_version(query)
@@ -255,14 +301,7 @@ fn get_secret(
     path: &str,
     client_id: &str,
 ) -> Early<Response<Body>> {
-    let target = path
-        .strip_prefix("/secrets/")
-        .and_then(|rest| match rest.split_once('/') {
-            None => Some((rest, None)),
-            Some((name, "")) => Some((name, None)),
-            Some((name, version)) if !version.contains('/') => Some((name, Some(version))),
-            Some(_) => None,
-        });
+    let target = secret_path(path);
     let Some((name, version)) = target.filter(|(n, _)| !n.is_empty() && method == Method::GET)
     else {
         return Err(Box::new(not_found(
@@ -273,12 +312,7 @@ fn get_secret(
     if let Some(code) = vault.deny {
         return Err(Box::new(vault.forbidden(code, client_id, name)));
     }
-    let secret = vault.secrets.get(&name.to_ascii_lowercase());
-    let found = secret.and_then(|s| match version {
-        None => s.versions.last(),
-        Some(v) => s.versions.iter().find(|x| x.id.eq_ignore_ascii_case(v)),
-    });
-    let (Some(secret), Some(found)) = (secret, found) else {
+    let Some((secret, found)) = vault.find(name, version) else {
         let id = version.map_or_else(|| name.to_owned(), |v| format!("{name}/{v}"));
         let message = format!(
             "A secret with (name/id) {id} was not found in this key vault. If you recently deleted this secret you \
@@ -300,6 +334,67 @@ fn get_secret(
         StatusCode::OK,
         &bundle(&vault.name, port, &secret.name, found),
     ))
+}
+
+/// `(name, version)` of `/secrets/{name}[/[{version}]]` (the name may be empty).
+fn secret_path(path: &str) -> Option<(&str, Option<&str>)> {
+    path.strip_prefix("/secrets/")
+        .and_then(|rest| match rest.split_once('/') {
+            None => Some((rest, None)),
+            Some((name, "")) => Some((name, None)),
+            Some((name, version)) if !version.contains('/') => Some((name, Some(version))),
+            Some(_) => None,
+        })
+}
+
+/// A vault's fixed-window rate limit (PROTOCOL.md §4), from `VaultHandle::set_rate_limit`.
+pub(crate) struct RateLimit {
+    max: u32,
+    window: Duration,
+    retry_after: Duration,
+    /// When the current window started; `None` before the first GET.
+    started: Option<Instant>,
+    /// GETs counted in the current window.
+    counted: u32,
+}
+
+impl RateLimit {
+    pub fn new(max: u32, window: Duration, retry_after: Duration) -> RateLimit {
+        RateLimit {
+            max,
+            window,
+            retry_after,
+            started: None,
+            counted: 0,
+        }
+    }
+
+    /// Counts a GET arriving at `now`; `false`: throttle it (it is not counted). A GET after
+    /// the current window has ended starts the next one.
+    pub fn admit(&mut self, now: Instant) -> bool {
+        let ended = self
+            .started
+            .is_none_or(|started| now.saturating_duration_since(started) >= self.window);
+        if ended {
+            self.started = Some(now);
+            self.counted = 0;
+        }
+        if self.counted >= self.max {
+            return false;
+        }
+        self.counted += 1;
+        true
+    }
+
+    /// The 429 of a throttled GET.
+    pub fn throttled(&self) -> Response<Body> {
+        let millis = u64::try_from(self.retry_after.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+        let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, "Throttled", None, THROTTLED);
+        let headers = response.headers_mut();
+        headers.insert(RETRY_AFTER, millis.div_ceil(1000).into());
+        headers.insert(X_MS_RETRY_AFTER_MS, millis.into());
+        response
+    }
 }
 
 fn not_found(code: &str, message: &str) -> Response<Body> {
