@@ -1389,6 +1389,18 @@ fn values_an_environment_cannot_hold_are_refused_by_name() {
         stderr(&output)
     );
 
+    kv.set_secret("big", &"x".repeat(130 * 1024));
+    let output = run(world
+        .kvrun()
+        .env("B", world.url("kv1", "big"))
+        .args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("more than an environment variable can hold"),
+        "{}",
+        stderr(&output)
+    );
+
     let output = run(world
         .kvrun()
         .env("L", world.url("kv1", "late"))
