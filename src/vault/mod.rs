@@ -43,6 +43,14 @@ impl SecretValue {
     }
 }
 
+impl Drop for SecretValue {
+    /// A value kvrun no longer needs is wiped, not left in freed memory (on success the process
+    /// image is replaced by exec anyway).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretValue([redacted])")
