@@ -613,29 +613,6 @@ fn the_deadline_reports_what_did_not_finish() {
 }
 
 #[test]
-fn sigterm_while_resolving_starts_nothing_and_exits_143() {
-    let world = World::new();
-    let kv = world.fake.vault("kv1");
-    kv.set_secret("db", "v");
-    kv.fail_next(Fault::Hang, 1);
-    let marker = world.dir.path().join("started");
-    let mut child = world
-        .kvrun()
-        .env("X", world.url("kv1", "db"))
-        .args(["--", "touch"])
-        .arg(&marker)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("kvrun's first request", || !world.vault_gets().is_empty());
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143));
-    assert!(!marker.exists());
-}
-
-#[test]
 fn exit_status_and_pid_pass_through() {
     let world = World::new();
     let output = run(world.kvrun().args(["--", "sh", "-c", "exit 42"]));
@@ -1418,25 +1395,6 @@ fn values_an_environment_cannot_hold_are_refused_by_name() {
 }
 
 #[test]
-fn sigint_while_resolving_exits_130() {
-    let world = World::new();
-    let kv = world.fake.vault("kv1");
-    kv.set_secret("db", "v");
-    kv.fail_next(Fault::Hang, 1);
-    let mut child = world
-        .kvrun()
-        .env("X", world.url("kv1", "db"))
-        .args(["--", "true"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("kvrun's first request", || !world.vault_gets().is_empty());
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(130));
-}
-
-#[test]
 fn hostile_or_broken_answers_fail_cleanly_and_quickly() {
     let world = World::new();
     let cases = [
@@ -1562,4 +1520,29 @@ fn fifty_replicas_starting_at_once_against_a_throttling_vault_all_start() {
         "{} GETs > {bound}",
         world.fake.vault_gets()
     );
+}
+
+#[test]
+fn a_signal_while_resolving_starts_nothing_and_exits_128_plus_n() {
+    use nix::sys::signal::Signal;
+    for (signal, code) in [(Signal::SIGTERM, 143), (Signal::SIGINT, 130)] {
+        let world = World::new();
+        let kv = world.fake.vault("kv1");
+        kv.set_secret("db", "v");
+        kv.fail_next(Fault::Hang, 1);
+        let marker = world.dir.path().join("started");
+        let mut child = world
+            .kvrun()
+            .env("X", world.url("kv1", "db"))
+            .args(["--", "touch"])
+            .arg(&marker)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("kvrun's first request", || !world.vault_gets().is_empty());
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, signal).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(code), "{signal}");
+        assert!(!marker.exists(), "{signal}: the command must not start");
+    }
 }
