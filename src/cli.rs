@@ -27,6 +27,17 @@ pub mod env {
     pub const CREDENTIAL: &str = "KVRUN_CREDENTIAL";
     pub const ALLOW_VAULT: &str = "KVRUN_ALLOW_VAULT";
     pub const HIDE_CREDENTIALS: &str = "KVRUN_HIDE_CREDENTIALS";
+    pub const INIT: &str = "KVRUN_INIT";
+    pub const NO_INIT: &str = "KVRUN_NO_INIT";
+    pub const WATCH: &str = "KVRUN_WATCH";
+    pub const RELOAD_SIGNAL: &str = "KVRUN_RELOAD_SIGNAL";
+    pub const STOP_TIMEOUT: &str = "KVRUN_STOP_TIMEOUT";
+    pub const CLEAR_ENV: &str = "KVRUN_CLEAR_ENV";
+    pub const KEEP_ENV: &str = "KVRUN_KEEP_ENV";
+    pub const FILE_VAR: &str = "KVRUN_FILE_VAR";
+    pub const FILE_MODE: &str = "KVRUN_FILE_MODE";
+    pub const FILE_OWNER: &str = "KVRUN_FILE_OWNER";
+    pub const SECRETS_DIR: &str = "KVRUN_SECRETS_DIR";
 }
 
 const AFTER_HELP: &str = "\
@@ -143,6 +154,58 @@ pub struct RunArgs {
     #[arg(long, env = env::HIDE_CREDENTIALS, value_parser = BoolishValueParser::new())]
     pub hide_credentials: bool,
 
+    /// Supervisor mode: run the command as a child, forward signals, reap zombies, exit with its
+    /// status. On by default when kvrun is PID 1 (a container without an init); Linux only.
+    #[arg(long, env = env::INIT, value_parser = BoolishValueParser::new(), conflicts_with = "no_init")]
+    pub init: bool,
+
+    /// Exec the command even as PID 1.
+    #[arg(long, env = env::NO_INIT, value_parser = BoolishValueParser::new())]
+    pub no_init: bool,
+
+    /// Check unpinned secrets again about every INTERVAL (at least 10s, ±10% jitter) and deliver
+    /// changes to the running command (a restart, or --reload-signal). Implies --init.
+    #[arg(long, value_name = "INTERVAL", env = env::WATCH, value_parser = parse_watch_interval, conflicts_with = "no_init")]
+    pub watch: Option<Duration>,
+
+    /// With --watch: rewrite secret files and send this signal (e.g. HUP) instead of restarting.
+    /// A changed environment variable still needs a restart.
+    #[arg(long, value_name = "SIGNAL", env = env::RELOAD_SIGNAL, value_parser = parse_signal, requires = "watch")]
+    pub reload_signal: Option<nix::sys::signal::Signal>,
+
+    /// With --watch: how long a restart waits after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "DURATION", env = env::STOP_TIMEOUT, default_value = "10s", value_parser = parse_duration)]
+    pub stop_timeout: Duration,
+
+    /// Start the command with only kvrun's variables (.env, manifest, resolved references) and
+    /// `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `TERM`, `LANG`, `LANGUAGE`, `LC_*`, `TZ`, `TMPDIR`, `HOSTNAME` and
+    /// `NOTIFY_SOCKET` from kvrun's environment, plus --keep-env names.
+    #[arg(long, env = env::CLEAR_ENV, value_parser = BoolishValueParser::new())]
+    pub clear_env: bool,
+
+    /// With --clear-env: also pass this inherited variable (repeatable).
+    #[arg(long, value_name = "NAME", env = env::KEEP_ENV, value_delimiter = ',', requires = "clear_env")]
+    pub keep_env: Vec<String>,
+
+    /// Deliver this variable's secret as a file and put the file's path in the variable
+    /// (repeatable); the manifest's `file = true` does the same.
+    #[arg(long, value_name = "NAME", env = env::FILE_VAR, value_delimiter = ',')]
+    pub file_var: Vec<String>,
+
+    /// Permissions of --file-var files, in octal.
+    #[arg(long, value_name = "MODE", env = env::FILE_MODE, default_value = "0400", value_parser = parse_mode)]
+    pub file_mode: u32,
+
+    /// Owner of --file-var files, user[:group] (names or numbers), for entrypoints that drop
+    /// privileges after kvrun.
+    #[arg(long, value_name = "OWNER", env = env::FILE_OWNER)]
+    pub file_owner: Option<String>,
+
+    /// Where supervisor mode makes its private directory of secret files; must be a tmpfs.
+    /// [default: /dev/shm, else `$XDG_RUNTIME_DIR`]
+    #[arg(long, value_name = "DIR", env = env::SECRETS_DIR)]
+    pub secrets_dir: Option<PathBuf>,
+
     /// Log to stderr: -v sources, requests and timings; -vv more detail. Never values or tokens.
     #[arg(short, long, action = clap::ArgAction::Count, env = env::VERBOSE)]
     pub verbose: u8,
@@ -150,6 +213,38 @@ pub struct RunArgs {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30s, 500ms, 2m)"))
+}
+
+/// The shortest `--watch` interval (see README, "Watching for rotated secrets").
+pub const MIN_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
+fn parse_watch_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < MIN_WATCH_INTERVAL {
+        return Err(format!(
+            "at least {}s, so that a fleet of watchers stays far below the vault's limits",
+            MIN_WATCH_INTERVAL.as_secs()
+        ));
+    }
+    Ok(interval)
+}
+
+fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse()
+        .map_err(|_| format!("'{text}' is not a signal name (write e.g. HUP or SIGUSR1)"))
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("'{text}' is not an octal file mode such as 0440"))
 }
 
 #[cfg(test)]
@@ -175,6 +270,44 @@ mod tests {
         let cli = Cli::try_parse_from(["kvrun", "--timeout", "500ms", "--", "x"]).unwrap();
         assert_eq!(cli.run.timeout, Duration::from_millis(500));
         assert!(Cli::try_parse_from(["kvrun", "--timeout", "soon", "--", "x"]).is_err());
+    }
+
+    #[test]
+    fn supervisor_options() {
+        let cli = Cli::try_parse_from([
+            "kvrun",
+            "--watch",
+            "1m",
+            "--reload-signal",
+            "hup",
+            "--file-mode",
+            "0440",
+            "--",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.watch, Some(Duration::from_secs(60)));
+        assert_eq!(
+            cli.run.reload_signal,
+            Some(nix::sys::signal::Signal::SIGHUP)
+        );
+        assert_eq!(cli.run.file_mode, 0o440);
+        assert!(Cli::try_parse_from(["kvrun", "--watch", "2s", "--", "x"]).is_err());
+        assert!(Cli::try_parse_from(["kvrun", "--reload-signal", "HUP", "--", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "kvrun",
+                "--watch",
+                "1m",
+                "--reload-signal",
+                "NOPE",
+                "--",
+                "x"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["kvrun", "--file-mode", "0999", "--", "x"]).is_err());
+        assert!(Cli::try_parse_from(["kvrun", "--init", "--no-init", "--", "x"]).is_err());
     }
 
     #[test]

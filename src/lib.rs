@@ -13,6 +13,7 @@
 //!
 //! No async runtime is built when there is nothing to fetch.
 
+pub mod children;
 pub mod cli;
 pub mod error;
 pub mod launch;
@@ -28,28 +29,57 @@ use std::sync::Arc;
 
 use cli::{Cli, Command, RunArgs};
 use error::{Error, Failure, FailureClass};
+use launch::ChildEnv;
+use launch::files::FileSecret;
 use plan::{DotEnvFile, Part, Plan, Value};
 use reference::VaultHosts;
 use resolve::Outcome;
 
-/// Run kvrun. Returns only on failure or after a subcommand; a successful run execs.
+/// Run kvrun: the exit code of a subcommand, or (in supervisor mode) of the command. In exec mode
+/// a successful run never returns.
 ///
 /// # Errors
 /// Every failure, with its exit code.
-pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<(), Error> {
+pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<i32, Error> {
+    let supervised = cli.subcommand.is_none() && supervisor_mode(&cli.run);
+    // Supervisor mode blocks the signals it forwards before any thread exists, so that no thread
+    // runs a handler for them.
+    #[cfg(target_os = "linux")]
+    let signals = if supervised {
+        Some(launch::supervise::block_signals()?)
+    } else {
+        None
+    };
+    #[cfg(not(target_os = "linux"))]
+    if supervised {
+        return Err(Error::Usage("--init and --watch need Linux".into()));
+    }
     init_logging(cli.run.verbose, environment);
     match cli.subcommand {
-        Some(Command::Parse { ids }) => parse_ids(&ids),
+        Some(Command::Parse { ids }) => parse_ids(&ids).map(|()| 0),
         None => {
             if cli.command.is_empty() {
                 return Err(Error::Usage(
                     "no command given: write kvrun [OPTIONS] -- COMMAND [ARGS]...".into(),
                 ));
             }
+            #[cfg(target_os = "linux")]
+            if let Some(signals) = signals {
+                return supervise(&cli, environment, signals);
+            }
             let child_env = prepare(&cli.run, environment)?;
             Err(launch::exec(&cli.command, child_env))
         }
     }
+}
+
+/// `--init`, `--watch`, or being PID 1 (where an exec'd app would get no default signal
+/// actions and nobody would reap zombies), unless `--no-init`.
+fn supervisor_mode(args: &RunArgs) -> bool {
+    if args.no_init {
+        return false;
+    }
+    args.init || args.watch.is_some() || (cfg!(target_os = "linux") && std::process::id() == 1)
 }
 
 fn init_logging(verbose: u8, environment: &[(OsString, OsString)]) {
@@ -104,11 +134,20 @@ fn parse_ids(ids: &[String]) -> Result<(), Error> {
     first_error.map_or(Ok(()), Err)
 }
 
-/// Read the sources, plan, resolve: the child's environment, or every reason it cannot start.
-fn prepare(
-    args: &RunArgs,
-    environment: &[(OsString, OsString)],
-) -> Result<Vec<(OsString, OsString)>, Error> {
+/// Exec mode: read the sources, plan, resolve: the child's environment, or every reason it
+/// cannot start.
+fn prepare(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<ChildEnv, Error> {
+    let plan = plan_run(args, environment)?;
+    let outcomes = if plan.secrets.is_empty() {
+        Vec::new()
+    } else {
+        fetch_all(&plan, args, environment)?
+    };
+    child_env(&plan, &outcomes, args)
+}
+
+/// Read the manifest and `.env` files, plan, check the allow-lists; no network.
+fn plan_run(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Plan, Error> {
     let hosts = VaultHosts::new(&args.vault_suffix);
     let manifest = read_manifest(args, &hosts)?;
     let allowed_by_flag: Vec<String> = args
@@ -119,14 +158,18 @@ fn prepare(
                 .map_err(|message| Error::Usage(format!("--allow-vault: {message}")))
         })
         .collect::<Result<_, _>>()?;
+    let file_spec = launch::files::FileSpec::new(args.file_mode, args.file_owner.clone())
+        .map_err(|message| Error::Usage(format!("--file-owner/--file-mode: {message}")))?;
     let dotenv_files = read_dotenv_files(args)?;
-    let plan = plan::build(&plan::Inputs {
+    let mut plan = plan::build(&plan::Inputs {
         environment,
         dotenv_files: &dotenv_files,
         manifest: &manifest.entries,
         hosts: &hosts,
         no_resolve_env: args.no_resolve_env,
         literal: &args.literal,
+        file_vars: &args.file_var,
+        file_spec: &file_spec,
     })?;
     let mut lists: Vec<(&str, &[String])> = Vec::new();
     if !args.allow_vault.is_empty() {
@@ -136,25 +179,285 @@ fn prepare(
         lists.push(("the manifest's allowed_vaults", list));
     }
     plan::check_allowed(&plan, &lists)?;
+    if args.clear_env {
+        plan.vars.retain(|var| {
+            var.origin != source::Origin::Environment
+                || !matches!(var.value, plan::Value::Literal(_))
+                || kept_by_clear_env(&var.name, &args.keep_env)
+        });
+    }
     tracing::info!(
         variables = plan.vars.len(),
         secrets = plan.secrets.len(),
         "planned"
     );
-    let outcomes = if plan.secrets.is_empty() {
-        Vec::new()
-    } else {
-        fetch_all(&plan, args, environment)?
+    Ok(plan)
+}
+
+/// What `--clear-env` keeps of the inherited plain variables: what a program needs to run at all,
+/// systemd's notify socket, and `--keep-env` names.
+fn kept_by_clear_env(name: &std::ffi::OsStr, keep: &[String]) -> bool {
+    const KEPT: [&str; 12] = [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TERM",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "HOSTNAME",
+        "NOTIFY_SOCKET",
+    ];
+    let Some(name) = name.to_str() else {
+        return false;
     };
-    let mut env = assemble(&plan, &outcomes)?;
+    KEPT.contains(&name) || name.starts_with("LC_") || keep.iter().any(|k| k == name)
+}
+
+/// The child's environment from a plan and its outcomes (fail closed), with `--hide-credentials`.
+fn child_env(plan: &Plan, outcomes: &[Outcome], args: &RunArgs) -> Result<ChildEnv, Error> {
+    let mut env = assemble(plan, outcomes)?;
     if args.hide_credentials {
-        env.retain(|(name, _)| {
+        env.vars.retain(|(name, _)| {
             !vault::credential::SECRET_VARIABLES
                 .iter()
                 .any(|s| name == s)
         });
     }
     Ok(env)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+fn vault_client(
+    args: &RunArgs,
+    environment: &[(OsString, OsString)],
+) -> Result<Arc<vault::VaultClient>, Error> {
+    let http = vault::http_client()
+        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+    let transport = vault::transport::Transport::new(environment)
+        .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
+    let credentials = vault::credential::Credentials::from_env(environment, http, args.credential);
+    let deadline = std::time::Instant::now() + args.timeout;
+    Ok(Arc::new(vault::VaultClient::new(
+        transport,
+        credentials,
+        deadline,
+    )))
+}
+
+fn resolve_options(args: &RunArgs) -> resolve::Options {
+    resolve::Options {
+        concurrency: usize::from(args.concurrency),
+        sequential: args.sequential,
+        timeout: args.timeout,
+    }
+}
+
+/// Resolve `secrets` and log how long it took.
+async fn resolve_logged(
+    client: Arc<vault::VaultClient>,
+    secrets: &[reference::SecretRef],
+    options: resolve::Options,
+) -> Vec<Outcome> {
+    let started = std::time::Instant::now();
+    let outcomes = resolve::resolve(client, secrets, options).await;
+    tracing::info!(
+        secrets = secrets.len(),
+        elapsed_ms = started.elapsed().as_millis(),
+        "resolved"
+    );
+    outcomes
+}
+
+/// Exec mode: build a runtime, resolve every secret, drop the runtime. SIGTERM or SIGINT while
+/// resolving stops everything: nothing is started.
+fn fetch_all(
+    plan: &Plan,
+    args: &RunArgs,
+    environment: &[(OsString, OsString)],
+) -> Result<Vec<Outcome>, Error> {
+    let runtime = runtime()?;
+    let client = vault_client(args, environment)?;
+    let result = runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+        let (mut term, mut int) = signals.map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
+        tokio::select! {
+            outcomes = resolve_logged(client, &plan.secrets, resolve_options(args)) => Ok(outcomes),
+            _ = term.recv() => Err(Error::Interrupted { signal: libc_signal::SIGTERM, name: "SIGTERM" }),
+            _ = int.recv() => Err(Error::Interrupted { signal: libc_signal::SIGINT, name: "SIGINT" }),
+        }
+    });
+    // Do not wait for stragglers (a hung connection, a DNS lookup) once the answer is known.
+    runtime.shutdown_background();
+    result
+}
+
+/// Supervisor mode: resolve (a stop signal ends it), start the command, supervise it to its end.
+#[cfg(target_os = "linux")]
+fn supervise(
+    cli: &Cli,
+    environment: &[(OsString, OsString)],
+    signals: nix::sys::signalfd::SignalFd,
+) -> Result<i32, Error> {
+    use launch::supervise::{Options, Supervisor};
+    let args = &cli.run;
+    let plan = Arc::new(plan_run(args, environment)?);
+    let runtime = runtime()?;
+    let runtime_dir = source::Env(environment)
+        .get("XDG_RUNTIME_DIR")
+        .map(PathBuf::from);
+    let result = runtime.block_on(async {
+        let mut supervisor = Supervisor::new(
+            signals,
+            cli.command.clone(),
+            args.secrets_dir.clone(),
+            runtime_dir,
+        )?;
+        let mut refresh = None;
+        let outcomes = if plan.secrets.is_empty() {
+            Vec::new()
+        } else {
+            let client = vault_client(args, environment)?;
+            let outcomes = tokio::select! {
+                outcomes = resolve_logged(client.clone(), &plan.secrets, resolve_options(args)) => outcomes,
+                stop = supervisor.interrupted() => return Err(stop),
+            };
+            if args.watch.is_some() {
+                refresh = watcher(&plan, &outcomes, client, args)?;
+            }
+            outcomes
+        };
+        let env = child_env(&plan, &outcomes, args)?;
+        let options = Options {
+            watch: args.watch,
+            reload_signal: args.reload_signal,
+            stop_timeout: args.stop_timeout,
+        };
+        supervisor.run(env, options, refresh).await
+    });
+    runtime.shutdown_background();
+    result
+}
+
+/// `--watch`: a check that fetches the unpinned secrets again and answers whether the command's
+/// environment or files changed. `None` when every secret is pinned to a version.
+#[cfg(target_os = "linux")]
+fn watcher(
+    plan: &Arc<Plan>,
+    outcomes: &[Outcome],
+    client: Arc<vault::VaultClient>,
+    args: &RunArgs,
+) -> Result<Option<launch::supervise::Refresh>, Error> {
+    use launch::supervise::Refreshed;
+    use std::sync::Mutex;
+    let unpinned: Arc<Vec<usize>> = Arc::new(
+        plan.secrets
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.version.is_none())
+            .map(|(i, _)| i)
+            .collect(),
+    );
+    if unpinned.is_empty() {
+        tracing::warn!("--watch: every secret is pinned to a version; nothing to watch");
+        return Ok(None);
+    }
+    let settings = WatchSettings {
+        options: resolve_options(args),
+        hide_credentials: args.hide_credentials,
+    };
+    let current = child_env(plan, outcomes, args)?;
+    let state = Arc::new(Mutex::new((outcomes.to_vec(), current)));
+    let plan = plan.clone();
+    Ok(Some(Box::new(move || {
+        let (plan, state, client, unpinned) = (
+            plan.clone(),
+            state.clone(),
+            client.clone(),
+            unpinned.clone(),
+        );
+        Box::pin(async move {
+            let subset: Vec<reference::SecretRef> =
+                unpinned.iter().map(|&i| plan.secrets[i].clone()).collect();
+            client.set_deadline(std::time::Instant::now() + settings.options.timeout);
+            let fresh = resolve_logged(client, &subset, settings.options).await;
+            let mut state = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut outcomes = state.0.clone();
+            for (&index, outcome) in unpinned.iter().zip(fresh) {
+                outcomes[index] = outcome;
+            }
+            match settings.child_env(&plan, &outcomes) {
+                Err(e) => {
+                    tracing::warn!(
+                        "--watch: the check failed; the command keeps running with what it has: {}",
+                        error::Report(&e)
+                    );
+                    Refreshed::Failed
+                }
+                Ok(env) if env == state.1 => Refreshed::Unchanged,
+                Ok(env) => {
+                    let changed = changed_names(&state.1, &env);
+                    tracing::warn!(variables = %changed.join(", "), "--watch: secrets changed");
+                    *state = (outcomes, env.clone());
+                    Refreshed::Changed(env)
+                }
+            }
+        })
+    })))
+}
+
+/// What a `--watch` check needs of the options (the rest stay with the first run).
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy)]
+struct WatchSettings {
+    options: resolve::Options,
+    hide_credentials: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl WatchSettings {
+    fn child_env(&self, plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
+        let mut env = assemble(plan, outcomes)?;
+        if self.hide_credentials {
+            env.vars.retain(|(name, _)| {
+                !vault::credential::SECRET_VARIABLES
+                    .iter()
+                    .any(|s| name == s)
+            });
+        }
+        Ok(env)
+    }
+}
+
+/// The names of the variables and files that differ between two environments.
+#[cfg(target_os = "linux")]
+fn changed_names(old: &ChildEnv, new: &ChildEnv) -> Vec<String> {
+    let mut names: Vec<String> = new
+        .vars
+        .iter()
+        .filter(|pair| !old.vars.contains(pair))
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .collect();
+    names.extend(
+        new.files
+            .iter()
+            .filter(|file| !old.files.contains(file))
+            .map(|file| file.var.to_string_lossy().into_owned()),
+    );
+    names
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
@@ -206,59 +509,15 @@ fn read_dotenv_files(args: &RunArgs) -> Result<Vec<DotEnvFile>, Error> {
         .collect()
 }
 
-/// Build a runtime, resolve every secret, drop the runtime. SIGTERM or SIGINT while resolving
-/// stops everything: nothing is started.
-fn fetch_all(
-    plan: &Plan,
-    args: &RunArgs,
-    environment: &[(OsString, OsString)],
-) -> Result<Vec<Outcome>, Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    let http = vault::http_client()
-        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
-    let transport = vault::transport::Transport::new(environment)
-        .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
-    let credentials = vault::credential::Credentials::from_env(environment, http, args.credential);
-    let deadline = std::time::Instant::now() + args.timeout;
-    let client = Arc::new(vault::VaultClient::new(transport, credentials, deadline));
-    let options = resolve::Options {
-        concurrency: usize::from(args.concurrency),
-        sequential: args.sequential,
-        timeout: args.timeout,
-    };
-    let started = std::time::Instant::now();
-    let result = runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
-        let (mut term, mut int) = signals.map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
-        tokio::select! {
-            outcomes = resolve::resolve(client, &plan.secrets, options) => Ok(outcomes),
-            _ = term.recv() => Err(Error::Interrupted { signal: libc_signal::SIGTERM, name: "SIGTERM" }),
-            _ = int.recv() => Err(Error::Interrupted { signal: libc_signal::SIGINT, name: "SIGINT" }),
-        }
-    });
-    // Do not wait for stragglers (a hung connection, a DNS lookup) once the answer is known.
-    runtime.shutdown_background();
-    tracing::info!(
-        secrets = plan.secrets.len(),
-        elapsed_ms = started.elapsed().as_millis(),
-        "resolved"
-    );
-    result
-}
-
 mod libc_signal {
     pub const SIGINT: i32 = nix::sys::signal::Signal::SIGINT as i32;
     pub const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
 }
 
 /// The child's environment from the plan and the outcomes; fail closed if anything required failed.
-fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString)>, Error> {
+fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
     let mut env = Vec::with_capacity(plan.vars.len());
+    let mut files = Vec::new();
     let mut failures = Vec::new();
     let failure =
         |var: &plan::Var, index: usize, class, reason: String, hint: Option<String>| Failure {
@@ -270,14 +529,18 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString
             hint,
         };
     for var in &plan.vars {
-        // The resolved value, and the first secret in it (for error messages).
-        let (value, first) = match &var.value {
+        // The resolved value, its content type, and the first secret in it (for error messages).
+        let (value, content_type, first) = match &var.value {
             Value::Literal(value) => {
                 env.push((var.name.clone(), value.clone()));
                 continue;
             }
             Value::Secret { index, optional } => match &outcomes[*index] {
-                Ok(value) => (value.expose().to_owned(), *index),
+                Ok(value) => (
+                    zeroize::Zeroizing::new(value.expose().to_owned()),
+                    value.content_type(),
+                    *index,
+                ),
                 Err(e) if *optional && e.class == FailureClass::NotFound => {
                     tracing::warn!(
                         "{}: optional secret {} for {} not used: {}",
@@ -300,7 +563,7 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString
                 }
             },
             Value::Template(parts) => {
-                let mut value = String::new();
+                let mut value = zeroize::Zeroizing::new(String::new());
                 let mut first = None;
                 let mut ok = true;
                 for part in parts {
@@ -327,18 +590,27 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<Vec<(OsString, OsString
                 if !ok {
                     continue;
                 }
-                (value, first.unwrap_or_default())
+                (value, None, first.unwrap_or_default())
             }
         };
-        match unfit_for_environment(&var.name, &value) {
-            None => env.push((var.name.clone(), value.into())),
-            Some(reason) => {
-                failures.push(failure(var, first, FailureClass::BadValue, reason, None));
-            }
+        let delivered = match &var.file {
+            Some(spec) => launch::files::decode(&value, content_type).map(|contents| {
+                files.push(FileSecret {
+                    var: var.name.clone(),
+                    contents,
+                    spec: spec.clone(),
+                });
+            }),
+            None => unfit_for_environment(&var.name, &value)
+                .map_or(Ok(()), Err)
+                .map(|()| env.push((var.name.clone(), value.as_str().into()))),
+        };
+        if let Err(reason) = delivered {
+            failures.push(failure(var, first, FailureClass::BadValue, reason, None));
         }
     }
     if failures.is_empty() {
-        Ok(env)
+        Ok(ChildEnv { vars: env, files })
     } else {
         Err(Error::Unresolved { failures })
     }

@@ -24,7 +24,8 @@ fn main() -> ExitCode {
     )]
     let environment: Vec<_> = std::env::vars_os().collect();
     match kvrun::run(cli, &environment) {
-        Ok(()) => ExitCode::SUCCESS,
+        // A subcommand's status, or the supervised command's (0..=255, 128+N for signal N).
+        Ok(code) => ExitCode::from(exit_byte(code)),
         Err(err) => {
             eprintln!("{}", kvrun::error::Report(&err));
             ExitCode::from(exit_byte(err.exit_code()))

@@ -16,6 +16,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 
 use crate::error::Error;
+use crate::launch::files::FileSpec;
 use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts};
 use crate::source::{Origin, dotenv, manifest};
 
@@ -32,6 +33,9 @@ pub struct Var {
     pub name: OsString,
     pub value: Value,
     pub origin: Origin,
+    /// Deliver the value as a file (manifest `file = true`, `--file-var`). Only a value with a
+    /// secret in it is written to a file; a plain value (a path set by hand) passes as it is.
+    pub file: Option<FileSpec>,
 }
 
 pub enum Value {
@@ -79,6 +83,9 @@ pub struct Inputs<'a> {
     pub no_resolve_env: bool,
     /// Variables whose values stay literal whatever they look like.
     pub literal: &'a [String],
+    /// `--file-var` names, and how their files are written.
+    pub file_vars: &'a [String],
+    pub file_spec: &'a FileSpec,
 }
 
 enum Raw<'a> {
@@ -125,14 +132,36 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
             }
             Raw::Text(text) => text_value(name, text, &origin, inputs.hosts, &mut intern)?,
         };
+        let file = match value {
+            Value::Literal(_) => None,
+            _ => file_spec(inputs, name),
+        };
         vars.push(Var {
             name: name.to_owned(),
             value,
             origin,
+            file,
         });
     }
     plan.vars = vars;
     Ok(plan)
+}
+
+/// How `name` is delivered as a file, if it is: the manifest's entry for it, else `--file-var`.
+fn file_spec(inputs: &Inputs<'_>, name: &OsStr) -> Option<FileSpec> {
+    inputs
+        .manifest
+        .iter()
+        .rev()
+        .find(|e| OsStr::new(&e.name) == name)
+        .and_then(|e| e.file.clone())
+        .or_else(|| {
+            inputs
+                .file_vars
+                .iter()
+                .any(|v| OsStr::new(v) == name)
+                .then(|| inputs.file_spec.clone())
+        })
 }
 
 /// The variables in precedence order: later writes win, the first position is kept so the child's
@@ -330,6 +359,8 @@ mod tests {
             hosts: &hosts,
             no_resolve_env: false,
             literal: &[],
+            file_vars: &["FROM_FLAG".to_owned(), "PLAIN".to_owned()],
+            file_spec: &FileSpec::default(),
         })
     }
 
@@ -400,6 +431,8 @@ mod tests {
                 hosts: &hosts,
                 no_resolve_env,
                 literal,
+                file_vars: &[],
+                file_spec: &FileSpec::default(),
             })
             .unwrap()
         };
@@ -444,5 +477,32 @@ mod tests {
         let environment = vec![(OsString::from("BIN"), OsString::from_vec(vec![0xff, b'x']))];
         let plan = plan(&environment, &[], "").unwrap();
         assert_eq!(literal_of(&plan, "BIN").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn file_delivery_follows_the_name_and_skips_plain_values() {
+        let environment = env(&[
+            ("FROM_FLAG", "https://main.vault.azure.net/secrets/a"),
+            ("PLAIN", "/run/secrets/by-hand"),
+        ]);
+        let manifest = "vault = \"https://main.vault.azure.net\"\n[env]\n\
+                        CERT_FILE = { secret = \"cert\", file = true, mode = \"0440\", owner = \"1000\" }\n\
+                        NOT_FILE = \"b\"\n";
+        let plan = plan(&environment, &[], manifest).unwrap();
+        let file_of = |name: &str| {
+            plan.vars
+                .iter()
+                .find(|v| v.name == name)
+                .unwrap()
+                .file
+                .clone()
+        };
+        assert_eq!(
+            file_of("CERT_FILE"),
+            Some(FileSpec::new(0o440, Some("1000".into())).unwrap())
+        );
+        assert_eq!(file_of("FROM_FLAG"), Some(FileSpec::default()));
+        assert_eq!(file_of("PLAIN"), None);
+        assert_eq!(file_of("NOT_FILE"), None);
     }
 }

@@ -10,7 +10,12 @@
 //! FEATURE_KEY = { secret = "feature-key", optional = true }
 //! PINNED = { secret = "db", version = "4387e9f3d6e14c459867679a90fd0f79", vault = "https://b.vault.azure.net" }
 //! SDK_SECRET_ID = { value = "https://myvault.vault.azure.net/secrets/x" }   # kept literal
+//! TLS_CERT_FILE = { secret = "tls-cert", file = true, mode = "0440", owner = "1000:1000" }
 //! ```
+//!
+//! `file = true` delivers the value in a file and puts the file's path in the variable (the
+//! `*_FILE` convention); `mode` (octal, default `0400`) and `owner` (`user[:group]`, names or
+//! numbers) set its permissions. See [`crate::launch::files`] for where the file lives.
 //!
 //! Every string in `[env]` is a secret (the manifest exists to name secrets): a bare name, a
 //! secret identifier, App Service syntax or a `{{ … }}` template. Plain values go in a table as
@@ -26,6 +31,7 @@ use toml::Spanned;
 
 use super::Origin;
 use crate::error::Error;
+use crate::launch::files::FileSpec;
 use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts};
 
 /// The value a manifest entry gives its variable.
@@ -58,6 +64,8 @@ pub struct Entry {
     pub name: String,
     pub value: Value,
     pub origin: Origin,
+    /// `file = true`: deliver the value as a file, its path in the variable.
+    pub file: Option<FileSpec>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +93,49 @@ struct Table {
     #[serde(default)]
     optional: bool,
     value: Option<String>,
+    #[serde(default)]
+    file: bool,
+    mode: Option<Mode>,
+    owner: Option<String>,
+}
+
+/// A file mode: `"0440"` (octal text) or a TOML integer (`0o440`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Mode {
+    Number(u32),
+    Text(String),
+}
+
+/// The file options of a table entry, checked.
+fn file_spec(
+    file: bool,
+    mode: Option<Mode>,
+    owner: Option<String>,
+) -> Result<Option<FileSpec>, Problem> {
+    if !file {
+        return if mode.is_some() || owner.is_some() {
+            Err((
+                "'mode' and 'owner' only go with file = true".to_owned(),
+                None,
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let mode = match mode {
+        None => FileSpec::DEFAULT_MODE,
+        Some(Mode::Number(n)) => n,
+        Some(Mode::Text(text)) => {
+            u32::from_str_radix(text.trim_start_matches("0o"), 8).map_err(|_| {
+                (
+                    format!("mode '{text}' is not an octal file mode such as \"0440\""),
+                    None,
+                )
+            })?
+        }
+    };
+    FileSpec::new(mode, owner).map(Some).map_err(|m| (m, None))
 }
 
 /// 1-based line and column of a byte offset.
@@ -161,47 +212,8 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
                 format!("'{name_text}' cannot be an environment variable name"),
             ));
         }
-        let value = match spec.into_inner() {
-            Spec::Short(text) => secret_value(&text, default_vault.as_deref(), None, false, hosts),
-            Spec::Table(Table {
-                value: Some(literal),
-                secret: None,
-                vault: None,
-                version: None,
-                optional: false,
-            }) => Ok(Value::Literal(literal)),
-            Spec::Table(Table { value: Some(_), .. }) => Err((
-                "'value' is a plain value and cannot be combined with other keys".to_owned(),
-                None,
-            )),
-            Spec::Table(Table { secret: None, .. }) => Err((
-                "a table entry needs 'secret' (or 'value' for a plain value)".to_owned(),
-                None,
-            )),
-            Spec::Table(Table {
-                secret: Some(secret),
-                vault,
-                version,
-                optional,
-                value: None,
-            }) => {
-                if vault.is_some() && !reference::is_valid_secret_name(&secret) {
-                    Err((
-                        "'vault' and 'version' only go with a bare secret name".to_owned(),
-                        None,
-                    ))
-                } else {
-                    vault
-                        .map(|v| vault_url(&v, hosts).map_err(|m| (m, None)))
-                        .transpose()
-                        .and_then(|vault| {
-                            let vault = vault.or_else(|| default_vault.clone());
-                            secret_value(&secret, vault.as_deref(), version, optional, hosts)
-                        })
-                }
-            }
-        }
-        .map_err(|(message, hint)| bad(format!("{name_text}: {message}"), hint))?;
+        let (value, file) = entry_value(spec.into_inner(), default_vault.as_deref(), hosts)
+            .map_err(|(message, hint)| bad(format!("{name_text}: {message}"), hint))?;
         let (line, _) = line_col(text, name.span().start);
         entries.push(Entry {
             name: name.into_inner(),
@@ -210,6 +222,7 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
                 path: path.to_owned(),
                 line,
             },
+            file,
         });
     }
     Ok(Manifest {
@@ -219,6 +232,64 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
 }
 
 type Problem = (String, Option<String>);
+
+/// The value and file options of one `[env]` entry.
+fn entry_value(
+    spec: Spec,
+    default_vault: Option<&str>,
+    hosts: &VaultHosts,
+) -> Result<(Value, Option<FileSpec>), Problem> {
+    match spec {
+        Spec::Short(text) => {
+            secret_value(&text, default_vault, None, false, hosts).map(|v| (v, None))
+        }
+        Spec::Table(Table {
+            value: Some(literal),
+            secret: None,
+            vault: None,
+            version: None,
+            optional: false,
+            file: false,
+            mode: None,
+            owner: None,
+        }) => Ok((Value::Literal(literal), None)),
+        Spec::Table(Table { value: Some(_), .. }) => Err((
+            "'value' is a plain value and cannot be combined with other keys".to_owned(),
+            None,
+        )),
+        Spec::Table(Table { secret: None, .. }) => Err((
+            "a table entry needs 'secret' (or 'value' for a plain value)".to_owned(),
+            None,
+        )),
+        Spec::Table(Table {
+            secret: Some(secret),
+            vault,
+            version,
+            optional,
+            value: None,
+            file,
+            mode,
+            owner,
+        }) => {
+            let spec = file_spec(file, mode, owner);
+            if vault.is_some() && !reference::is_valid_secret_name(&secret) {
+                Err((
+                    "'vault' and 'version' only go with a bare secret name".to_owned(),
+                    None,
+                ))
+            } else {
+                vault
+                    .map(|v| vault_url(&v, hosts).map_err(|m| (m, None)))
+                    .transpose()
+                    .and_then(|vault| {
+                        let vault = vault.or_else(|| default_vault.map(str::to_owned));
+                        secret_value(&secret, vault.as_deref(), version, optional, hosts)
+                    })
+                    .and_then(|value| Ok((value, spec?)))
+            }
+        }
+    }
+}
 
 /// A manifest string: a bare name in `vault`, or any reference form.
 fn secret_value(

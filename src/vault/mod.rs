@@ -34,12 +34,18 @@ const MAX_BODY: usize = 256 * 1024;
 
 /// A secret's value. `Debug` prints `[redacted]`; there is no `Display`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(String);
+pub struct SecretValue(String, Option<String>);
 
 impl SecretValue {
     #[must_use]
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The secret's `contentType` (`application/x-pkcs12` for a certificate's secret).
+    #[must_use]
+    pub fn content_type(&self) -> Option<&str> {
+        self.1.as_deref()
     }
 }
 
@@ -133,6 +139,8 @@ struct Bundle {
     value: Option<String>,
     #[serde(default)]
     attributes: Attributes,
+    #[serde(rename = "contentType")]
+    content_type: Option<String>,
 }
 
 /// The validity window of a secret version (Unix seconds). Key Vault still returns a secret outside
@@ -185,8 +193,9 @@ struct ErrorDetail {
 pub struct VaultClient {
     transport: Arc<Transport>,
     credentials: Credentials,
-    /// The run's `--timeout` deadline: no retry starts that could not finish before it.
-    deadline: Instant,
+    /// The run's `--timeout` deadline: no retry starts that could not finish before it (moved
+    /// on for each `--watch` check).
+    deadline: std::sync::Mutex<Instant>,
 }
 
 impl VaultClient {
@@ -195,8 +204,23 @@ impl VaultClient {
         Self {
             transport,
             credentials,
-            deadline,
+            deadline: std::sync::Mutex::new(deadline),
         }
+    }
+
+    /// Start a new deadline (a `--watch` check gets the same budget as the first resolution).
+    pub fn set_deadline(&self, deadline: Instant) {
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
+    }
+
+    fn deadline(&self) -> Instant {
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     #[must_use]
@@ -291,7 +315,7 @@ impl VaultClient {
                 return answer;
             }
             let wait = retry::backoff(attempts - 1, asked, retry::random());
-            if attempts >= retry::MAX_ATTEMPTS || Instant::now() + wait >= self.deadline {
+            if attempts >= retry::MAX_ATTEMPTS || Instant::now() + wait >= self.deadline() {
                 return match answer {
                     Answer::Failed(mut e) if attempts > 1 => {
                         e.reason = format!("{} (gave up after {attempts} attempts)", e.reason);
@@ -363,9 +387,10 @@ impl VaultClient {
                 Ok(Bundle {
                     value: Some(v),
                     attributes,
+                    content_type,
                 }) => {
                     warn_validity(secret, &attributes);
-                    Answer::Value(SecretValue(v))
+                    Answer::Value(SecretValue(v, content_type))
                 }
                 Ok(Bundle { value: None, .. }) => Answer::Failed(FetchError::new(
                     FailureClass::Protocol,
@@ -530,7 +555,7 @@ mod tests {
     #[test]
     fn secret_value_debug_is_redacted() {
         assert_eq!(
-            format!("{:?}", SecretValue("hunter2".into())),
+            format!("{:?}", SecretValue("hunter2".into(), None)),
             "SecretValue([redacted])"
         );
     }

@@ -71,16 +71,18 @@ impl Tool {
     ) -> Result<Token, LinkError> {
         let program = self.program();
         tracing::debug!(program, tenant, scope, "running");
-        let child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        command
             .args(self.args(tenant, scope))
             .env_clear()
             .envs(environment.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn();
-        let child = match child {
+            .kill_on_drop(true);
+        // Tracked, so that a supervising kvrun does not reap it as an orphan.
+        let child = crate::children::spawn_tracked(|| command.spawn(), tokio::process::Child::id);
+        let (child, _tracked) = match child {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LinkError::unavailable(

@@ -1,0 +1,156 @@
+//! The harness shared by the end-to-end tests: a fake Azure, a working directory, stand-in
+//! `az`/`azd`, and `kvrun` with a cleared environment pointed at them.
+
+#![allow(dead_code, reason = "each test file uses part of the harness")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "the harness hands its PATH to kvrun"
+)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kvrun_fake::{DEFAULT_TENANT, FakeAzure, Recorded};
+
+pub const CLIENT_ID: &str = "kvrun-test-client";
+/// Must never appear in any output.
+pub const CLIENT_SECRET: &str = "cs-NEVER-PRINT-7f3a9e";
+
+pub struct World {
+    pub fake: FakeAzure,
+    pub dir: tempfile::TempDir,
+    pub ca_dir: PathBuf,
+    /// Prepended to PATH: stand-in `az` and `azd`, so no test ever runs a real one.
+    pub bin: PathBuf,
+}
+
+/// A stand-in for `az` or `azd`: records when it started and its arguments, then prints `stdout`
+/// and `stderr` (neither may contain a single quote) and exits `code`.
+pub fn stand_in(path: &std::path::Path, stdout: &str, stderr: &str, code: i32) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = path.with_extension("log");
+    let script = format!(
+        "#!/bin/sh\ndate +%s%N > '{stamp}'\necho \"$@\" >> '{log}'\nprintf '%s' '{stdout}'\nprintf '%s\\n' '{stderr}' >&2\nexit {code}\n",
+        stamp = path.with_extension("started").display(),
+        log = log.display(),
+    );
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+impl World {
+    pub fn new() -> Self {
+        Self::with(FakeAzure::start())
+    }
+
+    pub fn with(fake: FakeAzure) -> Self {
+        fake.add_client(CLIENT_ID, CLIENT_SECRET);
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = dir.path().join("ca");
+        std::fs::create_dir(&ca_dir).unwrap();
+        std::fs::write(ca_dir.join("test-ca.pem"), fake.ca_pem()).unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let not_logged_in = "ERROR: Please run az login to setup account.";
+        stand_in(&bin.join("az"), "", not_logged_in, 1);
+        stand_in(
+            &bin.join("azd"),
+            "",
+            "ERROR: not logged in, run `azd auth login` to login",
+            1,
+        );
+        Self {
+            fake,
+            dir,
+            ca_dir,
+            bin,
+        }
+    }
+
+    pub fn write(&self, path: &str, contents: &str) -> &Self {
+        let path = self.dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    pub fn url(&self, vault: &str, name: &str) -> String {
+        format!("{}/secrets/{name}", self.fake.vault_url(vault))
+    }
+
+    /// `kvrun` with a clean environment: PATH (stand-in `az`/`azd` first), the test CA, a
+    /// service principal, the fake's authority host, `vault.localhost` as a vault suffix, and an
+    /// IMDS address on loopback where nothing listens: no test ever reaches 169.254.169.254.
+    pub fn kvrun(&self) -> Command {
+        let mut path = std::ffi::OsString::from(&self.bin);
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kvrun"));
+        command
+            .env_clear()
+            .current_dir(self.dir.path())
+            .env("PATH", path)
+            .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:1")
+            .env("SSL_CERT_FILE", self.ca_dir.join("test-ca.pem"))
+            .env("AZURE_TENANT_ID", DEFAULT_TENANT)
+            .env("AZURE_CLIENT_ID", CLIENT_ID)
+            .env("AZURE_CLIENT_SECRET", CLIENT_SECRET)
+            .env("AZURE_AUTHORITY_HOST", self.fake.authority_host())
+            .env("KVRUN_VAULT_SUFFIX", "vault.localhost")
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn vault_gets(&self) -> Vec<Recorded> {
+        self.fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.host.ends_with(".vault.localhost"))
+            .collect()
+    }
+}
+
+pub fn run(command: &mut Command) -> Output {
+    command.output().expect("kvrun runs")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The child's environment, printed by `env -0`.
+pub fn child_env(output: &Output) -> HashMap<String, String> {
+    assert!(output.status.success(), "kvrun failed: {}", stderr(output));
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+pub fn assert_no_leak(output: &Output, secrets: &[&str]) {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(output)
+    );
+    for secret in secrets.iter().chain(&[CLIENT_SECRET]) {
+        assert!(!all.contains(secret), "output leaks {secret:?}:\n{all}");
+    }
+    assert!(!all.contains("fake-at-"), "output leaks a token:\n{all}");
+}
+
+/// Waits for a condition on an event the fake records; bounded, no fixed sleep.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
