@@ -58,10 +58,10 @@ Reference forms (a whole value, or inside {{ … }} in a larger value):
 #[derive(Debug, Parser)]
 #[command(
     name = "kvrun",
-    version,
+    version = VERSION,
     after_long_help = AFTER_HELP,
     args_conflicts_with_subcommands = true,
-    override_usage = "kvrun [OPTIONS] -- COMMAND [ARGS]...\n       kvrun parse ID..."
+    override_usage = "kvrun [OPTIONS] -- COMMAND [ARGS]...\n       kvrun export [OPTIONS]\n       kvrun parse ID...\n       kvrun completions SHELL | kvrun man"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -87,7 +87,39 @@ pub enum Command {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
+
+    /// Resolve and print the variables kvrun manages, quoted for a consumer; runs nothing.
+    ///
+    /// Exported: everything from .env files and the manifest, and every inherited variable that
+    /// held a reference. A value the format cannot hold exactly is refused, by name.
+    #[command(
+        after_long_help = "Examples:\n  kvrun export --format dotenv > .env.resolved\n  \
+        eval \"$(kvrun export --format shell)\"\n  kvrun export --format docker > env.list && docker run --env-file env.list app"
+    )]
+    Export {
+        /// dotenv (npm dotenv quoting), shell (POSIX `export`), json (one object), docker (`--env-file`).
+        #[arg(long, value_enum, default_value = "dotenv")]
+        format: crate::export::Format,
+        #[command(flatten)]
+        run: Box<RunArgs>,
+    },
+
+    /// Print a shell completion script: bash, zsh, fish, powershell, elvish.
+    #[command(
+        after_long_help = "Example:\n  kvrun completions bash > /etc/bash_completion.d/kvrun"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print kvrun's man page (roff), generated from this command line.
+    #[command(after_long_help = "Example:\n  kvrun man > /usr/local/share/man/man1/kvrun.1")]
+    Man,
 }
+
+/// `kvrun --version`: the version and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KVRUN_COMMIT"), ")");
 
 #[derive(Debug, clap::Args)]
 #[expect(

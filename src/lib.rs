@@ -16,6 +16,7 @@
 pub mod children;
 pub mod cli;
 pub mod error;
+pub mod export;
 pub mod launch;
 pub mod plan;
 pub mod reference;
@@ -54,9 +55,28 @@ pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<i32, Error>
     if supervised {
         return Err(Error::Usage("--init and --watch need Linux".into()));
     }
-    init_logging(cli.run.verbose, environment);
+    let verbose = match &cli.subcommand {
+        Some(Command::Export { run, .. }) => run.verbose,
+        _ => cli.run.verbose,
+    };
+    init_logging(verbose, environment);
     match cli.subcommand {
         Some(Command::Parse { ids }) => parse_ids(&ids).map(|()| 0),
+        Some(Command::Export { format, run }) => export(format, &run, environment).map(|()| 0),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kvrun", &mut script);
+            print(&script).map(|()| 0)
+        }
+        Some(Command::Man) => {
+            use clap::CommandFactory as _;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| Error::Internal(format!("cannot render the man page: {e}")))?;
+            print(&page).map(|()| 0)
+        }
         None => {
             if cli.command.is_empty() {
                 return Err(Error::Usage(
@@ -70,6 +90,56 @@ pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<i32, Error>
             let child_env = prepare(&cli.run, environment)?;
             Err(launch::exec(&cli.command, child_env))
         }
+    }
+}
+
+/// `kvrun export`: resolve as a run would, print the managed variables in `format`.
+fn export(
+    format: export::Format,
+    args: &RunArgs,
+    environment: &[(OsString, OsString)],
+) -> Result<(), Error> {
+    use std::io::IsTerminal as _;
+    let mut plan = plan_run(args, environment)?;
+    plan.vars.retain(|var| {
+        var.origin != source::Origin::Environment || !matches!(var.value, plan::Value::Literal(_))
+    });
+    // Exported as values, whatever their delivery in a run.
+    for var in &mut plan.vars {
+        var.file = None;
+    }
+    let outcomes = if plan.secrets.is_empty() {
+        Vec::new()
+    } else {
+        fetch_all(&plan, args, environment)?
+    };
+    let env = child_env(&plan, &outcomes, args)?;
+    let text = export::render(format, &env.vars).map_err(|refused| {
+        let (last, others) = refused.split_last().expect("refusals are never empty");
+        for r in others {
+            eprintln!(
+                "{}",
+                error::Report(&Error::bad_input(r.variable.clone(), r.reason))
+            );
+        }
+        Error::bad_input(last.variable.clone(), last.reason)
+    })?;
+    let text = zeroize::Zeroizing::new(text);
+    if std::io::stdout().is_terminal() {
+        tracing::warn!("writing secret values to a terminal");
+    }
+    print(text.as_bytes())
+}
+
+/// Write to stdout; a reader that went away (`| head`) is not an error.
+fn print(bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Internal(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
     }
 }
 

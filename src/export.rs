@@ -1,0 +1,220 @@
+//! `kvrun export`: the resolved variables, quoted for one consumer.
+//!
+//! What is exported: the variables kvrun manages — everything from `.env` files and the manifest,
+//! and every inherited variable that held a reference — not the rest of the inherited environment.
+//! A secret marked as a file is exported as its value. A format that cannot hold a value exactly is
+//! refused with the variable's name; nothing is ever written wrongly:
+//!
+//! | format | quoting | refused |
+//! |---|---|---|
+//! | `dotenv` | `'…'`, else `"…"`, else `` `…` `` (the npm dotenv package's three quotes, multi-line inside) | a value with all three quote characters; a `\r` (dotenv turns it into `\n`); `\n`/`\r` escapes inside `"…"`, which dotenv expands |
+//! | `shell` | `export NAME='…'` (`'` as `'\''`) for POSIX shells | a name that is not a shell identifier |
+//! | `json` | one object, `{"NAME": "value"}` | a name or value that is not UTF-8 |
+//! | `docker` | `NAME=value`, as `docker run --env-file` reads it: no quoting at all | a line break in a value; a name with whitespace or `=`, or starting with `#` |
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Dotenv,
+    Shell,
+    Json,
+    Docker,
+}
+
+/// Why a variable cannot be written in a format. Names the variable, never shows the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub variable: String,
+    pub reason: &'static str,
+}
+
+/// The variables in `format`, or every variable it cannot hold.
+///
+/// # Errors
+/// Each variable the format cannot represent exactly.
+pub fn render(format: Format, vars: &[(OsString, OsString)]) -> Result<String, Vec<Refused>> {
+    let mut out = String::new();
+    let mut refused = Vec::new();
+    let mut json = serde_json::Map::new();
+    for (name, value) in vars {
+        let refuse = |reason| Refused {
+            variable: name.to_string_lossy().into_owned(),
+            reason,
+        };
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            refused.push(refuse("not UTF-8"));
+            continue;
+        };
+        let line = match format {
+            Format::Dotenv => dotenv_line(name, value),
+            Format::Shell => shell_line(name, value),
+            Format::Docker => docker_line(name, value),
+            Format::Json => {
+                json.insert(name.to_owned(), serde_json::Value::String(value.to_owned()));
+                continue;
+            }
+        };
+        match line {
+            Ok(line) => {
+                out.push_str(&line);
+                out.push('\n');
+            }
+            Err(reason) => refused.push(refuse(reason)),
+        }
+    }
+    if format == Format::Json && refused.is_empty() {
+        out = serde_json::to_string_pretty(&json).unwrap_or_default();
+        out.push('\n');
+    }
+    if refused.is_empty() {
+        Ok(out)
+    } else {
+        Err(refused)
+    }
+}
+
+/// dotenv's key pattern (`[\w.-]+`).
+fn is_dotenv_key(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn dotenv_line(name: &str, value: &str) -> Result<String, &'static str> {
+    if !is_dotenv_key(name) {
+        return Err("the name is not a dotenv key ([A-Za-z0-9_.-]+)");
+    }
+    if value.contains('\r') {
+        return Err("a carriage return, which dotenv turns into a line feed");
+    }
+    // dotenv expands \n and \r escapes inside double quotes only.
+    let quote = if !value.contains('\'') {
+        '\''
+    } else if !value.contains('"') && !value.contains("\\n") && !value.contains("\\r") {
+        '"'
+    } else if !value.contains('`') {
+        '`'
+    } else {
+        return Err("the value holds all three of dotenv's quote characters");
+    };
+    Ok(format!("{name}={quote}{value}{quote}"))
+}
+
+fn is_shell_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn shell_line(name: &str, value: &str) -> Result<String, &'static str> {
+    if !is_shell_name(name) {
+        return Err("the name is not a shell variable name ([A-Za-z_][A-Za-z0-9_]*)");
+    }
+    let mut line = format!("export {name}='");
+    for c in value.chars() {
+        if c == '\'' {
+            line.push_str("'\\''");
+        } else {
+            line.push(c);
+        }
+    }
+    line.push('\'');
+    Ok(line)
+}
+
+fn docker_line(name: &str, value: &str) -> Result<String, &'static str> {
+    if name.is_empty()
+        || name.starts_with('#')
+        || name.contains(['=', '\0'])
+        || name.chars().any(char::is_whitespace)
+    {
+        return Err("docker --env-file cannot hold this name");
+    }
+    if value.contains(['\n', '\r']) {
+        return Err("docker --env-file has no quoting and cannot hold a line break");
+    }
+    let mut line = String::new();
+    let _ = write!(line, "{name}={value}");
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    /// dotenv output read back by kvrun's own reader (which agrees with npm dotenv, see
+    /// `tests/dotenv_differential.rs`) gives the same values; the npm package itself reads it back
+    /// in `tests/export.rs`.
+    #[test]
+    fn dotenv_round_trips_through_the_reader() {
+        let values = [
+            "plain",
+            "it's",
+            "it's \"both\"",
+            "it's \"all\" `three`",
+            "multi\nline\n",
+            "back\\nslash",
+            "  padded  ",
+            "# not a comment",
+            "",
+            "$HOME ${X}",
+        ];
+        for value in values {
+            let input = vars(&[("KEY", value)]);
+            match render(Format::Dotenv, &input) {
+                Ok(text) => {
+                    let parsed = crate::source::dotenv::parse(text.as_bytes()).unwrap();
+                    assert_eq!(parsed.entries.len(), 1, "{text:?}");
+                    assert_eq!(parsed.entries[0].value, value, "{text:?}");
+                }
+                Err(refused) => {
+                    assert_eq!(value, "it's \"all\" `three`", "{refused:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_variable_never_the_value() {
+        let input = vars(&[("OK", "x"), ("BAD", "a\nb"), ("has space", "v")]);
+        let refused = render(Format::Docker, &input).unwrap_err();
+        assert_eq!(
+            refused
+                .iter()
+                .map(|r| r.variable.as_str())
+                .collect::<Vec<_>>(),
+            ["BAD", "has space"]
+        );
+        assert!(refused.iter().all(|r| !r.reason.contains("a\nb")));
+        assert!(render(Format::Shell, &vars(&[("1X", "v")])).is_err());
+        assert!(render(Format::Dotenv, &vars(&[("K", "a\rb")])).is_err());
+    }
+
+    #[test]
+    fn shell_and_docker_and_json() {
+        let input = vars(&[("A", "it's $x"), ("B", "two words")]);
+        assert_eq!(
+            render(Format::Shell, &input).unwrap(),
+            "export A='it'\\''s $x'\nexport B='two words'\n"
+        );
+        assert_eq!(
+            render(Format::Docker, &input).unwrap(),
+            "A=it's $x\nB=two words\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, &input).unwrap()).unwrap();
+        assert_eq!(json["A"], "it's $x");
+    }
+}
