@@ -61,7 +61,7 @@ Reference forms (a whole value, or inside {{ … }} in a larger value):
     version = VERSION,
     after_long_help = AFTER_HELP,
     args_conflicts_with_subcommands = true,
-    override_usage = "kvrun [OPTIONS] -- COMMAND [ARGS]...\n       kvrun export [OPTIONS]\n       kvrun parse ID...\n       kvrun completions SHELL | kvrun man"
+    override_usage = "kvrun [OPTIONS] -- COMMAND [ARGS]...\n       kvrun check [--json] [OPTIONS]\n       kvrun export [OPTIONS]\n       kvrun parse ID...\n       kvrun completions SHELL | kvrun man"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -100,6 +100,19 @@ pub enum Command {
         /// dotenv (npm dotenv quoting), shell (POSIX `export`), json (one object), docker (`--env-file`).
         #[arg(long, value_enum, default_value = "dotenv")]
         format: crate::export::Format,
+        #[command(flatten)]
+        run: Box<RunArgs>,
+    },
+
+    /// Resolve every reference without running anything; print a table (or JSON) of variable,
+    /// origin, vault, secret, version, status and latency — never values. Exits as a run would.
+    #[command(
+        after_long_help = "Examples:\n  kvrun check\n  kvrun check --json --env-file prod.env | jq '.[] | select(.status != \"ok\")'"
+    )]
+    Check {
+        /// One JSON array of rows instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         run: Box<RunArgs>,
     },

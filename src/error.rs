@@ -68,6 +68,19 @@ impl FailureClass {
     }
 }
 
+impl fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Authentication => "authentication failed",
+            Self::Authorization => "forbidden",
+            Self::Protocol => "protocol error",
+            Self::BadValue => "bad value",
+            Self::NotFound => "not found",
+            Self::Unavailable => "unavailable",
+        })
+    }
+}
+
 /// One failed reference: which variable wanted it, from where, and what the vault said.
 #[derive(Debug, Clone)]
 pub struct Failure {

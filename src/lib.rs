@@ -13,6 +13,7 @@
 //!
 //! No async runtime is built when there is nothing to fetch.
 
+pub mod check;
 pub mod children;
 pub mod cli;
 pub mod error;
@@ -56,13 +57,14 @@ pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<i32, Error>
         return Err(Error::Usage("--init and --watch need Linux".into()));
     }
     let verbose = match &cli.subcommand {
-        Some(Command::Export { run, .. }) => run.verbose,
+        Some(Command::Export { run, .. } | Command::Check { run, .. }) => run.verbose,
         _ => cli.run.verbose,
     };
     init_logging(verbose, environment);
     match cli.subcommand {
         Some(Command::Parse { ids }) => parse_ids(&ids).map(|()| 0),
         Some(Command::Export { format, run }) => export(format, &run, environment).map(|()| 0),
+        Some(Command::Check { json, run }) => check(json, &run, environment).map(|()| 0),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory as _;
             let mut script = Vec::new();
@@ -111,7 +113,7 @@ fn export(
     let outcomes = if plan.secrets.is_empty() {
         Vec::new()
     } else {
-        fetch_all(&plan, args, environment)?
+        fetch_all(&plan, args, vault_client(args, environment)?)?
     };
     let env = child_env(&plan, &outcomes, args)?;
     let text = export::render(format, &env.vars).map_err(|refused| {
@@ -129,6 +131,68 @@ fn export(
         tracing::warn!("writing secret values to a terminal");
     }
     print(text.as_bytes())
+}
+
+/// `kvrun check`: resolve as a run would, report every secret of every variable, exit as a run.
+fn check(json: bool, args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<(), Error> {
+    let plan = plan_run(args, environment)?;
+    let client = vault_client(args, environment)?;
+    let outcomes = if plan.secrets.is_empty() {
+        Vec::new()
+    } else {
+        fetch_all(&plan, args, client.clone())?
+    };
+    let mut rows = Vec::new();
+    for var in &plan.vars {
+        let (indices, optional) = match &var.value {
+            plan::Value::Literal(_) => continue,
+            plan::Value::Secret { index, optional } => (vec![*index], *optional),
+            plan::Value::Template(parts) => (
+                parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Secret(i) => Some(*i),
+                        Part::Text(_) => None,
+                    })
+                    .collect(),
+                false,
+            ),
+        };
+        for index in indices {
+            let secret = &plan.secrets[index];
+            let (status, reason) = match &outcomes[index] {
+                Ok(_) => ("ok".to_owned(), None),
+                Err(e) if optional && e.class == FailureClass::NotFound => {
+                    ("optional, not found".to_owned(), None)
+                }
+                Err(e) => (e.class.to_string(), Some(e.reason.clone())),
+            };
+            rows.push(check::Row {
+                variable: var.name.to_string_lossy().into_owned(),
+                origin: var.origin.to_string(),
+                vault: secret.vault_host().to_owned(),
+                secret: secret.name.clone(),
+                version: secret
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| "latest".to_owned()),
+                status,
+                reason,
+                latency_ms: check::Row::latency(client.spent(secret)),
+            });
+        }
+    }
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))?;
+        text.push('\n');
+        text
+    } else {
+        check::table(&rows)
+    };
+    print(text.as_bytes())?;
+    // The same verdict, and so the same exit code, as a run.
+    child_env(&plan, &outcomes, args).map(|_| ())
 }
 
 /// Write to stdout; a reader that went away (`| head`) is not an error.
@@ -211,7 +275,7 @@ fn prepare(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Child
     let outcomes = if plan.secrets.is_empty() {
         Vec::new()
     } else {
-        fetch_all(&plan, args, environment)?
+        fetch_all(&plan, args, vault_client(args, environment)?)?
     };
     child_env(&plan, &outcomes, args)
 }
@@ -354,10 +418,9 @@ async fn resolve_logged(
 fn fetch_all(
     plan: &Plan,
     args: &RunArgs,
-    environment: &[(OsString, OsString)],
+    client: Arc<vault::VaultClient>,
 ) -> Result<Vec<Outcome>, Error> {
     let runtime = runtime()?;
-    let client = vault_client(args, environment)?;
     let result = runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));

@@ -194,3 +194,59 @@ fn export_fails_like_a_run() {
     assert_eq!(output.status.code(), Some(66), "{}", stderr(&output));
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn check_reports_every_secret_without_values_and_exits_as_a_run() {
+    let world = World::new();
+    let kv = world.fake.vault("check");
+    kv.set_secret("db", "db-VALUE-9f8e7d");
+    let pinned = kv.set_secret("api", "api-VALUE-1a2b3c");
+    world.write(
+        "kvrun.toml",
+        &format!(
+            "vault = \"{}\"\n[env]\nAPI = {{ secret = \"api\", version = \"{pinned}\" }}\n\
+             FEATURE = {{ secret = \"feature\", optional = true }}\n",
+            world.fake.vault_url("check")
+        ),
+    );
+    world.write(".env", &format!("DB={}\n", world.url("check", "db")));
+    let output = run(world.kvrun().args(["check", "--json", "-vv"]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let by_var = |name: &str| rows.iter().find(|r| r["variable"] == name).unwrap().clone();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(by_var("DB")["origin"], ".env:1");
+    assert_eq!(by_var("DB")["status"], "ok");
+    assert_eq!(by_var("DB")["version"], "latest");
+    assert_eq!(by_var("DB")["vault"], "check.vault.localhost");
+    assert!(by_var("DB")["latency_ms"].as_u64().is_some());
+    assert_eq!(by_var("API")["version"], pinned.as_str());
+    assert_eq!(by_var("API")["origin"], "kvrun.toml:3");
+    assert_eq!(by_var("FEATURE")["status"], "optional, not found");
+    assert_no_leak(&output, &["db-VALUE-9f8e7d", "api-VALUE-1a2b3c"]);
+
+    // A missing required secret: the table says which and why, the exit code is a run's (66).
+    world.write(
+        ".env",
+        &format!(
+            "DB={}\nGONE={}\n",
+            world.url("check", "db"),
+            world.url("check", "gone")
+        ),
+    );
+    let output = run(world.kvrun().args(["check"]));
+    assert_eq!(output.status.code(), Some(66), "{}", stderr(&output));
+    let table = String::from_utf8(output.stdout.clone()).unwrap();
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("VARIABLE") && header.ends_with("LATENCY"),
+        "{table}"
+    );
+    let gone = table.lines().find(|l| l.starts_with("GONE")).unwrap();
+    assert!(gone.contains("not found"), "{table}");
+    assert!(
+        table.contains("SecretNotFound") || table.contains("404"),
+        "{table}"
+    );
+    assert_no_leak(&output, &["db-VALUE-9f8e7d", "api-VALUE-1a2b3c"]);
+}

@@ -196,6 +196,8 @@ pub struct VaultClient {
     /// The run's `--timeout` deadline: no retry starts that could not finish before it (moved
     /// on for each `--watch` check).
     deadline: std::sync::Mutex<Instant>,
+    /// Time spent on each secret's requests, retries included (`kvrun check`'s latency column).
+    spent: std::sync::Mutex<std::collections::HashMap<(String, String, String), Duration>>,
 }
 
 impl VaultClient {
@@ -205,7 +207,18 @@ impl VaultClient {
             transport,
             credentials,
             deadline: std::sync::Mutex::new(deadline),
+            spent: std::sync::Mutex::default(),
         }
+    }
+
+    /// Time spent on `secret`'s requests so far.
+    #[must_use]
+    pub fn spent(&self, secret: &SecretRef) -> Option<Duration> {
+        self.spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&secret.key())
+            .copied()
     }
 
     /// Start a new deadline (a `--watch` check gets the same budget as the first resolution).
@@ -290,6 +303,23 @@ impl VaultClient {
     /// GET with retries (see [`retry`]): transient failures are tried again with backoff, never
     /// past the run's deadline.
     async fn get(&self, secret: &SecretRef, token: Option<&Token>, warm: usize) -> Answer {
+        let started = Instant::now();
+        let answer = self.get_with_retries(secret, token, warm).await;
+        *self
+            .spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(secret.key())
+            .or_default() += started.elapsed();
+        answer
+    }
+
+    async fn get_with_retries(
+        &self,
+        secret: &SecretRef,
+        token: Option<&Token>,
+        warm: usize,
+    ) -> Answer {
         let mut attempts = 0;
         loop {
             // The run's deadline is enforced above (resolve); this bounds one hung attempt.
