@@ -4,7 +4,10 @@
 //! for the expected tenant is already being requested), then up to `concurrency` requests are in
 //! flight. A vault-level failure (unreachable, untrusted certificate, hostile challenge) fails that
 //! vault's secrets at once instead of sending one doomed request per secret. The deadline covers the
-//! whole resolution; whatever has not finished by then is reported as timed out.
+//! whole resolution; whatever has not finished by then is reported as timed out. [`timing`] says
+//! where the time went (`-v`).
+
+pub mod timing;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +46,7 @@ pub async fn resolve(
     secrets: &[SecretRef],
     options: Options,
 ) -> Vec<Outcome> {
+    timing::resolving();
     let slots: Slots = Arc::new(Mutex::new(vec![None; secrets.len()]));
     let mut by_vault: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, secret) in secrets.iter().enumerate() {
@@ -138,6 +142,7 @@ async fn resolve_vault(
     };
     let probe = {
         let _permit = permit(global.as_ref()).await;
+        let _span = timing::Phase::Challenge.span();
         client.probe(&first, warm).await
     };
     let challenge: Option<Arc<Challenge>> = match probe {

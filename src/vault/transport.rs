@@ -31,6 +31,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
+use crate::resolve::timing::Phase;
+
 type Sender = SendRequest<Empty<Bytes>>;
 
 /// A connection attempt to one address that does not answer is abandoned after this long when
@@ -233,6 +235,8 @@ impl Transport {
         let request = request
             .body(Empty::new())
             .map_err(|e| SendError::Failed(TransportError::Unreachable(e.to_string())))?;
+        // The challenge probe is timed as a whole by its caller; authenticated GETs here.
+        let _span = bearer.is_some().then(|| Phase::Get.span());
         sender
             .ready()
             .await
@@ -280,6 +284,7 @@ impl Transport {
     /// TCP (directly or through the proxy's CONNECT tunnel), then TLS, then HTTP/1.1.
     async fn connect(&self, host: &str, port: u16) -> Result<Sender, TransportError> {
         let started = std::time::Instant::now();
+        let span = Phase::Connect.span();
         let result = tokio::time::timeout(CONNECT_TIMEOUT, self.open(host, port))
             .await
             .unwrap_or_else(|_| {
@@ -288,6 +293,7 @@ impl Transport {
                     CONNECT_TIMEOUT.as_secs()
                 )))
             });
+        drop(span);
         tracing::debug!(
             host,
             port,

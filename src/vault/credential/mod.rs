@@ -325,7 +325,9 @@ impl Credentials {
         scope: &str,
     ) -> Result<Token, LinkError> {
         let started = Instant::now();
+        let span = crate::resolve::timing::Phase::Token.span();
         let result = self.link_token(link, tenant, scope).await;
+        drop(span);
         tracing::info!(
             credential = kind.name(),
             tenant,
