@@ -1,27 +1,124 @@
-//! Start-up benchmark: how long `kvrun -- true` takes to resolve N references, against the fake
-//! vault with injected latency on every new connection and every response (default 20 ms, as
-//! within an Azure region), beside baselines measured in the same run:
+//! Start-up benchmark: how long it takes to start a command with N Key Vault secrets in its
+//! environment, with kvrun and with the launchers a team would otherwise use, all in the same run,
+//! against the fake vault with injected latency on every new connection and every response
+//! (default 20 ms, as within an Azure region). `scripts/bench` installs the peers and runs this.
 //!
-//! - `true` run directly (what kvrun adds when there is nothing to fetch);
-//! - kvrun with `--sequential` (one request at a time, as a sequential launcher pays).
+//! Launchers, each starting the same command (`sh -c` checking every value, then `exit 7`):
 //!
-//! Run: `cargo bench --bench startup` (release build). Settings: `KVRUN_BENCH_RUNS` (default 21),
-//! `KVRUN_BENCH_LATENCY_MS` (default 20). Prints medians, minimum and maximum, and ratios.
+//! - the command run directly with the values already in its environment (the floor);
+//! - kvrun, and kvrun `--sequential` (one request at a time);
+//! - `akv run` (crate `akv-cli` 1.0.0, installed by `scripts/bench` into `target/bench-tools/`);
+//! - the Node launcher of `benches/node-launcher/` (dotenv + `@azure/keyvault-secrets`, as the
+//!   Key Vault quickstart writes it), awaiting each `getSecret` in turn, and with `Promise.all`.
+//!
+//! Every launcher reaches the fake the same way: as `https://benchN.vault.azure.net` and
+//! `login.microsoftonline.com`, through a loopback CONNECT proxy (`HTTPS_PROXY`; `NO_PROXY` empty)
+//! that tunnels exactly those names to the fake and refuses everything else; the fake's test CA is
+//! trusted through `SSL_CERT_FILE` (kvrun, akv) and `NODE_EXTRA_CA_CERTS` (Node). Every launcher
+//! gets its token from the same stand-in `az` first on `PATH` (akv supports only `az`/`azd`; the
+//! Node launcher uses `AzureCliCredential`; kvrun is pinned to `--credential azure-cli`), so no
+//! managed identity endpoint is ever probed.
+//!
+//! Every run is checked: the command exits 7 only if every variable holds its value, and a
+//! launcher must pass that exit code on. A wrong value, a failed launcher or a missing peer fails
+//! the benchmark (exit 1) with the reason; nothing is skipped. Wall time is measured from spawn to
+//! exit; peak RSS is the child's `ru_maxrss` from `wait4` (the launcher, or anything it waited
+//! for: the stand-in `az`, the command; kvrun's includes the command it execs into).
+//!
+//! Settings (environment): `KVRUN_BENCH_RUNS` (runs per case, default 21),
+//! `KVRUN_BENCH_BUDGET_S` (fewer runs for a case whose first run shows it would take longer than
+//! this, default 10, at least `KVRUN_BENCH_MIN_RUNS`, default 3), `KVRUN_BENCH_LATENCY_MS`
+//! (default 20), `KVRUN_BENCH_SIZES` (e.g. `0,50`; default `0,1,10,50,200,1000`),
+//! `KVRUN_BENCH_AKV` (default `target/bench-tools/bin/akv`), `KVRUN_BENCH_NODE` (default `node`),
+//! `KVRUN_BENCH_LAUNCHERS` (some of `direct,kvrun,sequential,akv,node-each,node-all`; default all),
+//! `KVRUN_BENCH_VERBOSE=1` (kvrun with `-v`; shows its timing line for each case).
+//! Prints progress on stderr and a markdown report on stdout.
 
 #![expect(
     clippy::disallowed_methods,
     reason = "benchmark settings come from the environment"
 )]
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
 
-use kvrun_fake::{DEFAULT_TENANT, FakeAzure, Options};
+use kvrun_fake::{ConnectProxy, DEFAULT_TENANT, FakeAzure, Options};
 
-const CLIENT_ID: &str = "bench-client";
-const CLIENT_SECRET: &str = "bench-secret";
+/// The resource the vaults' challenges name (the public cloud's), so that the peers' challenge
+/// checks (host must end with `.vault.azure.net`) pass.
+const VAULT_RESOURCE: &str = "https://vault.azure.net";
+/// The names the proxy tunnels to the fake.
+const PUBLIC_NAMES: [&str; 2] = ["*.vault.azure.net", "login.microsoftonline.com"];
+/// (N references, over this many vaults).
+const CASES: [(usize, usize); 6] = [(0, 1), (1, 1), (10, 1), (50, 2), (200, 2), (1000, 3)];
+/// What the command exits with when every value is right.
+const CHECKED: i32 = 7;
+/// A run that has not finished after this long is killed and fails the benchmark.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Launcher {
+    Direct,
+    Kvrun,
+    KvrunSequential,
+    Akv,
+    NodeEach,
+    NodeAll,
+}
+
+impl Launcher {
+    const ALL: [Launcher; 6] = [
+        Launcher::Direct,
+        Launcher::Kvrun,
+        Launcher::KvrunSequential,
+        Launcher::Akv,
+        Launcher::NodeEach,
+        Launcher::NodeAll,
+    ];
+
+    /// The name `KVRUN_BENCH_LAUNCHERS` uses.
+    fn key(self) -> &'static str {
+        match self {
+            Launcher::Direct => "direct",
+            Launcher::Kvrun => "kvrun",
+            Launcher::KvrunSequential => "sequential",
+            Launcher::Akv => "akv",
+            Launcher::NodeEach => "node-each",
+            Launcher::NodeAll => "node-all",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Launcher::Direct => "command directly",
+            Launcher::Kvrun => "kvrun",
+            Launcher::KvrunSequential => "kvrun --sequential",
+            Launcher::Akv => "akv run",
+            Launcher::NodeEach => "Node, await each",
+            Launcher::NodeAll => "Node, Promise.all",
+        }
+    }
+}
+
+struct Settings {
+    runs: usize,
+    min_runs: usize,
+    budget: Duration,
+    latency: Duration,
+    sizes: Vec<usize>,
+    launchers: Vec<Launcher>,
+    kvrun: PathBuf,
+    akv: PathBuf,
+    node: OsString,
+    node_launcher: PathBuf,
+    /// `KVRUN_BENCH_VERBOSE=1`: kvrun runs with `-v`, and the timing line of its last run in
+    /// each case is shown.
+    verbose: bool,
+}
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -30,32 +127,493 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let sizes = match std::env::var("KVRUN_BENCH_SIZES") {
+            Ok(list) => list
+                .split(',')
+                .map(|n| {
+                    let n = n
+                        .trim()
+                        .parse::<usize>()
+                        .map_err(|e| format!("KVRUN_BENCH_SIZES: {e}"))?;
+                    if CASES.iter().any(|&(size, _)| size == n) {
+                        Ok(n)
+                    } else {
+                        Err(format!("KVRUN_BENCH_SIZES: {n} is not one of {CASES:?}"))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            Err(_) => CASES.iter().map(|&(n, _)| n).collect(),
+        };
+        let launchers = match std::env::var("KVRUN_BENCH_LAUNCHERS") {
+            Ok(list) => list
+                .split(',')
+                .map(|key| {
+                    Launcher::ALL
+                        .into_iter()
+                        .find(|l| l.key() == key.trim())
+                        .ok_or_else(|| {
+                            let keys: Vec<&str> = Launcher::ALL.iter().map(|l| l.key()).collect();
+                            format!("KVRUN_BENCH_LAUNCHERS: '{key}' is not one of {keys:?}")
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            Err(_) => Launcher::ALL.to_vec(),
+        };
+        let runs = usize::try_from(setting("KVRUN_BENCH_RUNS", 21))
+            .unwrap_or(21)
+            .max(1);
+        let settings = Settings {
+            runs,
+            min_runs: usize::try_from(setting("KVRUN_BENCH_MIN_RUNS", 3))
+                .unwrap_or(3)
+                .clamp(1, runs),
+            budget: Duration::from_secs(setting("KVRUN_BENCH_BUDGET_S", 10)),
+            latency: Duration::from_millis(setting("KVRUN_BENCH_LATENCY_MS", 20)),
+            sizes,
+            launchers,
+            kvrun: PathBuf::from(env!("CARGO_BIN_EXE_kvrun")),
+            akv: std::env::var_os("KVRUN_BENCH_AKV")
+                .map_or_else(|| root.join("target/bench-tools/bin/akv"), PathBuf::from),
+            node: std::env::var_os("KVRUN_BENCH_NODE").unwrap_or_else(|| "node".into()),
+            node_launcher: root.join("benches/node-launcher/launch.js"),
+            verbose: setting("KVRUN_BENCH_VERBOSE", 0) == 1,
+        };
+        if settings.launchers.contains(&Launcher::Akv) && !settings.akv.is_file() {
+            return Err(format!(
+                "akv not found at {} (KVRUN_BENCH_AKV)\nhint: run scripts/bench, which installs it",
+                settings.akv.display()
+            ));
+        }
+        let modules = root.join("benches/node-launcher/node_modules/@azure/keyvault-secrets");
+        let node = [Launcher::NodeEach, Launcher::NodeAll];
+        if node.iter().any(|l| settings.launchers.contains(l)) && !modules.is_dir() {
+            return Err(format!(
+                "the Node launcher's packages are not installed ({} is missing)\nhint: run scripts/bench, which runs npm ci --prefix benches/node-launcher",
+                modules.display()
+            ));
+        }
+        Ok(settings)
+    }
+}
+
+/// One case: N references over some vaults, and what the command must find.
+struct Case {
+    n: usize,
+    vaults: usize,
+    dir: PathBuf,
+    /// (variable, value) for every reference.
+    expected: Vec<(String, String)>,
+}
+
+impl Case {
+    /// The command every launcher starts: `sh -c` that exits [`CHECKED`] only if every variable
+    /// holds its value.
+    fn child(&self) -> [String; 3] {
+        let mut script = String::new();
+        for (name, value) in &self.expected {
+            write!(script, "[ \"${name}\" = '{value}' ] || exit 1; ").expect("write to String");
+        }
+        write!(script, "exit {CHECKED}").expect("write to String");
+        ["sh".into(), "-c".into(), script]
+    }
+}
+
+/// The fake, the proxy, and what every launcher's environment holds.
+struct World {
+    fake: FakeAzure,
+    proxy: ConnectProxy,
+    dir: tempfile::TempDir,
+    base_env: Vec<(OsString, OsString)>,
+}
+
+impl World {
+    fn start(latency: Duration) -> Result<World, String> {
+        let fake = FakeAzure::start_with(Options {
+            connect_delay: latency,
+            response_delay: latency,
+            public_cloud_names: true,
+            ..Options::default()
+        });
+        let proxy = ConnectProxy::forwarding(&PUBLIC_NAMES, fake.port());
+        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let ca = dir.path().join("ca.pem");
+        let bin = dir.path().join("bin");
+        let home = dir.path().join("home");
+        std::fs::write(&ca, fake.ca_pem()).map_err(|e| format!("write CA: {e}"))?;
+        std::fs::create_dir_all(&home).map_err(|e| format!("home: {e}"))?;
+        std::fs::create_dir_all(&bin).map_err(|e| format!("bin: {e}"))?;
+        // The stand-in `az`: the token the fake's vaults accept for the public scope, in the
+        // shape `az account get-access-token -o json` prints (both expiry fields, as the SDKs
+        // read either).
+        let token = fake.issue_token(DEFAULT_TENANT, &format!("{VAULT_RESOURCE}/.default"));
+        let az = format!(
+            "#!/bin/sh\ncat <<'EOF'\n{{\"accessToken\":\"{token}\",\"expiresOn\":\"2099-12-31 00:00:00.000000\",\"expires_on\":4102358400,\"subscription\":\"00000000-0000-0000-0000-000000000000\",\"tenant\":\"{DEFAULT_TENANT}\",\"tokenType\":\"Bearer\"}}\nEOF\n"
+        );
+        write_executable(&bin.join("az"), &az)?;
+        let mut path = OsString::from(&bin);
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()));
+        let proxy_url = OsString::from(proxy.url());
+        let mut base_env: Vec<(OsString, OsString)> = vec![
+            ("PATH".into(), path),
+            ("HOME".into(), home.into()),
+            ("SSL_CERT_FILE".into(), ca.clone().into()),
+            ("NODE_EXTRA_CA_CERTS".into(), ca.into()),
+            ("AZURE_TENANT_ID".into(), DEFAULT_TENANT.into()),
+            ("KVRUN_CREDENTIAL".into(), "azure-cli".into()),
+            // Nothing bypasses the proxy, and the proxy tunnels only to the fake.
+            ("NO_PROXY".into(), "".into()),
+            ("no_proxy".into(), "".into()),
+        ];
+        for name in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+        ] {
+            base_env.push((name.into(), proxy_url.clone()));
+        }
+        for vault in 0..3 {
+            fake.vault(&format!("bench{vault}"))
+                .set_challenge_resource(VAULT_RESOURCE);
+        }
+        Ok(World {
+            fake,
+            proxy,
+            dir,
+            base_env,
+        })
+    }
+
+    /// The case's directory with its `.env` (`S{i}=https://bench{i % vaults}.vault.azure.net/secrets/s{i}`),
+    /// and the secrets in the fake, each with a value unique to this benchmark run.
+    fn case(&self, n: usize, vaults: usize, tag: &str) -> Result<Case, String> {
+        let dir = self.dir.path().join(format!("n{n}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("case dir: {e}"))?;
+        let mut dotenv = String::new();
+        let mut expected = Vec::with_capacity(n);
+        for i in 0..n {
+            let vault = format!("bench{}", i % vaults);
+            let value = format!("{tag}-{vault}-s{i}");
+            self.fake.vault(&vault).set_secret(&format!("s{i}"), &value);
+            writeln!(dotenv, "S{i}=https://{vault}.vault.azure.net/secrets/s{i}")
+                .expect("write to String");
+            expected.push((format!("S{i}"), value));
+        }
+        // Always a .env, even empty: akv looks for one in the parent directories otherwise.
+        std::fs::write(dir.join(".env"), dotenv).map_err(|e| format!("write .env: {e}"))?;
+        Ok(Case {
+            n,
+            vaults,
+            dir,
+            expected,
+        })
+    }
+
+    fn command(&self, settings: &Settings, launcher: Launcher, case: &Case) -> Command {
+        let child = case.child();
+        let mut command = match launcher {
+            Launcher::Direct => Command::new(&child[0]),
+            Launcher::Kvrun | Launcher::KvrunSequential => {
+                let mut c = Command::new(&settings.kvrun);
+                if launcher == Launcher::KvrunSequential {
+                    c.arg("--sequential");
+                }
+                if settings.verbose {
+                    c.arg("-v");
+                }
+
+                c.arg("--");
+                c
+            }
+            Launcher::Akv => {
+                let mut c = Command::new(&settings.akv);
+                c.args(["run", "--"]);
+                c
+            }
+            Launcher::NodeEach | Launcher::NodeAll => {
+                let mut c = Command::new(&settings.node);
+                c.arg(&settings.node_launcher);
+                if launcher == Launcher::NodeAll {
+                    c.arg("--all");
+                }
+                c.arg("--");
+                c
+            }
+        };
+        command
+            .env_clear()
+            .envs(self.base_env.iter().map(|(k, v)| (k, v)));
+        if launcher == Launcher::Direct {
+            // The floor: the command with its values already in its environment.
+            command
+                .args(&child[1..])
+                .envs(case.expected.iter().map(|(k, v)| (k, v)));
+        } else {
+            command.args(&child);
+        }
+        command.current_dir(&case.dir);
+        command
+    }
+}
+
+fn write_executable(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))
+}
+
 struct Stats {
+    runs: usize,
     median: Duration,
     min: Duration,
     max: Duration,
+    /// The largest peak RSS of any run, KiB.
+    max_rss_kib: u64,
+    /// kvrun's `-v` timing line of the last run (`KVRUN_BENCH_VERBOSE=1`).
+    timing: Option<String>,
 }
 
-fn measure(runs: u64, mut command: impl FnMut() -> Command) -> Stats {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let mut c = command();
-            let started = Instant::now();
-            let output = c.stdout(Stdio::null()).output().expect("runs");
-            let elapsed = started.elapsed();
-            assert!(
-                output.status.success(),
-                "benchmark run failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            elapsed
-        })
-        .collect();
+/// Runs `launcher` on `case` until it has enough samples: `settings.runs`, or fewer (at least
+/// `settings.min_runs`) when the first run shows they would take longer than the budget.
+fn measure(
+    world: &World,
+    settings: &Settings,
+    launcher: Launcher,
+    case: &Case,
+) -> Result<Stats, String> {
+    let stderr_path = world.dir.path().join("stderr.log");
+    let mut samples: Vec<process::Sample> = Vec::new();
+    let mut wanted = settings.runs;
+    while samples.len() < wanted {
+        let stderr =
+            std::fs::File::create(&stderr_path).map_err(|e| format!("stderr file: {e}"))?;
+        let command = world.command(settings, launcher, case);
+        let sample = process::run_measured(&command, &world.dir.path().join("sample"), stderr)
+            .map_err(|e| format!("{}, N={}: cannot run: {e}", launcher.label(), case.n))?;
+        if sample.exit != CHECKED {
+            let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            let tail: String = stderr
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let why = match sample.exit {
+                1 => "the command did not get the right values".to_owned(),
+                code if code > 128 => {
+                    format!("killed by signal {} (timeout {RUN_TIMEOUT:?}?)", code - 128)
+                }
+                code => format!("exit code {code}"),
+            };
+            return Err(format!(
+                "{}, N={} over {} vault(s), run {}: expected exit {CHECKED}, got {}: {why}\n--- its stderr (end) ---\n{tail}",
+                launcher.label(),
+                case.n,
+                case.vaults,
+                samples.len() + 1,
+                sample.exit,
+            ));
+        }
+        if samples.is_empty() && !sample.wall.is_zero() {
+            let affordable = settings.budget.as_nanos() / sample.wall.as_nanos();
+            wanted = usize::try_from(affordable)
+                .unwrap_or(usize::MAX)
+                .clamp(settings.min_runs, settings.runs);
+        }
+        samples.push(sample);
+    }
+    let timing = settings
+        .verbose
+        .then(|| std::fs::read_to_string(&stderr_path).unwrap_or_default())
+        .and_then(|stderr| {
+            stderr
+                .lines()
+                .find(|l| l.contains("time: "))
+                .map(|l| l.trim().to_owned())
+        });
+    let mut times: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
     times.sort();
-    Stats {
+    Ok(Stats {
+        runs: times.len(),
         median: times[times.len() / 2],
         min: times[0],
         max: times[times.len() - 1],
+        max_rss_kib: samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0),
+        timing,
+    })
+}
+
+/// Spawning a child and reaping it with `wait4`, for its peak RSS.
+///
+/// Not from this process: a child's `ru_maxrss` starts from the peak RSS of the memory it was
+/// forked (or vforked) from, so a launcher spawned from here would report at least this process's
+/// own peak, fake vault included. A copy of this binary started with [`MEASURE`] does it instead
+/// (before doing anything else, so its own footprint, the floor of what it can report, stays
+/// about 2 MB; the "command directly" row shows that floor).
+mod process {
+    use std::path::Path;
+    use std::process::{Command, ExitCode, Stdio};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// `startup --measure RESULT_FILE PROGRAM [ARGS...]`: run `PROGRAM` (environment, directory and
+    /// stdio inherited), then write `{wall_ns} {max_rss_kib} {exit}` to `RESULT_FILE`.
+    pub const MEASURE: &str = "--measure";
+
+    /// The helper's side of [`MEASURE`]; `None` when this is not a helper invocation.
+    pub fn helper() -> Option<ExitCode> {
+        let mut args = std::env::args_os().skip(1);
+        if args.next()? != MEASURE {
+            return None;
+        }
+        let (Some(result), Some(program)) = (args.next(), args.next()) else {
+            eprintln!("usage: startup {MEASURE} RESULT_FILE PROGRAM [ARGS...]");
+            return Some(ExitCode::from(2));
+        };
+        let mut command = Command::new(program);
+        command.args(args);
+        match run(command, super::RUN_TIMEOUT) {
+            Ok(s) => {
+                let line = format!("{} {} {}", s.wall.as_nanos(), s.max_rss_kib, s.exit);
+                match std::fs::write(&result, line) {
+                    Ok(()) => Some(ExitCode::SUCCESS),
+                    Err(e) => {
+                        eprintln!("startup {MEASURE}: cannot write the result: {e}");
+                        Some(ExitCode::from(2))
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("startup {MEASURE}: {e}");
+                Some(ExitCode::from(2))
+            }
+        }
+    }
+
+    /// Runs `command` (which must have a cleared environment, as every launcher's has; its stdin
+    /// and stdout are null, its stderr is `stderr`) through a [`MEASURE`] helper; `scratch` is
+    /// where the helper writes its result.
+    pub fn run_measured(
+        command: &Command,
+        scratch: &Path,
+        stderr: std::fs::File,
+    ) -> std::io::Result<Sample> {
+        let _ = std::fs::remove_file(scratch);
+        let mut helper = Command::new(std::env::current_exe()?);
+        helper
+            .arg(MEASURE)
+            .arg(scratch)
+            .arg(command.get_program())
+            .args(command.get_args())
+            .env_clear()
+            .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if let Some(dir) = command.get_current_dir() {
+            helper.current_dir(dir);
+        }
+        helper.stderr(stderr);
+        let status = helper.status()?;
+        let text = std::fs::read_to_string(scratch).map_err(|e| {
+            std::io::Error::other(format!(
+                "the measuring helper ({status}) left no result: {e}"
+            ))
+        })?;
+        let fields: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let [wall, max_rss_kib, exit] = fields[..] else {
+            return Err(std::io::Error::other(format!(
+                "the measuring helper wrote '{text}'"
+            )));
+        };
+        Ok(Sample {
+            wall: Duration::from_nanos(wall),
+            max_rss_kib,
+            exit: i32::try_from(exit).unwrap_or(-1),
+        })
+    }
+
+    pub struct Sample {
+        pub wall: Duration,
+        /// `ru_maxrss`: the child's peak resident set (or that of a descendant it waited for), KiB.
+        pub max_rss_kib: u64,
+        /// The exit code, or 128 + the signal that killed it.
+        pub exit: i32,
+    }
+
+    /// Runs `command` to its end (killing it after `timeout`): wall time from spawn to exit, and
+    /// the child's resource usage from `wait4`.
+    #[expect(
+        unsafe_code,
+        reason = "waitid/wait4/kill on our own child: std has no peak-RSS API"
+    )]
+    pub fn run(mut command: Command, timeout: Duration) -> std::io::Result<Sample> {
+        let started = Instant::now();
+        let child = command.spawn()?;
+        let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
+        let (done, finished) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if finished.recv_timeout(timeout) == Err(mpsc::RecvTimeoutError::Timeout) {
+                // SAFETY: `pid` is our child and has not been reaped (it is reaped only after this
+                // thread is joined), so the pid cannot have been reused.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        // Wait for the exit without reaping, so the pid stays ours until the watchdog is done.
+        loop {
+            // SAFETY: `info` is a valid, zeroed siginfo_t owned by this frame.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let id = libc::id_t::try_from(pid).map_err(std::io::Error::other)?;
+            // SAFETY: waits for our own child; `info` outlives the call.
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    id,
+                    &raw mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+        let wall = started.elapsed();
+        let _ = done.send(());
+        let _ = watchdog.join();
+        let mut status = 0;
+        // SAFETY: `usage` is a valid, zeroed rusage owned by this frame.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: reaps our own child, which has exited; both out-pointers outlive the call.
+        let r = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
+        if r != pid {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The std handle is dropped without waiting: the child is already reaped.
+        drop(child);
+        let exit = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        };
+        Ok(Sample {
+            wall,
+            max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+            exit,
+        })
     }
 }
 
@@ -63,100 +621,250 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn kvrun(fake: &FakeAzure, dir: &Path, ca: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kvrun"));
-    command
-        .env_clear()
-        .current_dir(dir)
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SSL_CERT_FILE", ca)
-        .env("AZURE_TENANT_ID", DEFAULT_TENANT)
-        .env("AZURE_CLIENT_ID", CLIENT_ID)
-        .env("AZURE_CLIENT_SECRET", CLIENT_SECRET)
-        .env("AZURE_AUTHORITY_HOST", fake.authority_host())
-        .env("KVRUN_VAULT_SUFFIX", "vault.localhost");
-    command
+/// `12.3 ms` below 1 s, `2.41 s` above.
+fn time(d: Duration) -> String {
+    let ms = ms(d);
+    if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; nothing to filter here.
-    let runs = setting("KVRUN_BENCH_RUNS", 21);
-    let latency = Duration::from_millis(setting("KVRUN_BENCH_LATENCY_MS", 20));
-    let fake = FakeAzure::start_with(Options {
-        connect_delay: latency,
-        response_delay: latency,
-        ..Options::default()
-    });
-    fake.add_client(CLIENT_ID, CLIENT_SECRET);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, fake.ca_pem()).expect("write CA");
+#[expect(clippy::cast_precision_loss, reason = "KiB counts far below 2^52")]
+fn megabytes(kib: u64) -> f64 {
+    (kib * 1024) as f64 / 1e6
+}
 
-    println!(
-        "kvrun start-up: {runs} runs each, {} ms per new connection and per response, {} cores",
-        latency.as_millis(),
-        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
-    );
-    println!(
-        "{:<44} {:>10} {:>10} {:>10}",
-        "case", "median ms", "min ms", "max ms"
-    );
-    let report = |name: &str, s: &Stats| {
-        println!(
-            "{name:<44} {:>10.1} {:>10.1} {:>10.1}",
-            ms(s.median),
-            ms(s.min),
-            ms(s.max)
-        );
-    };
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |k| k.trim().to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    format!("{cores} cores ({cpu}), Linux {kernel}")
+}
 
-    let direct = measure(runs, || Command::new("true"));
-    report("true (no kvrun)", &direct);
-    let empty = dir.path().join("empty");
-    std::fs::create_dir(&empty).expect("dir");
-    let n0 = measure(runs, || {
-        let mut c = kvrun(&fake, &empty, &ca);
-        c.args(["--", "true"]);
-        c
-    });
-    report("kvrun -- true, N=0", &n0);
+fn version(program: &OsString, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown version".into(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
 
-    for (n, vaults) in [(1, 1), (10, 1), (50, 2), (200, 2)] {
-        let case = dir.path().join(format!("n{n}"));
-        std::fs::create_dir(&case).expect("dir");
-        let mut dotenv = String::new();
-        for i in 0..n {
-            let vault = format!("bench{}", i % vaults);
-            fake.vault(&vault)
-                .set_secret(&format!("s{i}"), &format!("value-{i}"));
-            writeln!(dotenv, "S{i}={}/secrets/s{i}", fake.vault_url(&vault))
-                .expect("write to String");
+type Results = BTreeMap<(usize, Launcher), Stats>;
+
+fn main() -> ExitCode {
+    if let Some(code) = process::helper() {
+        return code;
+    }
+    // `cargo bench` passes `--bench`; there is nothing to filter.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("benchmark failed: {message}");
+            ExitCode::FAILURE
         }
-        std::fs::write(case.join(".env"), dotenv).expect("write .env");
-        let concurrent = measure(runs, || {
-            let mut c = kvrun(&fake, &case, &ca);
-            c.args(["--", "true"]);
-            c
-        });
-        report(&format!("kvrun, N={n} over {vaults} vault(s)"), &concurrent);
-        let sequential = measure(runs.min(7), || {
-            let mut c = kvrun(&fake, &case, &ca);
-            c.args(["--sequential", "--", "true"]);
-            c
-        });
-        report(
-            &format!("kvrun --sequential, N={n} over {vaults} vault(s)"),
-            &sequential,
-        );
-        println!(
-            "{:<44} {:>10.2}",
-            format!("  ratio concurrent/sequential, N={n}"),
-            ms(concurrent.median) / ms(sequential.median)
+    }
+}
+
+fn run() -> Result<(), String> {
+    let settings = Settings::from_env()?;
+    let world = World::start(settings.latency)?;
+    let tag = format!("v{:x}", std::process::id() ^ 0x5eed);
+    let node_version = version(&settings.node, &["--version"]);
+    let akv_version = version(&settings.akv.clone().into_os_string(), &["--version"]);
+    eprintln!(
+        "kvrun start-up benchmark: {} ms per new connection and per response; {}; akv: {akv_version}; node: {node_version}",
+        settings.latency.as_millis(),
+        machine(),
+    );
+
+    let mut results = Results::new();
+    for &(n, vaults) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
+        let case = world.case(n, vaults, &tag)?;
+        for &launcher in &settings.launchers {
+            let stats = measure(&world, &settings, launcher, &case)?;
+            eprintln!(
+                "  N={n:<4} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB",
+                launcher.label(),
+                stats.runs,
+                time(stats.median),
+                time(stats.min),
+                time(stats.max),
+                megabytes(stats.max_rss_kib),
+            );
+            if let Some(line) = &stats.timing {
+                eprintln!("      {line}");
+            }
+            results.insert((n, launcher), stats);
+        }
+    }
+    let refused = world.proxy.refused();
+    if !refused.is_empty() {
+        return Err(format!(
+            "a launcher tried to reach something other than the fake through the proxy: {refused:?}"
+        ));
+    }
+    let binary = std::fs::metadata(&settings.kvrun).map_or(0, |m| m.len());
+    print!(
+        "{}",
+        report(&settings, &results, binary, &akv_version, &node_version)
+    );
+    Ok(())
+}
+
+fn report(
+    settings: &Settings,
+    results: &Results,
+    binary: u64,
+    akv_version: &str,
+    node_version: &str,
+) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let get = |n: usize, l: Launcher| results.get(&(n, l));
+    let ratio = |n: usize, peer: Launcher| match (get(n, Launcher::Kvrun), get(n, peer)) {
+        (Some(k), Some(p)) => format!("{:.3}", ms(k.median) / ms(p.median)),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        w,
+        "Medians of wall time, spawn to exit; {} ms injected per new connection and per response; {}; akv-cli {}, Node {node_version}. Runs per cell in parentheses.\n",
+        settings.latency.as_millis(),
+        machine(),
+        akv_version.trim_start_matches("akv "),
+    );
+    let _ = write!(w, "| N (vaults) |");
+    for l in Launcher::ALL {
+        let _ = write!(w, " {} |", l.label());
+    }
+    let _ = writeln!(w, " kvrun/akv | kvrun/Node each | kvrun/Node all |");
+    let _ = writeln!(
+        w,
+        "|---|{}---:|---:|---:|",
+        "---:|".repeat(Launcher::ALL.len())
+    );
+    for &(n, vaults) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
+        let _ = write!(w, "| {n} ({vaults}) |");
+        for l in Launcher::ALL {
+            match get(n, l) {
+                Some(s) => {
+                    let _ = write!(w, " {} ({}) |", time(s.median), s.runs);
+                }
+                None => {
+                    let _ = write!(w, " |");
+                }
+            }
+        }
+        let _ = writeln!(
+            w,
+            " {} | {} | {} |",
+            ratio(n, Launcher::Akv),
+            ratio(n, Launcher::NodeEach),
+            ratio(n, Launcher::NodeAll)
         );
     }
-    println!(
-        "{:<44} {:>10.1}",
-        "N=0 overhead over running directly (ms)",
-        ms(n0.median) - ms(direct.median)
+    let _ = writeln!(
+        w,
+        "\nPeak RSS (largest `ru_maxrss` of any run, MB = 10^6 bytes):\n"
     );
+    let _ = write!(w, "| N |");
+    for l in &Launcher::ALL[1..] {
+        let _ = write!(w, " {} |", l.label());
+    }
+    let _ = writeln!(w, "\n|---|{}", "---:|".repeat(Launcher::ALL.len() - 1));
+    for &(n, _) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
+        let _ = write!(w, "| {n} |");
+        for &l in &Launcher::ALL[1..] {
+            let cell =
+                get(n, l).map_or_else(String::new, |s| format!("{:.1}", megabytes(s.max_rss_kib)));
+            let _ = write!(w, " {cell} |");
+        }
+        let _ = writeln!(w);
+    }
+    out.push_str(&targets(results, binary));
+    out
+}
+
+/// The issue's targets, each met or missed, from the results.
+fn targets(results: &Results, binary: u64) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let get = |n: usize, l: Launcher| results.get(&(n, l));
+    let _ = writeln!(w, "\nTargets (issue 7):\n");
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let median = |n, l| get(n, l).map(|s| ms(s.median));
+    if let (Some(k), Some(d)) = (median(0, Launcher::Kvrun), median(0, Launcher::Direct)) {
+        let akv = median(0, Launcher::Akv)
+            .map_or_else(String::new, |a| format!("; akv run: {:.1} ms above", a - d));
+        let _ = writeln!(
+            w,
+            "- N=0 at most 3 ms above the command directly: {:.1} ms above — {}{akv}",
+            k - d,
+            verdict(k - d <= 3.0)
+        );
+    }
+    if let Some(k) = median(50, Launcher::Kvrun) {
+        let _ = writeln!(
+            w,
+            "- N=50 over 2 vaults at most 100 ms: {k:.1} ms — {}",
+            verdict(k <= 100.0)
+        );
+        if let Some(a) = median(50, Launcher::Akv) {
+            let _ = writeln!(
+                w,
+                "- N=50 at most 5% of akv run: {:.1}% — {}",
+                100.0 * k / a,
+                verdict(k <= 0.05 * a)
+            );
+        }
+        for peer in [Launcher::NodeEach, Launcher::NodeAll] {
+            if let Some(p) = median(50, peer) {
+                let _ = writeln!(
+                    w,
+                    "- N=50 at most 20% of the Node launcher ({}): {:.1}% — {}",
+                    peer.label(),
+                    100.0 * k / p,
+                    verdict(k <= 0.2 * p)
+                );
+            }
+        }
+    }
+    if let Some(k) = median(1000, Launcher::Kvrun) {
+        let _ = writeln!(
+            w,
+            "- N=1000 over 3 vaults at most 1.5 s (concurrency 32 per vault): {} — {}",
+            time(Duration::from_secs_f64(k / 1000.0)),
+            verdict(k <= 1500.0)
+        );
+    }
+    let peak = CASES
+        .iter()
+        .filter_map(|&(n, _)| get(n, Launcher::Kvrun).map(|s| (n, s.max_rss_kib)))
+        .max_by_key(|&(_, kib)| kib);
+    if let Some((n, kib)) = peak {
+        let _ = writeln!(
+            w,
+            "- kvrun peak RSS at most 15 MB for N ≤ 1000: {:.1} MB (at N={n}) — {}",
+            megabytes(kib),
+            verdict(megabytes(kib) <= 15.0)
+        );
+    }
+    #[expect(clippy::cast_precision_loss, reason = "a file size")]
+    let size = binary as f64 / 1e6;
+    let _ = writeln!(w, "- kvrun release binary (stripped): {size:.1} MB");
+    out
 }

@@ -420,6 +420,7 @@ fn fetch_all(
     args: &RunArgs,
     client: Arc<vault::VaultClient>,
 ) -> Result<Vec<Outcome>, Error> {
+    let _timing = resolve::timing::Run::start();
     let runtime = runtime()?;
     let result = runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
@@ -462,10 +463,12 @@ fn supervise(
             Vec::new()
         } else {
             let client = vault_client(args, environment)?;
+            let timing = resolve::timing::Run::start();
             let outcomes = tokio::select! {
                 outcomes = resolve_logged(client.clone(), &plan.secrets, resolve_options(args)) => outcomes,
                 stop = supervisor.interrupted() => return Err(stop),
             };
+            drop(timing);
             if args.watch.is_some() {
                 refresh = watcher(&plan, &outcomes, client, args)?;
             }

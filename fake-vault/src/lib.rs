@@ -14,7 +14,8 @@
 //! Faults ([`Fault`]) replace answers of a vault ([`VaultHandle::fail_next`]), of the token
 //! endpoint ([`FakeAzure::fail_next_token`]) and of a managed identity
 //! ([`ManagedIdentity::fail_next`]); [`Options::expired_certificate`] serves a leaf certificate
-//! that expired days ago.
+//! that expired days ago. [`Options::public_cloud_names`] also answers to `*.vault.azure.net`
+//! and `login.microsoftonline.com`, for peers in the benchmark that only speak to real names.
 //!
 //! [`FakeAzure::start_managed_identity`] adds a [`ManagedIdentity`]: a second, plain-HTTP
 //! listener on 127.0.0.1 serving both the App Service (`/msi/token` + `X-IDENTITY-HEADER`) and
@@ -97,6 +98,14 @@ pub struct Options {
     /// ago), otherwise the usual one (same names, signed by the same test CA, which stays
     /// valid): a client trusting [`FakeAzure::ca_pem`] fails the handshake with an expiry error.
     pub expired_certificate: bool,
+    /// Also answer to the public cloud's names, for clients that cannot be pointed at
+    /// `*.localhost` (peers in the benchmark): `{vault}.vault.azure.net` is the vault `{vault}`
+    /// and `login.microsoftonline.com` is the token endpoint, and the leaf certificate is valid
+    /// for them too. Nothing resolves these names to this fake: clients reach it through a
+    /// [`ConnectProxy::forwarding`] proxy. Give the vaults the public challenge resource
+    /// ([`VaultHandle::set_challenge_resource`] with `https://vault.azure.net`), which clients
+    /// verify against the vault's host name.
+    pub public_cloud_names: bool,
 }
 
 /// Attributes of a secret version (`Default`: enabled, no `nbf`/`exp`, no content type).
@@ -244,6 +253,7 @@ pub struct VaultHandle {
 
 pub(crate) struct Shared {
     port: u16,
+    public_cloud_names: bool,
     state: Mutex<State>,
 }
 
@@ -286,7 +296,7 @@ impl FakeAzure {
     /// If `127.0.0.1:{options.port}` cannot be listened on or the certificates cannot be made.
     #[must_use]
     pub fn start_with(options: Options) -> FakeAzure {
-        let certs = tls::generate(options.expired_certificate);
+        let certs = tls::generate(options.expired_certificate, options.public_cloud_names);
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, options.port))
             .unwrap_or_else(|e| {
                 panic!(
@@ -302,6 +312,7 @@ impl FakeAzure {
         };
         let shared = Arc::new(Shared {
             port,
+            public_cloud_names: options.public_cloud_names,
             state: Mutex::new(state),
         });
         let acceptor = TlsAcceptor::from(certs.server);
@@ -652,7 +663,8 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
     let header =
         |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let host = header(HOST).map(host_without_port).unwrap_or_default();
-    let is_token_post = parts.method == Method::POST && host == entra::HOST;
+    let (is_entra, vault_name) = route(&host, shared.public_cloud_names);
+    let is_token_post = parts.method == Method::POST && is_entra;
     let form: Option<Vec<(String, String)>> =
         is_token_post.then(|| url::form_urlencoded::parse(&body).into_owned().collect());
     let record = Recorded::new(&parts, form.clone());
@@ -666,7 +678,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
     let (path, query) = (parts.uri.path(), parts.uri.query().unwrap_or(""));
     let outcome = {
         let mut state = shared.lock();
-        if host == entra::HOST {
+        if is_entra {
             entra::handle(
                 &mut state,
                 shared.port,
@@ -674,10 +686,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
                 path,
                 form.as_deref().unwrap_or_default(),
             )
-        } else if let Some(name) = host
-            .strip_suffix(".vault.localhost")
-            .filter(|n| !n.contains('.'))
-        {
+        } else if let Some(name) = vault_name {
             let auth = header(AUTHORIZATION);
             if parts.method == Method::GET {
                 state.vault_gets += 1;
@@ -711,6 +720,21 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
         Ok(response) => Ok(response),
         Err(fault) => transport_fault(fault).await,
     }
+}
+
+/// Which service a `Host` (port removed, lower-cased) names: the token endpoint (`true`), a vault
+/// (its name), or neither.
+fn route(host: &str, public_cloud_names: bool) -> (bool, Option<&str>) {
+    let entra = host == entra::HOST || (public_cloud_names && host == "login.microsoftonline.com");
+    let vault = host
+        .strip_suffix(".vault.localhost")
+        .or_else(|| {
+            public_cloud_names
+                .then(|| host.strip_suffix(".vault.azure.net"))
+                .flatten()
+        })
+        .filter(|n| !n.contains('.'));
+    (entra, vault)
 }
 
 /// The answer for the faults that are not an HTTP status (those are the services' own).

@@ -1,6 +1,8 @@
 //! A loopback-only HTTP CONNECT proxy for tests of kvrun's proxy support. It tunnels to
 //! `localhost`, `*.localhost` (as 127.0.0.1) and loopback IP literals, and refuses every other
 //! target with 403, deciding from the text alone: nothing is ever resolved or dialled off-machine.
+//! [`ConnectProxy::forwarding`] also tunnels a fixed list of names (real Azure names, for clients
+//! that cannot be pointed at `*.localhost`) to one loopback port.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,6 +24,9 @@ pub struct ConnectProxy {
 struct Log {
     targets: Vec<String>,
     refused: Vec<String>,
+    /// Names (exact, or `*.suffix`) tunnelled to `127.0.0.1:{forward_port}`.
+    forward_names: Vec<String>,
+    forward_port: u16,
 }
 
 impl ConnectProxy {
@@ -31,16 +36,33 @@ impl ConnectProxy {
     /// If 127.0.0.1 cannot be listened on.
     #[must_use]
     pub fn start() -> ConnectProxy {
+        Self::forwarding(&[], 0)
+    }
+
+    /// Starts the proxy like [`ConnectProxy::start`], and also tunnels CONNECTs for `names` to
+    /// `127.0.0.1:{port}`, whatever port they ask for. A name is exact (`login.microsoftonline.com`)
+    /// or `*.suffix` (one or more labels before `suffix`); case-insensitive. The names are never
+    /// resolved: with the fake's [`crate::Options::public_cloud_names`] this is how a client that
+    /// only speaks to real Azure names reaches the fake, and nothing else.
+    ///
+    /// # Panics
+    /// If 127.0.0.1 cannot be listened on.
+    #[must_use]
+    pub fn forwarding(names: &[&str], port: u16) -> ConnectProxy {
         let listener =
             std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("proxy listener");
-        let port = listener.local_addr().expect("proxy address").port();
-        let log = Arc::new(Mutex::new(Log::default()));
+        let proxy_port = listener.local_addr().expect("proxy address").port();
+        let log = Arc::new(Mutex::new(Log {
+            forward_names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            forward_port: port,
+            ..Log::default()
+        }));
         let for_server = Arc::clone(&log);
         let server = Background::spawn("kvrun-fake-proxy", listener, move |listener| {
             serve(listener, for_server)
         });
         ConnectProxy {
-            port,
+            port: proxy_port,
             log,
             _server: server,
         }
@@ -116,7 +138,11 @@ async fn tunnel(mut client: TcpStream, log: &Mutex<Log>) -> io::Result<()> {
     if method != "CONNECT" {
         return refuse(&mut client, "405 Method Not Allowed").await;
     }
-    let Some(address) = loopback_address(&authority) else {
+    let forwarded = {
+        let log = lock(log);
+        forwarded_address(&authority, &log.forward_names, log.forward_port)
+    };
+    let Some(address) = forwarded.or_else(|| loopback_address(&authority)) else {
         lock(log).refused.push(authority);
         return refuse(&mut client, "403 Forbidden").await;
     };
@@ -124,6 +150,11 @@ async fn tunnel(mut client: TcpStream, log: &Mutex<Log>) -> io::Result<()> {
     let Ok(mut upstream) = TcpStream::connect(address).await else {
         return refuse(&mut client, "502 Bad Gateway").await;
     };
+    // A relay must not hold back small writes (a TLS Finished, then the request in its own
+    // record) until the previous segment is acknowledged: with the receiver's delayed ACK that
+    // adds tens of milliseconds that no real network adds.
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
     client
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .await?;
@@ -140,6 +171,23 @@ async fn refuse(client: &mut TcpStream, status: &str) -> io::Result<()> {
     let response = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     client.write_all(response.as_bytes()).await?;
     client.shutdown().await
+}
+
+/// `127.0.0.1:{port}` if the host of the CONNECT authority `host:port` is one of `names`.
+fn forwarded_address(authority: &str, names: &[String], port: u16) -> Option<SocketAddr> {
+    let (host, _) = authority.rsplit_once(':')?;
+    let host = host.to_ascii_lowercase();
+    let matches = |name: &String| match name.strip_prefix("*.") {
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .and_then(|label| label.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty()),
+        None => host == *name,
+    };
+    names
+        .iter()
+        .any(matches)
+        .then_some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
 }
 
 /// The loopback address for a CONNECT authority `host:port`, or `None` unless the text itself

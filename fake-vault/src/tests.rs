@@ -679,3 +679,68 @@ fn connect_proxy_tunnels_only_to_loopback() {
     assert_eq!(proxy.targets(), [format!("{VAULT_HOST}:{}", fake.port())]);
     assert_eq!(proxy.url(), format!("http://127.0.0.1:{}", proxy.port()));
 }
+
+#[test]
+fn public_cloud_names_are_served_through_a_forwarding_proxy() {
+    let fake = FakeAzure::start_with(Options {
+        public_cloud_names: true,
+        ..Options::default()
+    });
+    fake.vault("myvault")
+        .set_challenge_resource("https://vault.azure.net");
+    let proxy = ConnectProxy::forwarding(
+        &["*.vault.azure.net", "login.microsoftonline.com"],
+        fake.port(),
+    );
+    run(async {
+        for refused in [
+            "vault.azure.net:443",
+            "evil.com:443",
+            "x.vault.azure.net.evil.com:443",
+        ] {
+            let mut tcp = TcpStream::connect(("127.0.0.1", proxy.port()))
+                .await
+                .unwrap();
+            tcp.write_all(format!("CONNECT {refused} HTTP/1.1\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            assert!(
+                read_all(&mut tcp).await.starts_with("HTTP/1.1 403 "),
+                "{refused}"
+            );
+        }
+        for (host, path, status) in [
+            (
+                "MyVault.vault.azure.net",
+                format!("/secrets/db/?{API}"),
+                401,
+            ),
+            ("login.microsoftonline.com", "/".to_owned(), 404),
+        ] {
+            let mut tcp = TcpStream::connect(("127.0.0.1", proxy.port()))
+                .await
+                .unwrap();
+            tcp.write_all(format!("CONNECT {host}:443 HTTP/1.1\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut established = [0; 39];
+            tcp.read_exact(&mut established).await.unwrap();
+            assert_eq!(&established, b"HTTP/1.1 200 Connection established\r\n\r\n");
+            let mut stream = tls_over(&fake, tcp, &host.to_ascii_lowercase())
+                .await
+                .unwrap();
+            let reply = send(&mut stream, "GET", host, &path, "", "").await.unwrap();
+            assert_eq!(reply.status, status, "{host}");
+            if status == 401 {
+                assert!(
+                    reply
+                        .header("www-authenticate")
+                        .unwrap()
+                        .contains(r#"resource="https://vault.azure.net""#)
+                );
+            }
+        }
+    });
+    assert_eq!(proxy.refused().len(), 3);
+    assert_eq!(fake.vault_gets(), 1);
+}

@@ -19,6 +19,10 @@ pub(crate) const SERVER_NAMES: [&str; 4] = [
     "127.0.0.1",
 ];
 
+/// The public-cloud names the leaf is also valid for with [`crate::Options::public_cloud_names`],
+/// for clients that insist on real Azure host names (reached through [`crate::ConnectProxy`]).
+pub(crate) const PUBLIC_CLOUD_NAMES: [&str; 2] = ["*.vault.azure.net", "login.microsoftonline.com"];
+
 /// How long ago an expired leaf certificate became valid, and how long ago it expired.
 pub(crate) const EXPIRED_VALIDITY: (Duration, Duration) = (
     Duration::from_secs(30 * 86_400),
@@ -30,10 +34,11 @@ pub(crate) struct Certs {
     pub server: Arc<ServerConfig>,
 }
 
-/// Makes a CA, a leaf for [`SERVER_NAMES`] signed by it, and an HTTP/1.1-only server config.
+/// Makes a CA, a leaf for [`SERVER_NAMES`] (and [`PUBLIC_CLOUD_NAMES`] if `public_cloud_names`)
+/// signed by it, and an HTTP/1.1-only server config.
 /// An `expired` leaf is valid only in the past ([`EXPIRED_VALIDITY`]); the CA is valid from 1975
 /// to 4096 (rcgen's defaults) either way.
-pub(crate) fn generate(expired: bool) -> Certs {
+pub(crate) fn generate(expired: bool, public_cloud_names: bool) -> Certs {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -48,8 +53,11 @@ pub(crate) fn generate(expired: bool) -> Certs {
     let issuer = Issuer::new(ca, ca_key);
 
     let leaf_key = KeyPair::generate().expect("leaf key");
-    let mut leaf =
-        CertificateParams::new(SERVER_NAMES.map(String::from).to_vec()).expect("leaf names");
+    let mut names = SERVER_NAMES.map(String::from).to_vec();
+    if public_cloud_names {
+        names.extend(PUBLIC_CLOUD_NAMES.map(String::from));
+    }
+    let mut leaf = CertificateParams::new(names).expect("leaf names");
     leaf.distinguished_name
         .push(DnType::CommonName, "kvrun-fake");
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

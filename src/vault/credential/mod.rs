@@ -236,8 +236,10 @@ impl Credentials {
     }
 
     /// The tenant a token will most likely be for, before any challenge has been seen, when the
-    /// first link is a service principal or workload identity: lets the first token request
-    /// overlap the first challenge.
+    /// first link is a service principal or workload identity, or `az`/`azd` with
+    /// `AZURE_TENANT_ID` set: lets the first token request overlap the first challenge (a
+    /// developer tool takes hundreds of milliseconds to start, more than the challenge's round
+    /// trip). A wrong guess costs one unused token.
     #[must_use]
     pub fn expected_tenant(&self) -> Option<&str> {
         match self.links.first() {
@@ -249,6 +251,7 @@ impl Credentials {
                     | Link::WorkloadIdentity { tenant, .. },
                 ),
             )) => Some(tenant),
+            Some((_, Ok(Link::AzureCli | Link::Azd))) => self.configured_tenant.as_deref(),
             _ => None,
         }
     }
@@ -325,7 +328,9 @@ impl Credentials {
         scope: &str,
     ) -> Result<Token, LinkError> {
         let started = Instant::now();
+        let span = crate::resolve::timing::Phase::Token.span();
         let result = self.link_token(link, tenant, scope).await;
+        drop(span);
         tracing::info!(
             credential = kind.name(),
             tenant,
@@ -849,6 +854,21 @@ mod tests {
         let creds = Credentials::from_env(&env(&[]), reqwest::Client::new(), Some(Kind::AzureCli));
         assert_eq!(creds.links.len(), 1);
         assert_eq!(creds.links[0].0, Kind::AzureCli);
+    }
+
+    #[test]
+    fn a_pinned_developer_tool_expects_the_configured_tenant() {
+        let http = reqwest::Client::new;
+        let with_tenant = env(&[(AZURE_TENANT_ID, "t1")]);
+        for kind in [Kind::AzureCli, Kind::Azd] {
+            let creds = Credentials::from_env(&with_tenant, http(), Some(kind));
+            assert_eq!(creds.expected_tenant(), Some("t1"), "{kind:?}");
+            let creds = Credentials::from_env(&env(&[]), http(), Some(kind));
+            assert_eq!(creds.expected_tenant(), None, "{kind:?}");
+        }
+        // The whole chain starts with a service principal that is not configured: no guess.
+        let creds = Credentials::from_env(&with_tenant, http(), None);
+        assert_eq!(creds.expected_tenant(), None);
     }
 
     #[test]
