@@ -78,8 +78,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse secret identifiers as the Azure SDK's parseKeyVaultSecretIdentifier does; print JSON.
-    #[command(after_long_help = "Example:\n  kvrun parse https://myvault.vault.azure.net/secrets/db-pass/4387e9f3d6e14c459867679a90fd0f79\n  \
-        {\"sourceId\":\"https://myvault.vault.azure.net/secrets/db-pass/4387e9f3d6e14c459867679a90fd0f79\",\"vaultUrl\":\"https://myvault.vault.azure.net\",\"name\":\"db-pass\",\"version\":\"4387e9f3d6e14c459867679a90fd0f79\"}")]
+    #[command(
+        after_long_help = "Example:\n  kvrun parse https://myvault.vault.azure.net/secrets/db-pass/4387e9f3d6e14c459867679a90fd0f79\n  \
+        {\"sourceId\":\"https://myvault.vault.azure.net/secrets/db-pass/4387e9f3d6e14c459867679a90fd0f79\",\"vaultUrl\":\"https://myvault.vault.azure.net\",\"name\":\"db-pass\",\"version\":\"4387e9f3d6e14c459867679a90fd0f79\"}"
+    )]
     ///
     /// One object per line: {"sourceId","vaultUrl","name","version"}, version null when absent.
     /// Any https host is accepted (it is a parser); key and certificate identifiers and other
