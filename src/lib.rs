@@ -103,9 +103,7 @@ fn export(
 ) -> Result<(), Error> {
     use std::io::IsTerminal as _;
     let mut plan = plan_run(args, environment)?;
-    plan.vars.retain(|var| {
-        var.origin != source::Origin::Environment || !matches!(var.value, plan::Value::Literal(_))
-    });
+    plan.vars.retain(plan::Var::is_managed);
     // Exported as values, whatever their delivery in a run.
     for var in &mut plan.vars {
         var.file = None;
@@ -115,7 +113,7 @@ fn export(
     } else {
         fetch_all(&plan, args, vault_client(args, environment)?)?
     };
-    let env = child_env(&plan, &outcomes, args)?;
+    let env = child_env(&plan, &outcomes, args.hide_credentials)?;
     let text = export::render(format, &env.vars).map_err(|refused| {
         let (last, others) = refused.split_last().expect("refusals are never empty");
         for r in others {
@@ -192,7 +190,7 @@ fn check(json: bool, args: &RunArgs, environment: &[(OsString, OsString)]) -> Re
     };
     print(text.as_bytes())?;
     // The same verdict, and so the same exit code, as a run.
-    child_env(&plan, &outcomes, args).map(|_| ())
+    child_env(&plan, &outcomes, args.hide_credentials).map(|_| ())
 }
 
 /// Write to stdout; a reader that went away (`| head`) is not an error.
@@ -277,7 +275,7 @@ fn prepare(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Child
     } else {
         fetch_all(&plan, args, vault_client(args, environment)?)?
     };
-    child_env(&plan, &outcomes, args)
+    child_env(&plan, &outcomes, args.hide_credentials)
 }
 
 /// Read the manifest and `.env` files, plan, check the allow-lists; no network.
@@ -314,11 +312,8 @@ fn plan_run(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Plan
     }
     plan::check_allowed(&plan, &lists)?;
     if args.clear_env {
-        plan.vars.retain(|var| {
-            var.origin != source::Origin::Environment
-                || !matches!(var.value, plan::Value::Literal(_))
-                || kept_by_clear_env(&var.name, &args.keep_env)
-        });
+        plan.vars
+            .retain(|var| var.is_managed() || kept_by_clear_env(&var.name, &args.keep_env));
     }
     tracing::info!(
         variables = plan.vars.len(),
@@ -352,9 +347,9 @@ fn kept_by_clear_env(name: &std::ffi::OsStr, keep: &[String]) -> bool {
 }
 
 /// The child's environment from a plan and its outcomes (fail closed), with `--hide-credentials`.
-fn child_env(plan: &Plan, outcomes: &[Outcome], args: &RunArgs) -> Result<ChildEnv, Error> {
+fn child_env(plan: &Plan, outcomes: &[Outcome], hide_credentials: bool) -> Result<ChildEnv, Error> {
     let mut env = assemble(plan, outcomes)?;
-    if args.hide_credentials {
+    if hide_credentials {
         env.vars.retain(|(name, _)| {
             !vault::credential::SECRET_VARIABLES
                 .iter()
@@ -474,7 +469,7 @@ fn supervise(
             }
             outcomes
         };
-        let env = child_env(&plan, &outcomes, args)?;
+        let env = child_env(&plan, &outcomes, args.hide_credentials)?;
         let options = Options {
             watch: args.watch,
             reload_signal: args.reload_signal,
@@ -513,7 +508,7 @@ fn watcher(
         options: resolve_options(args),
         hide_credentials: args.hide_credentials,
     };
-    let current = child_env(plan, outcomes, args)?;
+    let current = child_env(plan, outcomes, args.hide_credentials)?;
     let state = Arc::new(Mutex::new((outcomes.to_vec(), current)));
     let plan = plan.clone();
     Ok(Some(Box::new(move || {
@@ -535,7 +530,7 @@ fn watcher(
             for (&index, outcome) in unpinned.iter().zip(fresh) {
                 outcomes[index] = outcome;
             }
-            match settings.child_env(&plan, &outcomes) {
+            match child_env(&plan, &outcomes, settings.hide_credentials) {
                 Err(e) => {
                     tracing::warn!(
                         "--watch: the check failed; the command keeps running with what it has: {}",
@@ -561,21 +556,6 @@ fn watcher(
 struct WatchSettings {
     options: resolve::Options,
     hide_credentials: bool,
-}
-
-#[cfg(target_os = "linux")]
-impl WatchSettings {
-    fn child_env(&self, plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
-        let mut env = assemble(plan, outcomes)?;
-        if self.hide_credentials {
-            env.vars.retain(|(name, _)| {
-                !vault::credential::SECRET_VARIABLES
-                    .iter()
-                    .any(|s| name == s)
-            });
-        }
-        Ok(env)
-    }
 }
 
 /// The names of the variables and files that differ between two environments.

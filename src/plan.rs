@@ -38,6 +38,15 @@ pub struct Var {
     pub file: Option<FileSpec>,
 }
 
+impl Var {
+    /// Whether kvrun manages this variable: it comes from a `.env` file or the manifest, or holds
+    /// a reference. The rest is inherited environment passed along as it is.
+    #[must_use]
+    pub fn is_managed(&self) -> bool {
+        self.origin != Origin::Environment || !matches!(self.value, Value::Literal(_))
+    }
+}
+
 pub enum Value {
     /// A plain value; may itself be sensitive (an inherited client secret), so `Debug` hides it.
     Literal(OsString),

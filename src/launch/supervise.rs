@@ -24,7 +24,6 @@
 
 use std::ffi::OsString;
 use std::future::Future;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
@@ -488,13 +487,4 @@ fn reap_orphans(command: Pid) {
             tracing::debug!(pid, "reaped an orphan");
         }
     }
-}
-
-/// The exit status of a process, as a shell reports it.
-#[must_use]
-pub fn status_code(status: std::process::ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| ExitCode::SIGNAL_BASE + s))
-        .unwrap_or(ExitCode::INTERNAL)
 }
