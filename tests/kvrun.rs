@@ -319,7 +319,7 @@ fn an_untrusted_certificate_fails_at_once_without_a_retry_storm() {
     let world = World::new();
     let stranger = FakeAzure::start();
     let kv = stranger.vault("kv1");
-    let refs: Vec<String> = (0..5)
+    let refs: Vec<String> = (0..12)
         .map(|i| {
             kv.set_secret(&format!("s{i}"), "v");
             format!("{}/secrets/s{i}", stranger.vault_url("kv1"))
@@ -329,17 +329,19 @@ fn an_untrusted_certificate_fails_at_once_without_a_retry_storm() {
     for (i, r) in refs.iter().enumerate() {
         command.env(format!("S{i}"), r);
     }
-    let output = run(command.args(["--", "true"]));
+    let output = run(command.args(["--concurrency", "3", "--", "true"]));
     assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("SSL_CERT_FILE"),
         "{}",
         stderr(&output)
     );
-    assert_eq!(
-        stranger.connections(),
-        1,
-        "one handshake for the vault, not one per secret"
+    // The first connection and those opened ahead of need while its handshake runs (up to the
+    // vault's concurrency); none per secret, none retried.
+    let connections = stranger.connections();
+    assert!(
+        (1..=3).contains(&connections),
+        "{connections} handshakes: at most the vault's concurrency, not one per secret or retry"
     );
     assert!(stranger.requests().is_empty());
 }

@@ -34,6 +34,8 @@ use tokio_rustls::TlsConnector;
 use crate::resolve::timing::Phase;
 
 type Sender = SendRequest<Empty<Bytes>>;
+/// What to do once a new connection's TCP part (or proxy tunnel) is up.
+type OnTcp = Box<dyn FnOnce() + Send>;
 
 /// A connection attempt to one address that does not answer is abandoned after this long when
 /// other addresses remain to be tried.
@@ -135,9 +137,11 @@ impl Transport {
             .clone()
     }
 
-    /// `GET https://{host}[:port]{path}`. With `warm > 0`, once this request's connection is up,
-    /// that many more connections to the same origin are opened in the background for the
-    /// requests that will follow.
+    /// `GET https://{host}[:port]{path}`. With `warm > 0`, once this request's TCP connection (or
+    /// proxy tunnel) is up, that many more connections to the same origin are opened in the
+    /// background for the requests that will follow: their handshakes overlap this one's and the
+    /// request in flight. Waiting for TCP first means a host that cannot be reached costs one
+    /// failed attempt, not `warm + 1`.
     ///
     /// # Errors
     /// Connection, TLS, proxy or I/O failures, or a body over `max_body` bytes.
@@ -156,17 +160,18 @@ impl Transport {
             format!("{host}:{port}")
         };
         let origin = self.origin(&authority);
-        let (mut sender, reused) = self.acquire(&origin, host, port).await?;
-        if warm > 0 {
-            self.prewarm(&origin, host, port, warm);
-        }
+        let on_tcp: Option<OnTcp> = (warm > 0).then(|| {
+            let (this, origin, host) = (Arc::clone(self), Arc::clone(&origin), host.to_owned());
+            Box::new(move || this.prewarm(&origin, &host, port, warm)) as OnTcp
+        });
+        let (mut sender, reused) = self.acquire(&origin, host, port, on_tcp).await?;
         let reply = match self
             .send(&mut sender, &authority, path, bearer, max_body)
             .await
         {
             // A pooled connection the server has meanwhile closed: once more on a fresh one.
             Err(SendError::BeforeResponse(_)) if reused => {
-                sender = self.connect(host, port).await?;
+                sender = self.connect(host, port, None).await?;
                 self.send(&mut sender, &authority, path, bearer, max_body)
                     .await
             }
@@ -181,11 +186,13 @@ impl Transport {
     }
 
     /// An idle connection, one being opened ahead of need, or a new one. `true` if not new.
+    /// `on_tcp` runs once the connection's TCP part is up (at once for a connection not new).
     async fn acquire(
         &self,
         origin: &Origin,
         host: &str,
         port: u16,
+        on_tcp: Option<OnTcp>,
     ) -> Result<(Sender, bool), TransportError> {
         let claimed = origin
             .promised
@@ -195,9 +202,12 @@ impl Transport {
             && let Some(Some(sender)) = origin.queue_rx.lock().await.recv().await
             && !sender.is_closed()
         {
+            if let Some(on_tcp) = on_tcp {
+                on_tcp();
+            }
             return Ok((sender, true));
         }
-        Ok((self.connect(host, port).await?, false))
+        Ok((self.connect(host, port, on_tcp).await?, false))
     }
 
     fn prewarm(self: &Arc<Self>, origin: &Arc<Origin>, host: &str, port: u16, count: usize) {
@@ -205,7 +215,7 @@ impl Transport {
         for _ in 0..count {
             let (this, origin, host) = (Arc::clone(self), Arc::clone(origin), host.to_owned());
             tokio::spawn(async move {
-                origin.offer(this.connect(&host, port).await.ok());
+                origin.offer(this.connect(&host, port, None).await.ok());
             });
         }
     }
@@ -282,10 +292,15 @@ impl Transport {
     }
 
     /// TCP (directly or through the proxy's CONNECT tunnel), then TLS, then HTTP/1.1.
-    async fn connect(&self, host: &str, port: u16) -> Result<Sender, TransportError> {
+    async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        on_tcp: Option<OnTcp>,
+    ) -> Result<Sender, TransportError> {
         let started = std::time::Instant::now();
         let span = Phase::Connect.span();
-        let result = tokio::time::timeout(CONNECT_TIMEOUT, self.open(host, port))
+        let result = tokio::time::timeout(CONNECT_TIMEOUT, self.open(host, port, on_tcp))
             .await
             .unwrap_or_else(|_| {
                 Err(TransportError::Unreachable(format!(
@@ -304,7 +319,12 @@ impl Transport {
         result
     }
 
-    async fn open(&self, host: &str, port: u16) -> Result<Sender, TransportError> {
+    async fn open(
+        &self,
+        host: &str,
+        port: u16,
+        on_tcp: Option<OnTcp>,
+    ) -> Result<Sender, TransportError> {
         let target: hyper::Uri = format!("https://{host}:{port}/")
             .parse()
             .map_err(|_| TransportError::Unreachable(format!("'{host}' is not a valid host")))?;
@@ -323,6 +343,9 @@ impl Transport {
             }
             None => tcp_connect(host, port).await?,
         };
+        if let Some(on_tcp) = on_tcp {
+            on_tcp();
+        }
         let name = ServerName::try_from(host.to_owned()).map_err(|_| {
             TransportError::Unreachable(format!("'{host}' is not a valid server name"))
         })?;
