@@ -6,6 +6,14 @@ use clap::Parser;
 use kvrun::cli::Cli;
 
 fn main() -> ExitCode {
+    // A panic is a bug in kvrun, in whichever thread: print it (the standard message: where, and
+    // the panic's own text, which never holds a value) and exit 70, as the exit-code table says.
+    // The release profile aborts on panic instead of unwinding; this hook runs before that.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::exit(kvrun::error::ExitCode::INTERNAL);
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
