@@ -377,6 +377,10 @@ struct Stats {
     max_rss_kib: u64,
     /// kvrun's `-v` timing line of the last run (`KVRUN_BENCH_VERBOSE=1`).
     timing: Option<String>,
+    /// What the last run asked of the fake: HTTP requests (vaults and token endpoint) and TCP
+    /// connections (through the proxy).
+    requests: usize,
+    connections: usize,
 }
 
 /// Runs `launcher` on `case` until it has enough samples: `settings.runs`, or fewer (at least
@@ -390,12 +394,16 @@ fn measure(
     let stderr_path = world.dir.path().join("stderr.log");
     let mut samples: Vec<process::Sample> = Vec::new();
     let mut wanted = settings.runs;
+    let (mut requests, mut connections) = (0, 0);
     while samples.len() < wanted {
+        let before = (world.fake.request_count(), world.fake.connections());
         let stderr =
             std::fs::File::create(&stderr_path).map_err(|e| format!("stderr file: {e}"))?;
         let command = world.command(settings, launcher, case);
         let sample = process::run_measured(&command, &world.dir.path().join("sample"), stderr)
             .map_err(|e| format!("{}, N={}: cannot run: {e}", launcher.label(), case.n))?;
+        requests = world.fake.request_count() - before.0;
+        connections = world.fake.connections() - before.1;
         if sample.exit != CHECKED {
             let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             let tail: String = stderr
@@ -448,6 +456,8 @@ fn measure(
         max: times[times.len() - 1],
         max_rss_kib: samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0),
         timing,
+        requests,
+        connections,
     })
 }
 
@@ -791,6 +801,25 @@ fn report(
         for &l in &Launcher::ALL[1..] {
             let cell =
                 get(n, l).map_or_else(String::new, |s| format!("{:.1}", megabytes(s.max_rss_kib)));
+            let _ = write!(w, " {cell} |");
+        }
+        let _ = writeln!(w);
+    }
+    let _ = writeln!(
+        w,
+        "\nRequests / connections per run (the last run's; vaults and token endpoint, through the proxy):\n"
+    );
+    let _ = write!(w, "| N |");
+    for l in &Launcher::ALL[1..] {
+        let _ = write!(w, " {} |", l.label());
+    }
+    let _ = writeln!(w, "\n|---|{}", "---:|".repeat(Launcher::ALL.len() - 1));
+    for &(n, _) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
+        let _ = write!(w, "| {n} |");
+        for &l in &Launcher::ALL[1..] {
+            let cell = get(n, l).map_or_else(String::new, |s| {
+                format!("{} / {}", s.requests, s.connections)
+            });
             let _ = write!(w, " {cell} |");
         }
         let _ = writeln!(w);

@@ -439,6 +439,12 @@ impl FakeAzure {
         self.shared.lock().requests.clone()
     }
 
+    /// How many requests there have been so far ([`Self::requests`] without the copy).
+    #[must_use]
+    pub fn request_count(&self) -> usize {
+        self.shared.lock().requests.len()
+    }
+
     /// Changes the delays of [`Options`] for connections and requests from now on.
     pub fn set_delays(&self, connect: Duration, response: Duration) {
         let mut state = self.shared.lock();
