@@ -31,7 +31,10 @@
 //! (default 20), `KVRUN_BENCH_SIZES` (e.g. `0,50`; default `0,1,10,50,200,1000`),
 //! `KVRUN_BENCH_AKV` (default `target/bench-tools/bin/akv`), `KVRUN_BENCH_NODE` (default `node`),
 //! `KVRUN_BENCH_LAUNCHERS` (some of `direct,kvrun,sequential,akv,node-each,node-all`; default all),
-//! `KVRUN_BENCH_VERBOSE=1` (kvrun with `-v`; shows its timing line for each case).
+//! `KVRUN_BENCH_VERBOSE=1` (kvrun with `-v`; shows its timing line for each case),
+//! `KVRUN_BENCH_CERT_DIR` (also trust this directory, e.g. `/etc/ssl/certs`, through
+//! `SSL_CERT_DIR`: every launcher built on rustls then loads a trust store the size of a real
+//! container's, as it does when neither `SSL_CERT_FILE` nor `SSL_CERT_DIR` is set).
 //! Prints progress on stderr and a markdown report on stdout.
 
 #![expect(
@@ -276,6 +279,9 @@ impl World {
             "ALL_PROXY",
         ] {
             base_env.push((name.into(), proxy_url.clone()));
+        }
+        if let Some(dir) = std::env::var_os("KVRUN_BENCH_CERT_DIR") {
+            base_env.push(("SSL_CERT_DIR".into(), dir));
         }
         for vault in 0..3 {
             fake.vault(&format!("bench{vault}"))
