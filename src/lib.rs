@@ -374,11 +374,13 @@ fn vault_client(
     args: &RunArgs,
     environment: &[(OsString, OsString)],
 ) -> Result<Arc<vault::VaultClient>, Error> {
-    let http = vault::http_client()
-        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
-    let transport = vault::transport::Transport::new(environment)
+    let tls = vault::transport::tls_config()
         .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
-    let credentials = vault::credential::Credentials::from_env(environment, http, args.credential);
+    let http = vault::http_client(tls.clone())
+        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+    let credentials = vault::credential::Credentials::from_env(environment, http, args.credential)
+        .with_tls(tls.clone());
+    let transport = vault::transport::Transport::new(environment, tls);
     let deadline = std::time::Instant::now() + args.timeout;
     Ok(Arc::new(vault::VaultClient::new(
         transport,

@@ -112,12 +112,14 @@ impl reqwest::dns::Resolve for Resolver {
     }
 }
 
-/// The HTTP client for token requests (`azure_identity`'s transport).
+/// The HTTP client for token requests (`azure_identity`'s transport), with the run's TLS
+/// settings ([`transport::tls_config`]).
 ///
 /// # Errors
-/// When the TLS configuration cannot be built (unreadable trust store).
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+/// When reqwest does not take the TLS settings (a rustls version other than its own).
+pub fn http_client(tls: rustls::ClientConfig) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .user_agent(concat!("kvrun/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .https_only(true)

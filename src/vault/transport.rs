@@ -97,19 +97,34 @@ pub struct Transport {
     origins: Mutex<HashMap<String, Arc<Origin>>>,
 }
 
+/// The TLS settings of every connection a run opens — vaults, Entra ID, a managed identity
+/// endpoint — built once and cloned (a clone shares the verifier): the OS trust store through
+/// rustls-platform-verifier, so `SSL_CERT_FILE` / `SSL_CERT_DIR` apply; HTTP/1.1.
+///
+/// Once, because loading the trust store is the costliest thing kvrun does before its first
+/// request: with neither variable set, rustls-native-certs reads the bundle *and* the directory
+/// (Debian's ca-certificates: ~300 files, ~4 ms of CPU here), and every `Verifier` (and every
+/// reqwest client left to build its own) loaded it again.
+///
+/// # Errors
+/// When the platform verifier cannot be set up.
+pub fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous() // not dangerous: the platform verifier is the standard one
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 impl Transport {
-    /// # Errors
-    /// When the platform verifier cannot be set up.
-    pub fn new(env: &[(OsString, OsString)]) -> Result<Arc<Self>, rustls::Error> {
+    /// Connections with `tls` ([`tls_config`]), through the proxy `env` names.
+    #[must_use]
+    pub fn new(env: &[(OsString, OsString)], tls: rustls::ClientConfig) -> Arc<Self> {
         let env = crate::source::Env(env);
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())?;
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous() // not dangerous: the platform verifier is the standard one
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         // The proxy settings from kvrun's environment snapshot, read as curl reads them.
         let mut proxy = Matcher::builder();
         if let Some(v) = env.get("ALL_PROXY").or_else(|| env.get("all_proxy")) {
@@ -121,12 +136,12 @@ impl Transport {
         if let Some(v) = env.get("NO_PROXY").or_else(|| env.get("no_proxy")) {
             proxy = proxy.no(v);
         }
-        Ok(Arc::new(Self {
-            tls: TlsConnector::from(Arc::new(config)),
+        Arc::new(Self {
+            tls: TlsConnector::from(Arc::new(tls)),
             proxy: proxy.build(),
             user_agent: concat!("kvrun/", env!("CARGO_PKG_VERSION")),
             origins: Mutex::new(HashMap::new()),
-        }))
+        })
     }
 
     fn origin(&self, authority: &str) -> Arc<Origin> {

@@ -80,10 +80,14 @@ impl ManagedIdentity {
         }
     }
 
-    fn http(&self) -> Result<&reqwest::Client, LinkError> {
+    fn http(&self, tls: Option<&rustls::ClientConfig>) -> Result<&reqwest::Client, LinkError> {
         self.http
             .get_or_init(|| {
-                reqwest::Client::builder()
+                let builder = match tls {
+                    Some(tls) => reqwest::Client::builder().tls_backend_preconfigured(tls.clone()),
+                    None => reqwest::Client::builder(),
+                };
+                builder
                     .no_proxy()
                     .redirect(reqwest::redirect::Policy::none())
                     .dns_resolver(std::sync::Arc::new(super::super::Resolver))
@@ -94,7 +98,11 @@ impl ManagedIdentity {
             .map_err(|e| LinkError::unavailable(format!("cannot build an HTTP client: {e}"), None))
     }
 
-    pub(crate) async fn token(&self, scope: &str) -> Result<Token, LinkError> {
+    pub(crate) async fn token(
+        &self,
+        scope: &str,
+        tls: Option<&rustls::ClientConfig>,
+    ) -> Result<Token, LinkError> {
         let resource = scope.trim_end_matches("/.default");
         let url = |base: &str, api_version: &str| {
             let mut query = vec![("api-version", api_version), ("resource", resource)];
@@ -108,7 +116,7 @@ impl ManagedIdentity {
                 )
             })
         };
-        let http = self.http()?;
+        let http = self.http(tls)?;
         let is_imds = matches!(self.endpoint, Endpoint::Imds { .. });
         let request = match &self.endpoint {
             Endpoint::AppService { url: base, header } => http

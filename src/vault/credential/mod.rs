@@ -194,6 +194,8 @@ pub struct Credentials {
     allowed_tenants: Vec<String>,
     authority_host: String,
     http: reqwest::Client,
+    /// For the managed identity endpoint's own client (no proxy, plain http allowed).
+    tls: Option<rustls::ClientConfig>,
     environment: Vec<(OsString, OsString)>,
     tokens: Mutex<HashMap<(String, String), Cell>>,
 }
@@ -230,9 +232,18 @@ impl Credentials {
                 .trim_end_matches('/')
                 .to_owned(),
             http,
+            tls: None,
             environment: environment.to_vec(),
             tokens: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The TLS settings a managed identity endpoint's client uses (the run's, shared, instead of
+    /// reqwest loading the trust store once more).
+    #[must_use]
+    pub fn with_tls(mut self, tls: rustls::ClientConfig) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The tenant a token will most likely be for, before any challenge has been seen, when the
@@ -398,7 +409,7 @@ impl Credentials {
                 self.assertion_token(tenant, client_id, assertion, scope, &hint)
                     .await
             }
-            Link::ManagedIdentity(identity) => identity.token(scope).await,
+            Link::ManagedIdentity(identity) => identity.token(scope, self.tls.as_ref()).await,
             Link::AzureCli | Link::Azd => {
                 self.check_tenant(self.configured_tenant.as_deref(), tenant)?;
                 let tool = if matches!(link, Link::AzureCli) {
