@@ -793,45 +793,46 @@ fn report(
             ratio(n, Launcher::NodeAll)
         );
     }
-    let _ = writeln!(
+    launcher_table(
         w,
-        "\nPeak RSS (largest `ru_maxrss` of any run, MB = 10^6 bytes):\n"
+        settings,
+        results,
+        "Peak RSS (largest `ru_maxrss` of any run, MB = 10^6 bytes)",
+        |s| format!("{:.1}", megabytes(s.max_rss_kib)),
     );
-    let _ = write!(w, "| N |");
-    for l in &Launcher::ALL[1..] {
-        let _ = write!(w, " {} |", l.label());
-    }
-    let _ = writeln!(w, "\n|---|{}", "---:|".repeat(Launcher::ALL.len() - 1));
-    for &(n, _) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
-        let _ = write!(w, "| {n} |");
-        for &l in &Launcher::ALL[1..] {
-            let cell =
-                get(n, l).map_or_else(String::new, |s| format!("{:.1}", megabytes(s.max_rss_kib)));
-            let _ = write!(w, " {cell} |");
-        }
-        let _ = writeln!(w);
-    }
-    let _ = writeln!(
+    launcher_table(
         w,
-        "\nRequests / connections per run (the last run's; vaults and token endpoint, through the proxy):\n"
+        settings,
+        results,
+        "Requests / connections per run (the last run's; vaults and token endpoint, through the proxy)",
+        |s| format!("{} / {}", s.requests, s.connections),
     );
-    let _ = write!(w, "| N |");
-    for l in &Launcher::ALL[1..] {
-        let _ = write!(w, " {} |", l.label());
-    }
-    let _ = writeln!(w, "\n|---|{}", "---:|".repeat(Launcher::ALL.len() - 1));
-    for &(n, _) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
-        let _ = write!(w, "| {n} |");
-        for &l in &Launcher::ALL[1..] {
-            let cell = get(n, l).map_or_else(String::new, |s| {
-                format!("{} / {}", s.requests, s.connections)
-            });
-            let _ = write!(w, " {cell} |");
-        }
-        let _ = writeln!(w);
-    }
     out.push_str(&targets(results, binary));
     out
+}
+
+/// A table of one figure per size and launcher (every launcher but the command run directly).
+fn launcher_table(
+    w: &mut String,
+    settings: &Settings,
+    results: &Results,
+    title: &str,
+    cell: impl Fn(&Stats) -> String,
+) {
+    let _ = writeln!(w, "\n{title}:\n");
+    let _ = write!(w, "| N |");
+    for l in &Launcher::ALL[1..] {
+        let _ = write!(w, " {} |", l.label());
+    }
+    let _ = writeln!(w, "\n|---|{}", "---:|".repeat(Launcher::ALL.len() - 1));
+    for &(n, _) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
+        let _ = write!(w, "| {n} |");
+        for &l in &Launcher::ALL[1..] {
+            let text = results.get(&(n, l)).map_or_else(String::new, &cell);
+            let _ = write!(w, " {text} |");
+        }
+        let _ = writeln!(w);
+    }
 }
 
 /// The targets, each met or missed, from the results.
