@@ -374,8 +374,8 @@ fn vault_client(
     args: &RunArgs,
     environment: &[(OsString, OsString)],
 ) -> Result<Arc<vault::VaultClient>, Error> {
-    let tls = vault::transport::tls_config()
-        .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
+    let tls =
+        vault::tls::config().map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
     let http = vault::http_client(tls.clone())
         .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
     let credentials = vault::credential::Credentials::from_env(environment, http, args.credential)

@@ -12,6 +12,7 @@ pub mod certificate;
 pub mod challenge;
 pub mod credential;
 pub mod retry;
+pub mod tls;
 pub mod transport;
 
 use std::fmt;
@@ -113,7 +114,7 @@ impl reqwest::dns::Resolve for Resolver {
 }
 
 /// The HTTP client for token requests (`azure_identity`'s transport), with the run's TLS
-/// settings ([`transport::tls_config`]).
+/// settings ([`tls::config`]).
 ///
 /// # Errors
 /// When reqwest does not take the TLS settings (a rustls version other than its own).

@@ -97,31 +97,8 @@ pub struct Transport {
     origins: Mutex<HashMap<String, Arc<Origin>>>,
 }
 
-/// The TLS settings of every connection a run opens — vaults, Entra ID, a managed identity
-/// endpoint — built once and cloned (a clone shares the verifier): the OS trust store through
-/// rustls-platform-verifier, so `SSL_CERT_FILE` / `SSL_CERT_DIR` apply; HTTP/1.1.
-///
-/// Once, because loading the trust store is the costliest thing kvrun does before its first
-/// request: with neither variable set, rustls-native-certs reads the bundle *and* the directory
-/// (Debian's ca-certificates: ~300 files, ~4 ms of CPU here), and every `Verifier` (and every
-/// reqwest client left to build its own) loaded it again.
-///
-/// # Errors
-/// When the platform verifier cannot be set up.
-pub fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .dangerous() // not dangerous: the platform verifier is the standard one
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
 impl Transport {
-    /// Connections with `tls` ([`tls_config`]), through the proxy `env` names.
+    /// Connections with `tls` ([`super::tls::config`]), through the proxy `env` names.
     #[must_use]
     pub fn new(env: &[(OsString, OsString)], tls: rustls::ClientConfig) -> Arc<Self> {
         let env = crate::source::Env(env);
