@@ -315,6 +315,27 @@ fn a_redirect_is_not_followed() {
 }
 
 #[test]
+fn no_trust_store_at_all_fails_each_vault_with_a_hint_and_no_request() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("s", "v");
+    let missing = world.dir.path().join("no-such-ca");
+    let output = run(world
+        .kvrun()
+        .env("SSL_CERT_FILE", &missing)
+        .env("SSL_CERT_DIR", &missing)
+        .env("S", world.url("kv1", "s"))
+        .args(["--", "true"]));
+    assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("No CA certificates were loaded"), "{err}");
+    assert!(
+        err.contains("hint:") && err.contains("SSL_CERT_FILE"),
+        "{err}"
+    );
+    assert!(world.fake.requests().is_empty());
+}
+
+#[test]
 fn an_untrusted_certificate_fails_at_once_without_a_retry_storm() {
     let world = World::new();
     let stranger = FakeAzure::start();
