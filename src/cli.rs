@@ -99,6 +99,8 @@ pub enum Command {
     #[command(
         after_long_help = "Examples:\n  kvrun export --format dotenv > .env.resolved\n  \
         eval \"$(kvrun export --format shell)\"\n  kvrun export --format docker > env.list && docker run --env-file env.list app"
+    ,
+        mut_args = hide_launch_option
     )]
     Export {
         /// dotenv (npm dotenv quoting), shell (POSIX `export`), json (one object), docker (`--env-file`).
@@ -112,6 +114,8 @@ pub enum Command {
     /// origin, vault, secret, version, status and latency — never values. Exits as a run would.
     #[command(
         after_long_help = "Examples:\n  kvrun check\n  kvrun check --json --env-file prod.env | jq '.[] | select(.status != \"ok\")'"
+    ,
+        mut_args = hide_launch_option
     )]
     Check {
         /// One JSON array of rows instead of a table.
@@ -133,6 +137,33 @@ pub enum Command {
     /// Print kvrun's man page (roff), generated from this command line.
     #[command(after_long_help = "Example:\n  kvrun man > /usr/local/share/man/man1/kvrun.1")]
     Man,
+}
+
+/// The options that shape how the command is started (supervision, files, the child's
+/// environment): `check` and `export` start nothing, so their help leaves these out. They are
+/// still accepted there, and ignored, so that one set of `KVRUN_*` variables (a container's) serves
+/// a run, a `check` and an `export` alike.
+const LAUNCH_OPTIONS: [&str; 12] = [
+    "hide_credentials",
+    "init",
+    "no_init",
+    "watch",
+    "reload_signal",
+    "stop_timeout",
+    "clear_env",
+    "keep_env",
+    "file_var",
+    "file_mode",
+    "file_owner",
+    "secrets_dir",
+];
+
+fn hide_launch_option(arg: clap::Arg) -> clap::Arg {
+    if LAUNCH_OPTIONS.contains(&arg.get_id().as_str()) {
+        arg.hide(true)
+    } else {
+        arg
+    }
 }
 
 /// `kvrun --version`: the version and the commit it was built from.
@@ -304,6 +335,24 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn check_and_export_hide_the_launch_options_but_accept_them() {
+        let cli = Cli::command();
+        for name in ["check", "export"] {
+            let sub = cli.find_subcommand(name).unwrap();
+            for id in LAUNCH_OPTIONS {
+                let arg = sub.get_arguments().find(|a| a.get_id() == id);
+                assert!(arg.is_some_and(clap::Arg::is_hide_set), "{name} --{id}");
+            }
+            let shown = sub.get_arguments().filter(|a| !a.is_hide_set()).count();
+            assert!(shown > 10, "{name}: the resolution options stay visible");
+        }
+        let run = cli.get_arguments().find(|a| a.get_id() == "watch").unwrap();
+        assert!(!run.is_hide_set(), "a run shows them");
+        let cli = Cli::try_parse_from(["kvrun", "check", "--watch", "5m", "--init"]).unwrap();
+        assert!(matches!(cli.subcommand, Some(Command::Check { .. })));
     }
 
     #[test]
