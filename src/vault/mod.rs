@@ -245,8 +245,8 @@ impl VaultClient {
     }
 
     /// GET a secret without a token: the first request to a vault. Returns the verified challenge,
-    /// or the value if the vault (oddly) served it without one. Once its connection is up, `warm`
-    /// more connections are opened for the authenticated requests that follow.
+    /// or the value if the vault (oddly) served it without one. Once its TCP connection is up,
+    /// `warm` more connections are opened for the authenticated requests that follow.
     ///
     /// # Errors
     /// Anything but a verifiable 401 challenge or a value.

@@ -4,9 +4,10 @@
 //! a start is dominated by round trips. The first request to a vault must go without a token, and
 //! the authenticated requests after it each need a connection. reqwest opens a connection only
 //! when a request needs one, so every secret beyond the first paid a fresh TCP + TLS handshake
-//! *after* the challenge came back. Here, as soon as the first connection to a vault is up, the
-//! others are opened while the challenge request (and the token request) are in flight, and the
-//! authenticated requests find them ready. No extra request is sent to the vault.
+//! *after* the challenge came back. Here, as soon as the first connection to a vault has its TCP
+//! part (or proxy tunnel) up, the others are opened while its TLS handshake, the challenge request
+//! and the token request are in flight, and the authenticated requests find them ready. No extra
+//! request is sent to the vault.
 //!
 //! Same trust and proxy rules as the reqwest client: the OS trust store through
 //! rustls-platform-verifier (so `SSL_CERT_FILE` / `SSL_CERT_DIR` apply), `HTTPS_PROXY` /
