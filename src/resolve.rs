@@ -121,16 +121,20 @@ async fn resolve_vault(
 ) {
     let started = std::time::Instant::now();
     let (first_index, first) = secrets[0].clone();
+    // A vault seen earlier in this process (a `--watch` check) is not challenged again.
+    let known = client.known_challenge(&first);
     // Overlap the token request with the challenge round trip. The token goes nowhere until the
     // challenge has been verified; a wrong guess only costs one unused token.
-    if let (Some(tenant), Some(scope)) = (
-        client.credentials().expected_tenant(),
-        expected_scope(&first),
-    ) {
+    if known.is_none()
+        && let (Some(tenant), Some(scope)) = (
+            client.credentials().expected_tenant(),
+            expected_scope(&first),
+        )
+    {
         let tenant = tenant.to_owned();
         let client = client.clone();
         tokio::spawn(async move {
-            let _ = client.credentials().token(&tenant, &scope).await;
+            let _ = client.token(&tenant, &scope).await;
         });
     }
     // Open the connections the authenticated requests will use while the challenge and the
@@ -140,7 +144,9 @@ async fn resolve_vault(
     } else {
         secrets.len().min(concurrency) - 1
     };
-    let probe = {
+    let probe = if let Some(challenge) = known {
+        Ok(Probe::Challenge(challenge))
+    } else {
         let _permit = permit(global.as_ref()).await;
         let _span = timing::Phase::Challenge.span();
         client.probe(&first, warm).await

@@ -684,13 +684,13 @@ fn workload_identity_rereads_a_rotated_token_file() {
         .unwrap();
     let scope = "https://vault.localhost/.default";
     let first = runtime
-        .block_on(credentials.token(DEFAULT_TENANT, scope))
+        .block_on(credentials.token(DEFAULT_TENANT, scope, deadline()))
         .unwrap();
     std::fs::write(&file, "jwt-after-rotation").unwrap();
     fake.add_client(WI_CLIENT, "jwt-after-rotation");
     credentials.invalidate(DEFAULT_TENANT, scope, &first);
     runtime
-        .block_on(credentials.token(DEFAULT_TENANT, scope))
+        .block_on(credentials.token(DEFAULT_TENANT, scope, deadline()))
         .unwrap();
     let assertions: Vec<String> = fake
         .requests()
@@ -706,6 +706,11 @@ fn workload_identity_rereads_a_rotated_token_file() {
 }
 
 /// `*.localhost` to loopback, for the library-level test above (kvrun's own resolver is private).
+/// A deadline for a token request that a test makes directly.
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
+
 struct LoopbackResolver;
 
 impl reqwest::dns::Resolve for LoopbackResolver {
@@ -1351,55 +1356,6 @@ fn an_expired_server_certificate_is_refused_without_retries() {
         world.fake.connections()
     );
     assert!(world.fake.requests().is_empty());
-}
-
-#[test]
-fn fifty_replicas_starting_at_once_against_a_throttling_vault_all_start() {
-    // A vault that serves 100 GETs per second and throttles the rest with Retry-After: 1s.
-    const REPLICAS: usize = 50;
-    const SECRETS: usize = 10;
-    let world = World::new();
-    let kv = world.fake.vault("fleet");
-    let mut command_env = Vec::new();
-    for i in 0..SECRETS {
-        kv.set_secret(&format!("s{i}"), &format!("v{i}"));
-        command_env.push((format!("S{i}"), world.url("fleet", &format!("s{i}"))));
-    }
-    kv.set_rate_limit(100, Duration::from_secs(1), Duration::from_secs(1));
-    let children: Vec<_> = (0..REPLICAS)
-        .map(|_| {
-            let mut command = world.kvrun();
-            command.envs(command_env.iter().map(|(k, v)| (k, v)));
-            command
-                .args(["--", "sh", "-c", "printf started"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let started = Instant::now();
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "{}", stderr(&output));
-        assert_eq!(output.stdout, b"started");
-    }
-    // Within the default --timeout (30 s), and within the documented worst case 6V + 12N each.
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(
-        world.fake.throttled() > 0,
-        "the test must actually throttle"
-    );
-    let bound = REPLICAS * (6 + 12 * SECRETS);
-    assert!(
-        world.fake.vault_gets() <= bound,
-        "{} GETs > {bound}",
-        world.fake.vault_gets()
-    );
 }
 
 #[test]

@@ -6,49 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::lines::Lines;
 use common::{World, assert_no_leak, child_env, run, stderr, wait_until};
 use kvrun_fake::{Fault, SecretAttrs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-/// The lines a process writes, read by a thread of their own.
-struct Lines(Receiver<String>);
-
-impl Lines {
-    fn of(reader: impl std::io::Read + Send + 'static) -> Self {
-        let (sender, receiver) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(reader).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self(receiver)
-    }
-
-    /// The next line that satisfies `want`, within `limit`; the lines skipped on the way.
-    fn expect(&self, what: &str, limit: Duration, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.0.recv_timeout(left) {
-                Ok(line) if want(&line) => return line,
-                Ok(line) => seen.push(line),
-                Err(e) => panic!("no line {what} within {limit:?} ({e}); saw {seen:?}"),
-            }
-        }
-    }
-}
 
 /// `world.kvrun()` started through `env --default-signal`: kvrun passes on the dispositions it
 /// inherits, as exec does, and a test runner started from a shell may have SIGINT ignored (a

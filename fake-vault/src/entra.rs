@@ -33,7 +33,10 @@ pub(crate) fn handle(
     form: &[(String, String)],
 ) -> Result<Response<Body>, Fault> {
     if let Some(fault) = state.token_faults.pop_front() {
-        let injected = |status: StatusCode| {
+        let injected = |status: StatusCode, text: Option<(&str, &str)>| {
+            if let Some((error, description)) = text {
+                return aad_error(status, error, 0, description);
+            }
             let error = match status.as_u16() {
                 429 | 503 => "temporarily_unavailable",
                 500.. => "server_error",

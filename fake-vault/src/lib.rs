@@ -161,6 +161,14 @@ pub enum Fault {
         header: &'static str,
         value: String,
     },
+    /// This status with the service's own error body, carrying this error code and message
+    /// verbatim (a vault's `error.code`/`error.message`, Entra's and a managed identity's
+    /// `error`/`error_description`): for text a client must show safely (control characters).
+    ErrorText {
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// A 200 with a valid body that lacks the value: from a vault a `SecretBundle` without
     /// `value` (the requested version's bundle if it exists, else one made up for the requested
     /// name with a new version id); from the token endpoint and a managed identity, a token
@@ -554,6 +562,22 @@ impl VaultHandle {
         self.with(|v| v.faults.extend(std::iter::repeat_n(fault, count)));
     }
 
+    /// The next `count` requests for the secret `name` (any version, with or without a token)
+    /// get `fault`, after this vault's [`VaultHandle::fail_next`] faults and before every other
+    /// check (the rate limit neither counts nor throttles them). Calls queue up behind each other.
+    ///
+    /// # Panics
+    /// If `fault` is a [`Fault::RetryAfter`] with an invalid header name or value.
+    pub fn fail_secret(&self, name: &str, fault: Fault, count: usize) {
+        fault.check();
+        self.with(|v| {
+            v.secret_faults
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .extend(std::iter::repeat_n(fault, count));
+        });
+    }
+
     /// Throttles this vault like Key Vault (PROTOCOL.md §4) with a fixed window: a window starts
     /// at the first GET after the previous one ended (or after this call) and lasts `window`;
     /// the first `max_requests` GETs in it are counted and answered as usual, the rest get 429
@@ -578,7 +602,9 @@ impl Fault {
     /// The status of a fault that a service answers with its own error body.
     pub(crate) fn error_status(&self) -> Option<StatusCode> {
         match self {
-            Fault::Status(code) | Fault::RetryAfter { status: code, .. } => {
+            Fault::Status(code)
+            | Fault::RetryAfter { status: code, .. }
+            | Fault::ErrorText { status: code, .. } => {
                 Some(StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
             }
             _ => None,
@@ -612,16 +638,21 @@ fn retry_header(name: &str, value: &str) -> (HeaderName, HeaderValue) {
     (header, value)
 }
 
-/// Plays a fault popped by a service: an error status is answered with `error(status)` (plus
-/// the retry header of a [`Fault::RetryAfter`]), [`Fault::NoValue`] with `no_value()`; `Err` is
-/// a transport-level fault for [`transport_fault`].
+/// Plays a fault popped by a service: an error status is answered with `error(status, text)`
+/// (`text`: the code and message of a [`Fault::ErrorText`]; plus the retry header of a
+/// [`Fault::RetryAfter`]), [`Fault::NoValue`] with `no_value()`; `Err` is a transport-level
+/// fault for [`transport_fault`].
 pub(crate) fn play_fault(
     fault: Fault,
-    error: impl FnOnce(StatusCode) -> Response<Body>,
+    error: impl FnOnce(StatusCode, Option<(&str, &str)>) -> Response<Body>,
     no_value: impl FnOnce() -> Response<Body>,
 ) -> Result<Response<Body>, Fault> {
     if let Some(status) = fault.error_status() {
-        let mut response = error(status);
+        let text = match &fault {
+            Fault::ErrorText { code, message, .. } => Some((code.as_str(), message.as_str())),
+            _ => None,
+        };
+        let mut response = error(status, text);
         fault.add_retry_header(&mut response);
         return Ok(response);
     }
@@ -748,7 +779,7 @@ async fn transport_fault(fault: Fault) -> Reply {
     let builder = Response::builder();
     let response = match fault {
         // The services answer these themselves ([`play_fault`]); bare versions for completeness.
-        Fault::Status(_) | Fault::RetryAfter { .. } => {
+        Fault::Status(_) | Fault::RetryAfter { .. } | Fault::ErrorText { .. } => {
             let status = fault.error_status().expect("an error status");
             let mut response = Response::new(Empty::new().boxed());
             *response.status_mut() = status;

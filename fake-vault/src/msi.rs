@@ -189,7 +189,10 @@ async fn handle(inner: Arc<Inner>, request: Request<Incoming>) -> Reply {
         return std::future::pending().await;
     }
     if let Some(fault) = fault {
-        let injected = |status: StatusCode| {
+        let injected = |status: StatusCode, text: Option<(&str, &str)>| {
+            if let Some((kind, description)) = text {
+                return error(status, kind, description);
+            }
             let reason = status.canonical_reason().unwrap_or("Error");
             let description = format!("{reason} (injected by kvrun-fake)");
             let kind = match status.as_u16() {

@@ -38,6 +38,8 @@ pub(crate) struct Vault {
     pub new_style: bool,
     pub deny: Option<DenyCode>,
     pub faults: VecDeque<Fault>,
+    /// Faults for one secret, by lower-cased name (`VaultHandle::fail_secret`).
+    pub secret_faults: HashMap<String, VecDeque<Fault>>,
     pub rate_limit: Option<RateLimit>,
     /// By lower-cased name.
     secrets: HashMap<String, Secret>,
@@ -66,6 +68,7 @@ impl Vault {
             new_style: false,
             deny: None,
             faults: VecDeque::new(),
+            secret_faults: HashMap::new(),
             rate_limit: None,
             secrets: HashMap::new(),
         }
@@ -208,11 +211,25 @@ pub(crate) fn handle(
         let message = format!("kvrun-fake has no vault '{name}' (create it with FakeAzure::vault)");
         return Ok(not_found("NotFound", &message));
     };
-    if let Some(fault) = vault.faults.pop_front() {
+    let mut secret_fault = || {
+        let name = path.strip_prefix("/secrets/")?.split('/').next()?;
+        vault
+            .secret_faults
+            .get_mut(&name.to_ascii_lowercase())?
+            .pop_front()
+    };
+    let fault = match vault.faults.pop_front() {
+        Some(fault) => Some(fault),
+        None => secret_fault(),
+    };
+    if let Some(fault) = fault {
         let vault = &*vault;
         return play_fault(
             fault,
-            |status| vault.status(status),
+            |status, text| match text {
+                Some((code, message)) => json_error(status, code, None, message),
+                None => vault.status(status),
+            },
             || vault.no_value(port, path),
         );
     }

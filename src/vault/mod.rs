@@ -12,12 +12,14 @@ pub mod certificate;
 pub mod challenge;
 pub mod credential;
 pub mod retry;
+pub mod throttle;
 pub mod tls;
 pub mod transport;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -26,6 +28,8 @@ use crate::error::FailureClass;
 use crate::reference::SecretRef;
 use challenge::Challenge;
 use credential::{Credentials, Token};
+use retry::{Next, Retry, Schedule};
+use throttle::Throttle;
 use transport::{Transport, TransportError};
 
 /// The Key Vault REST API version kvrun speaks (the Rust SDK 1.0's).
@@ -90,6 +94,25 @@ impl From<credential::AuthFailure> for FetchError {
     fn from(f: credential::AuthFailure) -> Self {
         Self::new(f.class, f.reason, f.hint)
     }
+}
+
+/// Text that came from a server (Key Vault's error code and message, Entra's description, a
+/// proxy's status line, a certificate's names), made safe for a terminal: control characters
+/// (ESC, CR, BEL, …) and the Unicode controls that reorder or break lines are written as Rust
+/// escapes (`\u{1b}`, `\r`), so that a hostile server can neither clear the screen nor forge a
+/// line of kvrun's output. Everything else is kept as it is.
+#[must_use]
+pub fn untrusted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || reorders {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Resolves `localhost` and `*.localhost` to loopback without asking DNS (RFC 6761 §6.3); every
@@ -159,9 +182,10 @@ fn warn_validity(secret: &SecretRef, attributes: &Attributes) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let when = |t: u64| {
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t))
-            .to_string()
+    // A time past the year 9999 (a server's nonsense) is shown as the number it sent.
+    let when = |t: u64| match std::time::UNIX_EPOCH.checked_add(Duration::from_secs(t)) {
+        Some(at) if t <= 253_402_300_799 => humantime::format_rfc3339_seconds(at).to_string(),
+        _ => format!("{t} (Unix time)"),
     };
     if let Some(exp) = attributes.exp.filter(|&exp| exp <= now) {
         tracing::warn!(
@@ -201,6 +225,12 @@ pub struct VaultClient {
     deadline: std::sync::Mutex<Instant>,
     /// Time spent on each secret's requests, retries included (`kvrun check`'s latency column).
     spent: std::sync::Mutex<std::collections::HashMap<(String, String, String), Duration>>,
+    /// The verified challenge of each vault (by lower-cased vault URL), kept for the life of the
+    /// process as the SDKs keep it: a `--watch` check sends just its GETs. A 401 on a later GET
+    /// verifies the challenge it carries afresh.
+    challenges: Mutex<HashMap<String, Challenge>>,
+    /// Each vault's in-flight limit ([`throttle`]).
+    throttles: Mutex<HashMap<String, Arc<Throttle>>>,
 }
 
 impl VaultClient {
@@ -211,7 +241,44 @@ impl VaultClient {
             credentials,
             deadline: std::sync::Mutex::new(deadline),
             spent: std::sync::Mutex::default(),
+            challenges: Mutex::default(),
+            throttles: Mutex::default(),
         }
+    }
+
+    /// The challenge verified for `secret`'s vault earlier in this process, if any.
+    #[must_use]
+    pub fn known_challenge(&self, secret: &SecretRef) -> Option<Challenge> {
+        self.challenges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&secret.vault_url.to_ascii_lowercase())
+            .cloned()
+    }
+
+    fn remember_challenge(&self, secret: &SecretRef, challenge: &Challenge) {
+        self.challenges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(secret.vault_url.to_ascii_lowercase(), challenge.clone());
+    }
+
+    fn throttle(&self, secret: &SecretRef) -> Arc<Throttle> {
+        self.throttles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(secret.vault_url.to_ascii_lowercase())
+            .or_default()
+            .clone()
+    }
+
+    /// A token for a challenge's tenant and scope, within the run's deadline (see
+    /// [`Credentials::token`]).
+    ///
+    /// # Errors
+    /// No token could be had.
+    pub async fn token(&self, tenant: &str, scope: &str) -> Result<Token, credential::AuthFailure> {
+        self.credentials.token(tenant, scope, self.deadline()).await
     }
 
     /// Time spent on `secret`'s requests so far.
@@ -253,15 +320,11 @@ impl VaultClient {
     pub async fn probe(&self, secret: &SecretRef, warm: usize) -> Result<Probe, FetchError> {
         match self.get(secret, None, warm).await {
             Answer::Value(v) => Ok(Probe::Value(v)),
-            Answer::Challenge(header, _) => challenge::verify(header.as_deref(), secret.vault_host())
-                .map(Probe::Challenge)
-                .map_err(|e| {
-                    FetchError::new(
-                        FailureClass::Protocol,
-                        e.to_string(),
-                        Some("the server is not the Key Vault it claims to be, or a proxy rewrote its answer".into()),
-                    )
-                }),
+            Answer::Challenge(header, _) => {
+                let challenge = verify(header.as_deref(), secret)?;
+                self.remember_challenge(secret, &challenge);
+                Ok(Probe::Challenge(challenge))
+            }
             Answer::Failed(e) => Err(e),
         }
     }
@@ -276,18 +339,23 @@ impl VaultClient {
         secret: &SecretRef,
         challenge: &Challenge,
     ) -> Result<SecretValue, FetchError> {
+        let mut challenge = challenge.clone();
         let mut attempt = 0;
         loop {
-            let token = self
-                .credentials
-                .token(&challenge.tenant, &challenge.scope)
-                .await?;
+            let token = self.token(&challenge.tenant, &challenge.scope).await?;
             match self.get(secret, Some(&token), 0).await {
                 Answer::Value(v) => return Ok(v),
                 Answer::Failed(e) => return Err(e),
-                Answer::Challenge(..) if attempt == 0 => {
+                Answer::Challenge(header, _) if attempt == 0 => {
+                    // The token was revoked or has expired, or the vault moved to another
+                    // tenant: verify what it asks for now before any token goes out again.
                     self.credentials
                         .invalidate(&challenge.tenant, &challenge.scope, &token);
+                    let fresh = verify(header.as_deref(), secret)?;
+                    if fresh != challenge {
+                        self.remember_challenge(secret, &fresh);
+                        challenge = fresh;
+                    }
                     attempt += 1;
                 }
                 Answer::Challenge(_, body) => {
@@ -323,11 +391,19 @@ impl VaultClient {
         token: Option<&Token>,
         warm: usize,
     ) -> Answer {
-        let mut attempts = 0;
+        let throttle = self.throttle(secret);
+        let mut schedule = Schedule::default();
+        let mut first = true;
         loop {
             // The run's deadline is enforced above (resolve); this bounds one hung attempt.
-            let warm = if attempts == 0 { warm } else { 0 };
-            let outcome =
+            let warm = if first { warm } else { 0 };
+            first = false;
+            let Attempt {
+                answer,
+                retry,
+                throttled,
+            } = {
+                let _place = throttle.enter().await;
                 tokio::time::timeout(retry::ATTEMPT_TIMEOUT, self.attempt(secret, token, warm))
                     .await
                     .unwrap_or_else(|_| {
@@ -336,32 +412,31 @@ impl VaultClient {
                             format!("no answer within {}s", retry::ATTEMPT_TIMEOUT.as_secs()),
                             Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),
                         );
-                        Attempt::new(Answer::Failed(failure), true, None)
-                    });
-            attempts += 1;
-            let Attempt {
-                answer,
-                again,
-                asked,
-            } = outcome;
-            if !again {
-                return answer;
+                        Attempt::new(Answer::Failed(failure), Retry::Backoff)
+                    })
+            };
+            if throttled {
+                throttle.throttled();
+            } else if retry == Retry::Never {
+                throttle.succeeded();
             }
-            let wait = retry::backoff(attempts - 1, asked, retry::random());
-            if attempts >= retry::MAX_ATTEMPTS || Instant::now() + wait >= self.deadline() {
-                return match answer {
-                    Answer::Failed(mut e) if attempts > 1 => {
-                        e.reason = format!("{} (gave up after {attempts} attempts)", e.reason);
-                        Answer::Failed(e)
-                    }
-                    other => other,
-                };
-            }
+            let wait = match schedule.next(retry, Instant::now(), self.deadline(), retry::random())
+            {
+                Next::Wait(wait) => wait,
+                Next::GiveUp(why) => {
+                    return match (answer, why) {
+                        (Answer::Failed(mut e), Some(why)) => {
+                            e.reason = format!("{} ({})", e.reason, why.describe("the vault"));
+                            Answer::Failed(e)
+                        }
+                        (answer, _) => answer,
+                    };
+                }
+            };
             if let Answer::Failed(e) = &answer {
                 tracing::info!(
                     vault = secret.vault_host(),
                     secret = %secret.name,
-                    attempt = attempts,
                     wait_ms = wait.as_millis(),
                     reason = %e.reason,
                     "retrying"
@@ -387,8 +462,11 @@ impl VaultClient {
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
-                let again = matches!(e, TransportError::Unreachable(_));
-                return Attempt::new(Answer::Failed(transport_error(e)), again, None);
+                let retry = match e {
+                    TransportError::Unreachable(_) => Retry::Backoff,
+                    TransportError::Untrusted(_) | TransportError::TooLarge(_) => Retry::Never,
+                };
+                return Attempt::new(Answer::Failed(transport_error(e)), retry);
             }
         };
         let status = reply.status;
@@ -403,9 +481,13 @@ impl VaultClient {
         if status == 401 {
             return Attempt::done(Answer::Challenge(reply.www_authenticate, reply.body));
         }
-        if retry::retryable(status) {
+        let retry = Retry::for_status(status, reply.retry_after);
+        if retry != Retry::Never {
             let failure = status_error(status, &reply.body, secret);
-            return Attempt::new(Answer::Failed(failure), true, reply.retry_after);
+            return Attempt {
+                throttled: status == 429,
+                ..Attempt::new(Answer::Failed(failure), retry)
+            };
         }
         if (300..400).contains(&status) {
             return Attempt::done(Answer::Failed(FetchError::new(
@@ -442,25 +524,40 @@ impl VaultClient {
     }
 }
 
-/// One attempt's answer; `again` when another attempt could change it, after at least `asked`.
+/// One attempt's answer, whether another attempt could change it, and whether the vault
+/// throttled it.
 struct Attempt {
     answer: Answer,
-    again: bool,
-    asked: Option<Duration>,
+    retry: Retry,
+    throttled: bool,
 }
 
 impl Attempt {
-    fn new(answer: Answer, again: bool, asked: Option<Duration>) -> Self {
+    fn new(answer: Answer, retry: Retry) -> Self {
         Self {
             answer,
-            again,
-            asked,
+            retry,
+            throttled: false,
         }
     }
 
     fn done(answer: Answer) -> Self {
-        Self::new(answer, false, None)
+        Self::new(answer, Retry::Never)
     }
+}
+
+/// Verify the challenge of a 401 from `secret`'s vault.
+fn verify(header: Option<&str>, secret: &SecretRef) -> Result<Challenge, FetchError> {
+    challenge::verify(header, secret.vault_host()).map_err(|e| {
+        FetchError::new(
+            FailureClass::Protocol,
+            untrusted(&e.to_string()),
+            Some(
+                "the server is not the Key Vault it claims to be, or a proxy rewrote its answer"
+                    .into(),
+            ),
+        )
+    })
 }
 
 /// The outcome of the first, unauthenticated request to a vault.
@@ -474,13 +571,13 @@ fn transport_error(err: TransportError) -> FetchError {
     match err {
         TransportError::Untrusted(detail) => FetchError::new(
             FailureClass::Protocol,
-            format!("TLS: {detail}"),
+            format!("TLS: {}", untrusted(&detail)),
             Some("the server's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
         ),
         TransportError::TooLarge(_) => FetchError::new(FailureClass::Protocol, err.to_string(), None),
         TransportError::Unreachable(detail) => FetchError::new(
             FailureClass::Unavailable,
-            format!("could not reach the vault: {detail}"),
+            format!("could not reach the vault: {}", untrusted(&detail)),
             Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),
         ),
     }
@@ -502,17 +599,18 @@ fn status_error(status: u16, body: &[u8], secret: &SecretRef) -> FetchError {
     let first_sentence = first_line
         .find(". ")
         .map_or(first_line, |end| &first_line[..=end]);
-    let mut message: String = first_sentence.chars().take(300).collect();
+    let mut message = untrusted(&first_sentence.chars().take(300).collect::<String>());
     if !message.is_empty() {
         message = format!(": {message}");
     }
+    let code = untrusted(&code.chars().take(100).collect::<String>());
     let reason = if code.is_empty() {
         format!("{status}{message}")
     } else {
         format!("{status} {code}{message}")
     };
     let vault = secret.vault_host().split('.').next().unwrap_or_default();
-    let (class, hint) = match (status, code) {
+    let (class, hint) = match (status, code.as_str()) {
         (403, "SecretDisabled") => (
             FailureClass::NotFound,
             format!("the secret is disabled; enable it: az keyvault secret set-attributes --vault-name {vault} --name {} --enabled true", secret.name),
@@ -529,14 +627,14 @@ fn status_error(status: u16, body: &[u8], secret: &SecretRef) -> FetchError {
             FailureClass::NotFound,
             format!("check the name and version: az keyvault secret show --vault-name {vault} --name {}", secret.name),
         ),
-        (408 | 429 | 500..=599, _) => (
+        (s, _) if retry::transient_status(s) => (
             FailureClass::Unavailable,
             "the vault is throttling or unavailable; try again later".into(),
         ),
         _ => (FailureClass::Protocol, "an unexpected answer from the vault".into()),
     };
     FetchError {
-        vault_wide: matches!(status, 408 | 429 | 500..=599),
+        vault_wide: retry::transient_status(status),
         ..FetchError::new(class, reason, Some(hint))
     }
 }

@@ -7,6 +7,8 @@
     reason = "the harness hands its PATH to kvrun"
 )]
 
+pub mod lines;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

@@ -12,6 +12,9 @@
 //!   the override the official SDKs read (AAD Pod Identity's NMI, and kvrun's tests).
 //!
 //! Both endpoints are plain http on a local address by design, and never go through a proxy.
+//! Their answers are read up to 64 KiB ([`super::capped`]); their failures are retried by kvrun's
+//! rule ([`crate::vault::retry`]), with one exception the IMDS guidance documents: IMDS's 410
+//! means "not ready yet" (the first minute of a VM) and is tried again like a 503.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -21,9 +24,11 @@ use serde::Deserialize;
 
 use super::{
     AZURE_CLIENT_ID, AZURE_POD_IDENTITY_AUTHORITY_HOST, AuthFailure, Env, IDENTITY_ENDPOINT,
-    IDENTITY_HEADER, LinkError, Token,
+    IDENTITY_HEADER, LinkError, Token, capped,
 };
 use crate::error::FailureClass;
+use crate::vault::retry::{self, Retry};
+use crate::vault::untrusted;
 
 /// How long IMDS has to answer the probe. On an Azure VM it answers in about a millisecond.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -46,6 +51,30 @@ pub struct ManagedIdentity {
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
+    /// Unix seconds, as a number or a string (App Service sends a string).
+    expires_on: Option<serde_json::Value>,
+    /// Seconds from now (IMDS sends it too, as a string).
+    expires_in: Option<serde_json::Value>,
+}
+
+impl TokenResponse {
+    /// When the token expires, from `expires_on` or else `expires_in`.
+    fn expires_on(&self) -> Option<std::time::SystemTime> {
+        let seconds = |v: &serde_json::Value| match v {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        let after = |base: std::time::SystemTime, s: u64| base.checked_add(Duration::from_secs(s));
+        self.expires_on
+            .as_ref()
+            .and_then(seconds)
+            .and_then(|s| after(std::time::UNIX_EPOCH, s))
+            .or_else(|| {
+                let s = self.expires_in.as_ref().and_then(seconds)?;
+                after(std::time::SystemTime::now(), s)
+            })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -132,18 +161,49 @@ impl ManagedIdentity {
             }
         };
         // From here the endpoint is known to be there: its failures stop the chain.
-        let response = request.timeout(TOKEN_TIMEOUT).send().await.map_err(|e| {
+        let unanswered = |e: &dyn std::fmt::Display| {
             LinkError::failed(AuthFailure {
                 class: FailureClass::Unavailable,
-                reason: format!("the managed identity endpoint did not answer: {e}"),
+                reason: untrusted(&format!(
+                    "the managed identity endpoint did not answer: {e}"
+                )),
                 hint: None,
             })
-        })?;
+            .retry(Retry::Backoff)
+        };
+        let response = request
+            .timeout(TOKEN_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| unanswered(&e))?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.unwrap_or_default();
+        let asked = retry::retry_after(
+            |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            },
+            std::time::SystemTime::now(),
+        );
+        let body = match capped::read_body(response, capped::MAX_BODY).await {
+            Ok(body) => body,
+            Err(capped::BodyError::TooLarge) => {
+                return Err(LinkError::failed(AuthFailure {
+                    class: FailureClass::Protocol,
+                    reason: format!(
+                        "the managed identity endpoint's answer is larger than {} KiB",
+                        capped::MAX_BODY / 1024
+                    ),
+                    hint: None,
+                }));
+            }
+            Err(capped::BodyError::Broken(e)) => return Err(unanswered(&e)),
+        };
         if status == 200 {
             return serde_json::from_slice::<TokenResponse>(&body)
-                .map(|t| Token::new(t.access_token))
+                .map(|t| Token::new(t.access_token.clone(), t.expires_on()))
                 .map_err(|_| {
                     LinkError::failed(AuthFailure {
                         class: FailureClass::Protocol,
@@ -152,7 +212,18 @@ impl ManagedIdentity {
                     })
                 });
         }
-        let detail = serde_json::from_slice::<ErrorResponse>(&body).unwrap_or_default();
+        Err(self.refusal(status, &body, asked, is_imds))
+    }
+
+    /// The failure for an error status from the endpoint.
+    fn refusal(
+        &self,
+        status: u16,
+        body: &[u8],
+        asked: Option<Duration>,
+        is_imds: bool,
+    ) -> LinkError {
+        let detail = serde_json::from_slice::<ErrorResponse>(body).unwrap_or_default();
         let what = [detail.error_description, detail.message, detail.error]
             .into_iter()
             .find(|s| !s.is_empty())
@@ -164,7 +235,10 @@ impl ManagedIdentity {
             .chars()
             .take(200)
             .collect();
-        let reason = format!("the managed identity endpoint answered {status}: {what}");
+        let reason = format!(
+            "the managed identity endpoint answered {status}: {}",
+            untrusted(&what)
+        );
         let hint = Some(match &self.client_id {
             Some(id) => format!(
                 "{AZURE_CLIENT_ID} ({id}) must name a user-assigned identity attached to this resource"
@@ -174,17 +248,24 @@ impl ManagedIdentity {
         // IMDS 400/404: this machine has no (such) identity, the chain goes on. Anything else,
         // and any refusal from an App Service endpoint the platform configured, is a failure.
         if is_imds && matches!(status, 400 | 404) {
-            return Err(LinkError::unavailable(reason, hint));
+            return LinkError::unavailable(reason, hint);
         }
-        Err(LinkError::failed(AuthFailure {
-            class: if matches!(status, 410 | 429) || status >= 500 {
-                FailureClass::Unavailable
-            } else {
+        // IMDS's 410 is "not ready yet": the one status transient here and nowhere else.
+        let retry = if is_imds && status == 410 {
+            asked.map_or(Retry::Backoff, Retry::After)
+        } else {
+            Retry::for_status(status, asked)
+        };
+        LinkError::failed(AuthFailure {
+            class: if retry == Retry::Never {
                 FailureClass::Authentication
+            } else {
+                FailureClass::Unavailable
             },
             reason,
             hint,
-        }))
+        })
+        .retry(retry)
     }
 }
 
@@ -196,10 +277,12 @@ async fn probe(http: &reqwest::Client, url: url::Url, authority: &str) -> Result
         Some("not on an Azure VM, or no managed identity here; elsewhere use a service principal, workload identity or az login".to_owned())
     };
     let probe = async {
-        let response = http.get(url).send().await?;
+        let response = http.get(url).send().await.map_err(|_| ())?;
         let status = response.status().as_u16();
-        let body = response.bytes().await?;
-        Ok::<_, reqwest::Error>((status, body))
+        let body = capped::read_body(response, capped::MAX_BODY)
+            .await
+            .map_err(|_| ())?;
+        Ok::<_, ()>((status, body))
     };
     let reason = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
         Ok(Ok((400, body)))
@@ -211,7 +294,7 @@ async fn probe(http: &reqwest::Client, url: url::Url, authority: &str) -> Result
         Ok(Ok((status, _))) => format!(
             "{authority} answered {status}, which is not how the instance metadata service answers"
         ),
-        Ok(Err(_)) => format!(
+        Ok(Err(())) => format!(
             "no instance metadata service answered at {authority} within {} ms (no connection)",
             PROBE_TIMEOUT.as_millis()
         ),

@@ -20,12 +20,22 @@
 //! every link with its reason and the hint that fixes it. `--credential KIND` keeps one link.
 //!
 //! Entra links go through `azure_identity` (`ClientSecretCredential`, `ClientAssertionCredential`)
-//! over kvrun's HTTP client, with the authority host from `AZURE_AUTHORITY_HOST`.
+//! over kvrun's HTTP client ([`capped`]: answers of at most 64 KiB), with the authority host from
+//! `AZURE_AUTHORITY_HOST` and `azure_core`'s own retries off: kvrun's one rule
+//! ([`super::retry`]) decides, for token requests as for vault GETs, within the run's deadline.
+//!
+//! The cache ([`Credentials::token`]): one token per (tenant, scope), reused until five minutes
+//! before its `expires_on` (as the SDKs do), then refreshed. Callers that want the same token at
+//! the same moment share one request and its outcome, success or failure; a failure is kept only
+//! for the rest of the resolution it happened in, so the next `--watch` check asks again. Every request is bounded: an
+//! Entra or managed identity attempt by the attempt timeout, `az`/`azd` by their own 30 s, all
+//! by the run's deadline.
 //!
 //! Tenants follow the Azure SDKs' rule: the vault's challenge names the tenant; when
 //! `AZURE_TENANT_ID` names another one, kvrun only follows the challenge to a tenant listed in
 //! `AZURE_ADDITIONALLY_ALLOWED_TENANTS` (or `*`). Managed identities have one tenant and ignore it.
 
+pub mod capped;
 pub mod managed;
 pub mod tools;
 
@@ -34,20 +44,19 @@ use std::ffi::OsString;
 use std::fmt::{self, Write as _};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
+use super::certificate::ClientCertificate;
+use super::retry::{self, Next, Retry, Schedule};
+use crate::error::FailureClass;
+pub(crate) use crate::source::Env;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientMethodOptions, ClientOptions, Transport};
+use azure_core::http::{ClientMethodOptions, ClientOptions, RetryOptions, Transport};
 use azure_identity::{
     ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
     ClientSecretCredential, ClientSecretCredentialOptions,
 };
-use tokio::sync::OnceCell;
-
-use super::certificate::ClientCertificate;
-use crate::error::FailureClass;
-pub(crate) use crate::source::Env;
 
 pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
 pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
@@ -103,13 +112,36 @@ impl Kind {
     }
 }
 
-/// A bearer token. Its `Debug` never shows the value; it has no `Display`.
+/// A bearer token, and when it expires if the issuer said. Its `Debug` never shows the value;
+/// it has no `Display`.
 #[derive(Clone)]
-pub struct Token(Secret);
+pub struct Token(Secret, Option<SystemTime>);
+
+/// A token is refreshed this long before it expires (the SDKs' margin).
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// How long a token whose expiry is unknown is reused.
+const UNKNOWN_LIFETIME: Duration = Duration::from_secs(300);
 
 impl Token {
-    pub(crate) fn new(value: String) -> Self {
-        Self(Secret::new(value))
+    pub(crate) fn new(value: String, expires_on: Option<SystemTime>) -> Self {
+        Self(Secret::new(value), expires_on)
+    }
+
+    /// When to stop reusing this token, received at `now` (`wall` on the system clock): five
+    /// minutes before it expires, or halfway through a lifetime shorter than ten minutes.
+    fn refresh_at(&self, now: Instant, wall: SystemTime) -> Instant {
+        let reuse = match self.1 {
+            None => UNKNOWN_LIFETIME,
+            Some(expires_on) => {
+                let lifetime = expires_on.duration_since(wall).unwrap_or_default();
+                if lifetime >= 2 * REFRESH_MARGIN {
+                    lifetime.saturating_sub(REFRESH_MARGIN)
+                } else {
+                    lifetime / 2
+                }
+            }
+        };
+        now.checked_add(reuse).unwrap_or(now)
     }
 
     #[must_use]
@@ -138,6 +170,8 @@ pub struct LinkError {
     /// The link's source is not there or not configured: the chain moves on.
     pub unavailable: bool,
     pub failure: AuthFailure,
+    /// Whether asking the same link again could help ([`retry`]'s rule).
+    pub retry: Retry,
 }
 
 impl LinkError {
@@ -149,6 +183,7 @@ impl LinkError {
                 reason: reason.into(),
                 hint,
             },
+            retry: Retry::Never,
         }
     }
 
@@ -156,7 +191,14 @@ impl LinkError {
         Self {
             unavailable: false,
             failure,
+            retry: Retry::Never,
         }
+    }
+
+    /// The same failure, worth another try as `retry` says.
+    pub(crate) fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
     }
 }
 
@@ -182,10 +224,39 @@ enum Link {
     Azd,
 }
 
-type Cell = Arc<OnceCell<Result<Token, AuthFailure>>>;
+/// The cache entry of one (tenant, scope).
+#[derive(Default)]
+struct Slot {
+    /// Held by the one caller that is asking for a token; the others wait for its outcome.
+    asking: tokio::sync::Mutex<()>,
+    state: Mutex<SlotState>,
+}
 
-/// The chain plus its token cache: one token per (tenant, scope), requested once even when
-/// many requests want it at the same moment.
+#[derive(Default)]
+struct SlotState {
+    /// The token and when to stop reusing it.
+    token: Option<(Token, Instant)>,
+    /// The last request's failure and the deadline it was asked under: the answer for every
+    /// caller of the same resolution (same deadline), which kvrun's retry rule has already
+    /// given its chances; a later resolution (the next `--watch` check) asks again.
+    failure: Option<(Instant, AuthFailure)>,
+}
+
+impl Slot {
+    fn state(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fresh(&self, now: Instant) -> Option<Token> {
+        self.state()
+            .token
+            .as_ref()
+            .filter(|(_, refresh_at)| now < *refresh_at)
+            .map(|(token, _)| token.clone())
+    }
+}
+
+/// The chain plus its token cache (see the module docs).
 pub struct Credentials {
     links: Vec<(Kind, Result<Link, LinkError>)>,
     /// The link that produced the first token; later tokens come from it directly.
@@ -197,7 +268,7 @@ pub struct Credentials {
     /// For the managed identity endpoint's own client (no proxy, plain http allowed).
     tls: Option<rustls::ClientConfig>,
     environment: Vec<(OsString, OsString)>,
-    tokens: Mutex<HashMap<(String, String), Cell>>,
+    tokens: Mutex<HashMap<(String, String), Arc<Slot>>>,
 }
 
 impl Credentials {
@@ -267,7 +338,7 @@ impl Credentials {
         }
     }
 
-    fn cell(&self, tenant: &str, scope: &str) -> Cell {
+    fn slot(&self, tenant: &str, scope: &str) -> Arc<Slot> {
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         tokens
             .entry((tenant.to_ascii_lowercase(), scope.to_owned()))
@@ -275,45 +346,94 @@ impl Credentials {
             .clone()
     }
 
-    /// A token for `scope` in `tenant`; concurrent callers share one request.
+    /// A token for `scope` in `tenant`, asked for no later than `deadline`: the cached one while
+    /// it is fresh; concurrent callers share one request and its outcome; a failure answers the
+    /// callers with the same `deadline` (one resolution) only.
     ///
     /// # Errors
-    /// No link could get a token, a tenant not allowed, or Entra ID refused or could not be reached.
-    pub async fn token(&self, tenant: &str, scope: &str) -> Result<Token, AuthFailure> {
-        self.cell(tenant, scope)
-            .get_or_init(|| self.request(tenant, scope))
-            .await
-            .clone()
+    /// No link could get a token, a tenant not allowed, or Entra ID refused or could not be
+    /// reached in time.
+    pub async fn token(
+        &self,
+        tenant: &str,
+        scope: &str,
+        deadline: Instant,
+    ) -> Result<Token, AuthFailure> {
+        let slot = self.slot(tenant, scope);
+        if let Some(token) = slot.fresh(Instant::now()) {
+            return Ok(token);
+        }
+        let _asking = slot.asking.lock().await;
+        if let Some(token) = slot.fresh(Instant::now()) {
+            return Ok(token);
+        }
+        if let Some((asked_under, failure)) = &slot.state().failure
+            && *asked_under == deadline
+        {
+            // This resolution's request failed (perhaps while this caller waited for it).
+            return Err(failure.clone());
+        }
+        let outcome = match tokio::time::timeout_at(
+            deadline.into(),
+            self.request(tenant, scope, deadline),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(AuthFailure {
+                class: FailureClass::Unavailable,
+                reason: "no token before the --timeout deadline".into(),
+                hint: Some("Entra ID or the credential did not answer in time; raise --timeout or check the network".into()),
+            }),
+        };
+        let mut state = slot.state();
+        match &outcome {
+            Ok(token) => {
+                let refresh_at = token.refresh_at(Instant::now(), SystemTime::now());
+                state.token = Some((token.clone(), refresh_at));
+                state.failure = None;
+            }
+            Err(failure) => state.failure = Some((deadline, failure.clone())),
+        }
+        outcome
     }
 
     /// Forget the cached token for (tenant, scope) if it is still `stale`, so the next
     /// [`token`](Self::token) asks again (a vault answered 401 to it).
     pub fn invalidate(&self, tenant: &str, scope: &str, stale: &Token) {
-        let key = (tenant.to_ascii_lowercase(), scope.to_owned());
-        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        let is_stale = tokens
-            .get(&key)
-            .and_then(|cell| cell.get())
-            .is_some_and(|t| matches!(t, Ok(t) if t.expose() == stale.expose()));
-        if is_stale {
-            tokens.remove(&key);
+        let slot = self.slot(tenant, scope);
+        let mut cached = slot.state();
+        if cached
+            .token
+            .as_ref()
+            .is_some_and(|(t, _)| t.expose() == stale.expose())
+        {
+            cached.token = None;
         }
     }
 
     /// Walk the chain (or go straight to the link that already worked).
-    async fn request(&self, tenant: &str, scope: &str) -> Result<Token, AuthFailure> {
+    async fn request(
+        &self,
+        tenant: &str,
+        scope: &str,
+        deadline: Instant,
+    ) -> Result<Token, AuthFailure> {
         if let Some(&i) = self.chosen.get()
             && let (kind, Ok(link)) = &self.links[i]
         {
             return self
-                .timed(*kind, link, tenant, scope)
+                .with_retries(*kind, link, tenant, scope, deadline)
                 .await
                 .map_err(|e| e.failure);
         }
         let mut tried: Vec<(Kind, AuthFailure)> = Vec::new();
         for (i, (kind, link)) in self.links.iter().enumerate() {
             let outcome = match link {
-                Ok(link) => self.timed(*kind, link, tenant, scope).await,
+                Ok(link) => {
+                    self.with_retries(*kind, link, tenant, scope, deadline)
+                        .await
+                }
                 Err(e) => Err(e.clone()),
             };
             match outcome {
@@ -331,6 +451,49 @@ impl Credentials {
         Err(chain_failure(&tried, false))
     }
 
+    /// Ask one link, again as [`retry`]'s rule says for its failures, until `deadline`.
+    async fn with_retries(
+        &self,
+        kind: Kind,
+        link: &Link,
+        tenant: &str,
+        scope: &str,
+        deadline: Instant,
+    ) -> Result<Token, LinkError> {
+        let mut schedule = Schedule::default();
+        loop {
+            let error = match self.timed(kind, link, tenant, scope).await {
+                Ok(token) => return Ok(token),
+                Err(e) => e,
+            };
+            match schedule.next(error.retry, Instant::now(), deadline, retry::random()) {
+                Next::Wait(wait) => {
+                    tracing::info!(
+                        credential = kind.name(),
+                        wait_ms = wait.as_millis(),
+                        reason = %error.failure.reason,
+                        "retrying the token request"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Next::GiveUp(why) => {
+                    let mut error = error;
+                    if let Some(why) = why {
+                        let server = match link {
+                            Link::ManagedIdentity(_) => "the managed identity endpoint",
+                            _ => "Entra ID",
+                        };
+                        error.failure.reason =
+                            format!("{} ({})", error.failure.reason, why.describe(server));
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// One request to one link, bounded: the attempt timeout for Entra ID and a managed
+    /// identity; `az`/`azd` have their own (longer) one.
     async fn timed(
         &self,
         kind: Kind,
@@ -340,7 +503,22 @@ impl Credentials {
     ) -> Result<Token, LinkError> {
         let started = Instant::now();
         let span = crate::resolve::timing::Phase::Token.span();
-        let result = self.link_token(link, tenant, scope).await;
+        let result = match link {
+            Link::AzureCli | Link::Azd => self.link_token(link, tenant, scope).await,
+            _ => tokio::time::timeout(retry::ATTEMPT_TIMEOUT, self.link_token(link, tenant, scope))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(LinkError::failed(AuthFailure {
+                        class: FailureClass::Unavailable,
+                        reason: format!(
+                            "the token request got no answer within {}s",
+                            retry::ATTEMPT_TIMEOUT.as_secs()
+                        ),
+                        hint: None,
+                    })
+                    .retry(Retry::Backoff))
+                }),
+        };
         drop(span);
         tracing::info!(
             credential = kind.name(),
@@ -446,8 +624,10 @@ impl Credentials {
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host.clone_from(&self.authority_host);
         ClientOptions {
-            transport: Some(Transport::new(Arc::new(self.http.clone()))),
+            transport: Some(Transport::new(Arc::new(capped::Capped(self.http.clone())))),
             cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
+            // kvrun's rule decides instead ([`Self::with_retries`]), within the deadline.
+            retry: RetryOptions::none(),
             ..ClientOptions::default()
         }
     }
@@ -688,61 +868,129 @@ fn entra_token(
     refused_hint: &str,
 ) -> Result<Token, LinkError> {
     result
-        .map(|t| Token(t.token))
-        .map_err(|e| LinkError::failed(entra_failure(&e, refused_hint)))
+        .map(|t| {
+            let seconds =
+                (t.expires_on - azure_core::time::OffsetDateTime::now_utc()).whole_seconds();
+            let expires_on = u64::try_from(seconds)
+                .ok()
+                .and_then(|s| SystemTime::now().checked_add(Duration::from_secs(s)));
+            Token(t.token, expires_on)
+        })
+        .map_err(|e| entra_failure(&e, refused_hint))
 }
 
 /// Turn `azure_identity`'s error into a one-line reason: Entra's own words (`AADSTS…`), without the
-/// SDK's troubleshooting boilerplate.
-fn entra_failure(err: &azure_core::Error, refused_hint: &str) -> AuthFailure {
-    use azure_core::error::ErrorKind;
-    let mut status = None;
-    let mut transport = false;
-    let mut untrusted = None;
-    let mut not_json = false;
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cause {
-        // An io::Error's source() skips the error it wraps: look inside it too.
-        let wrapped = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        for candidate in [Some(e), wrapped].into_iter().flatten() {
-            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                untrusted = Some(tls.to_string());
+/// SDK's troubleshooting boilerplate, and whether another try could help.
+/// What the cause chain of an `azure_identity` error says, by type (not by its text).
+#[derive(Default)]
+struct Causes {
+    status: Option<u16>,
+    asked: Option<Duration>,
+    transport: bool,
+    untrusted: Option<String>,
+    not_json: bool,
+    too_large: bool,
+}
+
+impl Causes {
+    fn of(err: &azure_core::Error) -> Self {
+        use azure_core::error::ErrorKind;
+        let mut found = Self::default();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = cause {
+            // An io::Error's source() skips the error it wraps: look inside it too.
+            let wrapped = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+            for candidate in [Some(e), wrapped].into_iter().flatten() {
+                if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                    found.untrusted = Some(tls.to_string());
+                }
+                found.too_large |= candidate.is::<capped::TooLarge>();
             }
-        }
-        if let Some(az) = e.downcast_ref::<azure_core::Error>() {
-            match az.kind() {
-                ErrorKind::HttpResponse { status: s, .. } => status = Some(u16::from(*s)),
-                ErrorKind::Connection | ErrorKind::Io => transport = true,
-                ErrorKind::DataConversion => not_json = true,
-                _ => {}
+            if let Some(az) = e.downcast_ref::<azure_core::Error>() {
+                match az.kind() {
+                    ErrorKind::HttpResponse {
+                        status,
+                        raw_response,
+                        ..
+                    } => {
+                        found.status = Some(u16::from(*status));
+                        found.asked = raw_response.as_ref().and_then(|r| asked_wait(r.headers()));
+                    }
+                    ErrorKind::Connection | ErrorKind::Io => found.transport = true,
+                    ErrorKind::DataConversion => found.not_json = true,
+                    _ => {}
+                }
             }
+            cause = e.source();
         }
-        cause = e.source();
+        found
     }
+}
+
+/// The wait an answer's headers ask for ([`retry::retry_after`]).
+fn asked_wait(headers: &azure_core::http::headers::Headers) -> Option<Duration> {
+    retry::retry_after(
+        |name| {
+            headers
+                .get_optional_str(&azure_core::http::headers::HeaderName::from(
+                    name.to_ascii_lowercase(),
+                ))
+                .map(str::to_owned)
+        },
+        SystemTime::now(),
+    )
+}
+
+fn entra_failure(err: &azure_core::Error, refused_hint: &str) -> LinkError {
+    let Causes {
+        status,
+        asked,
+        transport,
+        untrusted,
+        not_json,
+        too_large,
+    } = Causes::of(err);
     let text = err.to_string();
-    let text = text
-        .split("\nTo troubleshoot")
-        .next()
-        .unwrap_or_default()
-        .replace("ClientSecretCredential authentication failed.", "")
-        .replace("ClientAssertionCredential authentication failed.", "")
-        .trim()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let text = super::untrusted(
+        text.split("\nTo troubleshoot")
+            .next()
+            .unwrap_or_default()
+            .replace("ClientSecretCredential authentication failed.", "")
+            .replace("ClientAssertionCredential authentication failed.", "")
+            .trim()
+            .lines()
+            .next()
+            .unwrap_or_default(),
+    );
     if let Some(tls) = untrusted {
-        return AuthFailure {
+        return LinkError::failed(AuthFailure {
             class: FailureClass::Protocol,
-            reason: format!("token request failed: TLS: {tls}"),
+            reason: format!("token request failed: TLS: {}", super::untrusted(&tls)),
             hint: Some("Entra ID's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
-        };
+        });
     }
+    if too_large {
+        return LinkError::failed(AuthFailure {
+            class: FailureClass::Protocol,
+            reason: format!(
+                "token request failed: the answer is larger than {} KiB",
+                capped::MAX_BODY / 1024
+            ),
+            hint: Some(format!(
+                "a proxy or gateway may be in the way; check {AZURE_AUTHORITY_HOST}"
+            )),
+        });
+    }
+    let retry = match status {
+        Some(s) => Retry::for_status(s, asked),
+        None if transport => Retry::Backoff,
+        None => Retry::Never,
+    };
     let (class, hint) = match status {
-        Some(s) if s == 408 || s == 429 || s >= 500 => (FailureClass::Unavailable, None),
+        Some(s) if retry::transient_status(s) => (FailureClass::Unavailable, None),
         Some(s) if (300..400).contains(&s) => (
             FailureClass::Protocol,
             Some(format!(
@@ -767,11 +1015,12 @@ fn entra_failure(err: &azure_core::Error, refused_hint: &str) -> AuthFailure {
         Some(s) => format!("Entra ID answered {s}: {text}"),
         None => format!("token request failed: {text}"),
     };
-    AuthFailure {
+    LinkError::failed(AuthFailure {
         class,
         reason,
         hint,
-    }
+    })
+    .retry(retry)
 }
 
 #[cfg(test)]
@@ -785,11 +1034,39 @@ mod tests {
             .collect()
     }
 
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn a_token_is_reused_until_five_minutes_before_it_expires() {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let token = |lifetime: Option<u64>| {
+            Token::new("t".into(), lifetime.map(|s| wall + Duration::from_secs(s)))
+        };
+        assert_eq!(
+            token(Some(3600)).refresh_at(now, wall),
+            now + Duration::from_secs(3300)
+        );
+        assert_eq!(
+            token(Some(240)).refresh_at(now, wall),
+            now + Duration::from_secs(120),
+            "a short-lived token is refreshed halfway"
+        );
+        assert_eq!(token(None).refresh_at(now, wall), now + UNKNOWN_LIFETIME);
+        let expired = Token::new("t".into(), Some(wall - Duration::from_secs(10)));
+        assert_eq!(
+            expired.refresh_at(now, wall),
+            now,
+            "an expired token is not reused"
+        );
+    }
+
     #[tokio::test]
     async fn missing_credential_explains_itself() {
         let creds = Credentials::from_env(&env(&[]), reqwest::Client::new(), Some(Kind::Env));
         let err = creds
-            .token("t", "https://vault.azure.net/.default")
+            .token("t", "https://vault.azure.net/.default", soon())
             .await
             .unwrap_err();
         assert_eq!(err.class, FailureClass::Authentication);
@@ -817,7 +1094,7 @@ mod tests {
             None,
         );
         let err = creds
-            .token("other", "https://vault.azure.net/.default")
+            .token("other", "https://vault.azure.net/.default", soon())
             .await
             .unwrap_err();
         assert!(err.reason.contains("tenant other"), "{}", err.reason);
@@ -884,7 +1161,7 @@ mod tests {
 
     #[test]
     fn token_debug_is_redacted() {
-        let token = Token(Secret::new("eyJ0eXAi.secret"));
+        let token = Token(Secret::new("eyJ0eXAi.secret"), None);
         assert_eq!(format!("{token:?}"), "Token([redacted])");
     }
 }

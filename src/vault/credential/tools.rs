@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{LinkError, Token};
+use super::{LinkError, Token, capped};
 
 /// A tool that has not answered after this long is given up on (`az` can be slow to start).
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,6 +28,33 @@ struct CliToken {
     #[serde(rename = "accessToken")]
     access_token: Option<String>,
     token: Option<String>,
+    /// `az` (2.54 and later): Unix seconds.
+    expires_on: Option<u64>,
+    /// `azd`: RFC 3339 in UTC. (`az` writes local time here, which is not read.)
+    #[serde(rename = "expiresOn")]
+    expires_on_text: Option<String>,
+}
+
+impl CliToken {
+    fn expires_on(&self) -> Option<std::time::SystemTime> {
+        self.expires_on
+            .and_then(|s| std::time::UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+            .or_else(|| humantime::parse_rfc3339(self.expires_on_text.as_deref()?).ok())
+    }
+}
+
+/// Read at most `max` bytes of a tool's output; `None` if it wrote more.
+async fn read_capped(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    max: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt as _;
+    let Some(pipe) = pipe else {
+        return Ok(Some(Vec::new()));
+    };
+    let mut out = Vec::new();
+    pipe.take(max as u64 + 1).read_to_end(&mut out).await?;
+    Ok((out.len() <= max).then_some(out))
 }
 
 impl Tool {
@@ -82,7 +109,7 @@ impl Tool {
             .kill_on_drop(true);
         // Tracked, so that a supervising kvrun does not reap it as an orphan.
         let child = crate::children::spawn_tracked(|| command.spawn(), tokio::process::Child::id);
-        let (child, _tracked) = match child {
+        let (mut child, _tracked) = match child {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LinkError::unavailable(
@@ -97,7 +124,28 @@ impl Tool {
                 ));
             }
         };
-        let output = tokio::time::timeout(TOOL_TIMEOUT, child.wait_with_output())
+        // Both pipes at once (a tool blocked on a full stderr never closes its stdout), each up to
+        // 64 KiB: more is not a token, and the tool is killed (dropping `child`) without reading on.
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let run = async {
+            let (stdout, stderr) = tokio::try_join!(
+                read_capped(stdout, capped::MAX_BODY),
+                read_capped(stderr, capped::MAX_BODY)
+            )?;
+            let Some(stdout) = stdout else {
+                return Ok(Err(format!(
+                    "{program} printed more than {} KiB",
+                    capped::MAX_BODY / 1024
+                )));
+            };
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>(Ok(std::process::Output {
+                status,
+                stdout,
+                stderr: stderr.unwrap_or_default(),
+            }))
+        };
+        let output = tokio::time::timeout(TOOL_TIMEOUT, run)
             .await
             .map_err(|_| {
                 LinkError::unavailable(
@@ -108,7 +156,8 @@ impl Tool {
                     None,
                 )
             })?
-            .map_err(|e| LinkError::unavailable(format!("{program} failed: {e}"), None))?;
+            .map_err(|e| LinkError::unavailable(format!("{program} failed: {e}"), None))?
+            .map_err(|too_much| LinkError::unavailable(too_much, None))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let first: String = stderr
@@ -120,7 +169,10 @@ impl Tool {
                 .take(200)
                 .collect();
             return Err(LinkError::unavailable(
-                format!("{program} could not get a token: {first}"),
+                format!(
+                    "{program} could not get a token: {}",
+                    crate::vault::untrusted(&first)
+                ),
                 Some(format!("run {} (for tenant {tenant})", self.login())),
             ));
         }
@@ -130,11 +182,12 @@ impl Tool {
                 None,
             )
         })?;
+        let expires_on = parsed.expires_on();
         parsed
             .access_token
             .or(parsed.token)
             .filter(|t| !t.is_empty())
-            .map(Token::new)
+            .map(|t| Token::new(t, expires_on))
             .ok_or_else(|| LinkError::unavailable(format!("{program} printed no token"), None))
     }
 }
