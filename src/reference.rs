@@ -128,6 +128,57 @@ impl fmt::Display for SecretRef {
     }
 }
 
+/// A vault as an allow-list names it: a host and a port (443 unless the entry names another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultOrigin {
+    /// Lower case.
+    pub host: String,
+    pub port: u16,
+}
+
+impl VaultOrigin {
+    /// Does this entry admit the vault `secret` lives in? Host and port must both match: an entry
+    /// for `kv1.vault.azure.net:8443` does not send tokens to `kv1.vault.azure.net` on 443.
+    #[must_use]
+    pub fn admits(&self, secret: &SecretRef) -> bool {
+        let (host, port) = secret.origin();
+        host.eq_ignore_ascii_case(&self.host) && port == self.port
+    }
+}
+
+impl fmt::Display for VaultOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.host)?;
+        if self.port != 443 {
+            write!(f, ":{}", self.port)?;
+        }
+        Ok(())
+    }
+}
+
+/// An allow-list entry: `{vault}.{suffix}[:port]`, optionally written as a vault URL
+/// (`https://…[:port][/]`). `None` when it is anything else (another host, a path, a bad port).
+#[must_use]
+pub fn parse_vault_origin(text: &str, hosts: &VaultHosts) -> Option<VaultOrigin> {
+    let text = text.trim();
+    let rest = text
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .map_or(text, |_| &text[8..]);
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '\\', '?', '#', '@']) {
+        return None;
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().ok().filter(|p| *p != 0)?),
+        None => (authority, 443),
+    };
+    let host = host.to_ascii_lowercase();
+    let suffix = hosts.suffix_of(&host)?;
+    let valid = is_valid_vault_name(&host[..host.len() - suffix.len() - 1]);
+    valid.then_some(VaultOrigin { host, port })
+}
+
 /// What a configuration value is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
@@ -897,6 +948,60 @@ mod tests {
             VaultHosts::new(&[".Vault.Example".into()]).default_domain(),
             "vault.example"
         );
+    }
+
+    #[test]
+    fn allow_list_entries_name_a_host_and_a_port() {
+        let origin = |host: &str, port| {
+            Some(VaultOrigin {
+                host: host.to_owned(),
+                port,
+            })
+        };
+        for (text, want) in [
+            ("kv1.vault.azure.net", origin("kv1.vault.azure.net", 443)),
+            (" KV1.Vault.Azure.Net ", origin("kv1.vault.azure.net", 443)),
+            (
+                "kv1.vault.azure.net:8443",
+                origin("kv1.vault.azure.net", 8443),
+            ),
+            (
+                "https://kv1.vault.azure.net",
+                origin("kv1.vault.azure.net", 443),
+            ),
+            (
+                "https://kv1.vault.azure.net/",
+                origin("kv1.vault.azure.net", 443),
+            ),
+            (
+                "HTTPS://kv1.vault.azure.net:443/",
+                origin("kv1.vault.azure.net", 443),
+            ),
+            (
+                "https://kv1.vault.localhost:47501",
+                origin("kv1.vault.localhost", 47501),
+            ),
+            ("http://kv1.vault.azure.net", None),
+            ("https://kv1.vault.azure.net/secrets/x", None),
+            ("https://u@kv1.vault.azure.net", None),
+            ("kv1.vault.azure.net:0", None),
+            ("kv1.vault.azure.net:99999", None),
+            ("kv1.vault.azure.net:", None),
+            ("example.com", None),
+            ("vault.azure.net", None),
+            ("a.b.vault.azure.net", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_vault_origin(text, &hosts()), want, "{text:?}");
+        }
+        let entry = parse_vault_origin("kv1.vault.azure.net:8443", &hosts()).unwrap();
+        assert!(entry.admits(&secret("https://kv1.vault.azure.net:8443", "x", None)));
+        assert!(!entry.admits(&secret("https://kv1.vault.azure.net", "x", None)));
+        assert_eq!(entry.to_string(), "kv1.vault.azure.net:8443");
+        let entry = parse_vault_origin("kv1.vault.azure.net", &hosts()).unwrap();
+        assert!(entry.admits(&secret("https://kv1.vault.azure.net", "x", None)));
+        assert!(!entry.admits(&secret("https://kv1.vault.azure.net:8443", "x", None)));
+        assert_eq!(entry.to_string(), "kv1.vault.azure.net");
     }
 
     #[test]

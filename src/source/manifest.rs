@@ -32,7 +32,7 @@ use toml::Spanned;
 use super::Origin;
 use crate::error::Error;
 use crate::launch::files::FileSpec;
-use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts};
+use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts, VaultOrigin};
 
 /// The value a manifest entry gives its variable.
 #[derive(Clone, PartialEq, Eq)]
@@ -158,8 +158,8 @@ pub fn parse(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Vec<Entry>, 
 #[derive(Debug, Default)]
 pub struct Manifest {
     pub entries: Vec<Entry>,
-    /// `allowed_vaults = [...]`: the only vault hosts kvrun may contact, when given.
-    pub allowed_vaults: Option<Vec<String>>,
+    /// `allowed_vaults = [...]`: the only vaults (host and port) kvrun may contact, when given.
+    pub allowed_vaults: Option<Vec<VaultOrigin>>,
 }
 
 /// Parse a manifest's text, allow-list included.
@@ -190,7 +190,7 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
             list.into_iter()
                 .map(|v| {
                     let span = v.span();
-                    vault_host(v.get_ref(), hosts)
+                    allowed_vault(v.get_ref(), hosts)
                         .map_err(|message| Error::bad_input(at(span), message))
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -350,22 +350,17 @@ fn secret_value(
     }
 }
 
-/// An allow-list entry: a vault host (`myvault.vault.azure.net`) or URL, as a lower-case host.
+/// An allow-list entry: a vault host with an optional port (`myvault.vault.azure.net[:8443]`), or
+/// the same as a URL; without a port it means 443.
 ///
 /// # Errors
-/// When it names no vault host.
-pub fn vault_host(text: &str, hosts: &VaultHosts) -> Result<String, String> {
-    let host = match url::Url::parse(text) {
-        Ok(url) if url.has_host() => url.host_str().unwrap_or_default().to_owned(),
-        _ => text.trim().trim_end_matches('/').to_owned(),
-    }
-    .to_ascii_lowercase();
-    if hosts.suffix_of(&host).is_none() {
-        return Err(format!(
-            "'{text}' is not a vault host like myvault.vault.azure.net (for other vault hosts, add --vault-suffix)"
-        ));
-    }
-    Ok(host)
+/// When it names no vault host and port.
+pub fn allowed_vault(text: &str, hosts: &VaultHosts) -> Result<VaultOrigin, String> {
+    reference::parse_vault_origin(text, hosts).ok_or_else(|| {
+        format!(
+            "'{text}' is not a vault host like myvault.vault.azure.net[:port] (for other vault hosts, add --vault-suffix)"
+        )
+    })
 }
 
 /// A vault URL: `https://{vault}.{suffix}[:port]`, nothing after the host but an optional `/`.
