@@ -137,3 +137,166 @@ fn an_allow_list_entry_that_is_not_a_vault_host_and_port_is_a_usage_error() {
         );
     }
 }
+
+const NOT_AN_IDENTIFIER: &str = "not a secret identifier: on a vault host only /secrets/NAME[/VERSION] is a reference, and only the vault URL itself, /keys/… and /certificates/… pass through as text";
+const NOT_PLAIN: &str = "the path must be written plainly: no '.' or '..' segment, no %2e or %2f, no backslash, space or control character";
+
+#[test]
+#[expect(clippy::too_many_lines, reason = "one table of cases")]
+fn near_misses_on_a_vault_host_are_errors_never_literals() {
+    let world = World::new();
+    world.fake.vault("kv1").set_secret("db", "s3cret");
+    world.fake.vault("kv1").set_secret("x", "s3cret-x");
+    let v = world.fake.vault_url("kv1");
+    let port = world.fake.port();
+    let identifier_hint =
+        "a secret identifier looks like https://kv1.vault.localhost:PORT/secrets/NAME[/VERSION]";
+    let plain_hint = "write it as https://kv1.vault.localhost:PORT/secrets/NAME[/VERSION]";
+    let disguised = "the host normalises to the vault host kv1.vault.localhost: it is spelled with percent-encoding or characters that are not plain ASCII";
+    let disguised_hint = "write the host plainly, as https://kv1.vault.localhost:PORT/…";
+    for (value, message, hint) in [
+        (
+            format!("{v}/secret/db"),
+            NOT_AN_IDENTIFIER.to_owned(),
+            identifier_hint,
+        ),
+        (
+            format!("{v}/db"),
+            NOT_AN_IDENTIFIER.to_owned(),
+            identifier_hint,
+        ),
+        (
+            format!("{v}/secrets/%2e%2e/keys/x"),
+            NOT_PLAIN.to_owned(),
+            plain_hint,
+        ),
+        (
+            format!("{v}/secrets/%2E./keys/x"),
+            NOT_PLAIN.to_owned(),
+            plain_hint,
+        ),
+        (
+            format!("{v}/keys/../secrets/db"),
+            NOT_PLAIN.to_owned(),
+            plain_hint,
+        ),
+        (
+            format!("{v}/secrets/./db"),
+            NOT_PLAIN.to_owned(),
+            plain_hint,
+        ),
+        (
+            format!("{v}/secrets/db%2Fv1"),
+            NOT_PLAIN.to_owned(),
+            plain_hint,
+        ),
+        (
+            format!("{v}\\secrets\\db"),
+            NOT_PLAIN.to_owned(),
+            plain_hint,
+        ),
+        (
+            format!("{v}/secrets/d\tb"),
+            NOT_PLAIN.to_owned(),
+            plain_hint,
+        ),
+        (
+            format!("https://kv1%2evault%2elocalhost:{port}/secrets/db"),
+            disguised.to_owned(),
+            disguised_hint,
+        ),
+        (
+            format!("https://kv1\u{3002}vault\u{3002}localhost:{port}/secrets/db"),
+            disguised.to_owned(),
+            disguised_hint,
+        ),
+        (
+            format!("https://kv1\u{ff0e}vault\u{ff0e}localhost:{port}/secrets/db"),
+            disguised.to_owned(),
+            disguised_hint,
+        ),
+        (
+            format!("https://\u{ff4b}v1.vault.localhost:{port}/secrets/db"),
+            disguised.to_owned(),
+            disguised_hint,
+        ),
+        (
+            format!("pre-{{{{ {v}/secret/db }}}}-post"),
+            format!("in {{{{ … }}}}: {NOT_AN_IDENTIFIER}"),
+            identifier_hint,
+        ),
+        (
+            format!("pre-{{{{ https://kv1%2evault%2elocalhost:{port}/secrets/db }}}}"),
+            format!("in {{{{ … }}}}: {disguised}"),
+            disguised_hint,
+        ),
+        (
+            format!(
+                "@Microsoft.KeyVault(SecretUri=https://kv1%2evault%2elocalhost:{port}/secrets/db)"
+            ),
+            disguised.to_owned(),
+            disguised_hint,
+        ),
+        (
+            format!("@Microsoft.KeyVault(SecretUri={v}/secrets/%2e%2e/keys/x)"),
+            NOT_PLAIN.to_owned(),
+            plain_hint,
+        ),
+    ] {
+        let output = run(world.kvrun().env("DB", &value).args(["--", "env", "-0"]));
+        assert_eq!(
+            output.status.code(),
+            Some(65),
+            "{value}: {}",
+            stderr(&output)
+        );
+        assert_eq!(
+            stderr_without_port(&world, &output),
+            format!("kvrun: error: environment variable DB: {message}\nhint: {hint}\n"),
+            "{value}"
+        );
+        assert!(output.stdout.is_empty(), "{value}: the command never ran");
+    }
+    assert!(world.fake.requests().is_empty(), "nothing was fetched");
+}
+
+#[test]
+fn a_near_miss_in_a_dotenv_file_names_its_line() {
+    let world = World::new();
+    let v = world.fake.vault_url("kv1");
+    let identifier_hint =
+        "a secret identifier looks like https://kv1.vault.localhost:PORT/secrets/NAME[/VERSION]";
+    world.write(".env", &format!("A=1\nDB={v}/secret/db\n"));
+    let output = run(world.kvrun().args(["--", "env", "-0"]));
+    assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
+    assert_eq!(
+        stderr_without_port(&world, &output),
+        format!("kvrun: error: .env:2: DB: {NOT_AN_IDENTIFIER}\nhint: {identifier_hint}\n")
+    );
+}
+
+#[test]
+fn vault_urls_keys_certificates_and_other_hosts_stay_literals() {
+    let world = World::new();
+    let v = world.fake.vault_url("kv1");
+    let values = [
+        v.clone(),
+        format!("{v}/"),
+        format!("{v}/keys/k/1"),
+        format!("{v}/certificates/c"),
+        format!("{v}/?k=1"),
+        "https://example.com/secrets/x".to_owned(),
+        "https://example.com/secret/x".to_owned(),
+        "https://example.com/secrets/%2e%2e/keys/x".to_owned(),
+        "https://b\u{fc}cher.example/secrets/x".to_owned(),
+    ];
+    let mut command = world.kvrun();
+    for (i, value) in values.iter().enumerate() {
+        command.env(format!("V{i}"), value);
+    }
+    let env = child_env(&run(command.args(["--", "env", "-0"])));
+    for (i, value) in values.iter().enumerate() {
+        assert_eq!(&env[&format!("V{i}")], value);
+    }
+    assert!(world.fake.requests().is_empty());
+}
