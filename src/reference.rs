@@ -312,7 +312,8 @@ pub(crate) fn is_valid_version(version: &str) -> bool {
 
 /// Vault names: 3–24 characters of `0-9 a-z A-Z -`, starting with a letter, ending with a letter or
 /// digit, without consecutive hyphens (so no punycode `xn--` label either).
-fn is_valid_vault_name(name: &str) -> bool {
+#[must_use]
+pub fn is_valid_vault_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     (3..=24).contains(&bytes.len())
         && bytes[0].is_ascii_alphabetic()

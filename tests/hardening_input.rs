@@ -300,3 +300,87 @@ fn vault_urls_keys_certificates_and_other_hosts_stay_literals() {
     }
     assert!(world.fake.requests().is_empty());
 }
+
+#[test]
+fn a_manifest_typo_inside_an_inline_table_names_the_key_or_the_type_and_where() {
+    let world = World::new();
+    let keys =
+        "the keys of an entry are secret, vault, version, optional, value, file, mode and owner";
+    for (entry, want) in [
+        (
+            "A = { secret = \"x\", optinal = true }",
+            format!(
+                "kvrun: error: kvrun.toml:3:21: A: unknown key 'optinal' (did you mean 'optional'?)\nhint: {keys}\n"
+            ),
+        ),
+        (
+            "A = { secret = \"x\", colour = \"red\" }",
+            format!("kvrun: error: kvrun.toml:3:21: A: unknown key 'colour'\nhint: {keys}\n"),
+        ),
+        (
+            "A = 5",
+            "kvrun: error: kvrun.toml:3:5: A: an entry is a string (a secret name or a reference) or a table, not an integer\nhint: a plain value goes in a table: A = { value = \"…\" }\n".to_owned(),
+        ),
+        (
+            "A = { secret = 5 }",
+            "kvrun: error: kvrun.toml:3:16: A: 'secret' must be a string, not an integer\n".to_owned(),
+        ),
+        (
+            "A = { secret = \"x\", optional = \"yes\" }",
+            "kvrun: error: kvrun.toml:3:32: A: 'optional' must be true or false, not a string\n".to_owned(),
+        ),
+        (
+            "A = { secret = \"x\", file = true, mode = -1 }",
+            "kvrun: error: kvrun.toml:3:41: A: 'mode' must be an octal file mode such as \"0440\" or 0o440\n".to_owned(),
+        ),
+        (
+            "A = { secret = \"x\", vault = \"myvault\" }",
+            "kvrun: error: kvrun.toml:3:29: A: 'myvault' is not a vault URL\nhint: write it as a URL: https://myvault.vault.localhost\n".to_owned(),
+        ),
+    ] {
+        world.write(
+            "kvrun.toml",
+            &format!("vault = \"https://kv1.vault.localhost\"\n[env]\n{entry}\n"),
+        );
+        let output = run(world.kvrun().args(["--", "env", "-0"]));
+        assert_eq!(output.status.code(), Some(65), "{entry}: {}", stderr(&output));
+        assert_eq!(stderr(&output), want, "{entry}");
+    }
+    assert!(world.fake.requests().is_empty());
+}
+
+#[test]
+fn a_manifest_vault_that_is_a_bare_name_says_what_a_vault_url_looks_like() {
+    let world = World::new();
+    for (vault, want) in [
+        (
+            "myvault",
+            "kvrun: error: kvrun.toml:1:9: 'myvault' is not a vault URL\nhint: write it as a URL: https://myvault.vault.localhost\n",
+        ),
+        (
+            "kv1.vault.localhost",
+            "kvrun: error: kvrun.toml:1:9: 'kv1.vault.localhost' is not a vault URL\nhint: write it as a URL: https://kv1.vault.localhost\n",
+        ),
+        (
+            "my vault",
+            "kvrun: error: kvrun.toml:1:9: 'my vault' is not a vault URL\nhint: a vault URL looks like https://myvault.vault.azure.net\n",
+        ),
+        (
+            "https://kv1%2evault%2elocalhost",
+            "kvrun: error: kvrun.toml:1:9: 'https://kv1%2evault%2elocalhost' is not a vault URL like https://VAULT.vault.azure.net (for other vault hosts, add --vault-suffix)\n",
+        ),
+    ] {
+        world.write(
+            "kvrun.toml",
+            &format!("vault = \"{vault}\"\n[env]\nA = \"db\"\n"),
+        );
+        let output = run(world.kvrun().args(["--", "env", "-0"]));
+        assert_eq!(
+            output.status.code(),
+            Some(65),
+            "{vault}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), want, "{vault}");
+    }
+}
