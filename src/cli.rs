@@ -196,7 +196,9 @@ pub struct RunArgs {
     /// The built-in clouds are always known: vault.azure.net, vault.azure.cn,
     /// vault.usgovcloudapi.net, vault.microsoftazure.de. The first suffix given is the domain
     /// @Microsoft.KeyVault(VaultName=…) refers to.
-    #[arg(long, value_name = "SUFFIX", env = env::VAULT_SUFFIX, value_delimiter = ',')]
+    ///
+    /// A DNS suffix only: no scheme, port, path or wildcard.
+    #[arg(long, value_name = "SUFFIX", env = env::VAULT_SUFFIX, value_delimiter = ',', value_parser = parse_vault_suffix)]
     pub vault_suffix: Vec<String>,
 
     /// Give up resolving after this long, e.g. 30s or 500ms; the command is not started.
@@ -293,6 +295,51 @@ pub struct RunArgs {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30s, 500ms, 2m)"))
+}
+
+/// A `--vault-suffix`: a DNS suffix of at least two labels, normalised (trimmed, lower case, no
+/// leading dot). Anything else is refused here, at parse time: a suffix that could never match a
+/// host (`vault.localhost:47501`) would silently turn every reference on it into a literal that
+/// the app receives as its password. An empty value adds no suffix, so that `KVRUN_VAULT_SUFFIX=`
+/// means none, as an empty variable usually does.
+fn parse_vault_suffix(text: &str) -> Result<String, String> {
+    const EXAMPLE: &str = "(write e.g. vault.azurestack.local)";
+    let suffix = text.trim().to_ascii_lowercase();
+    if suffix.is_empty() {
+        return Ok(suffix);
+    }
+    let suffix = suffix.strip_prefix('.').unwrap_or(&suffix).to_owned();
+    let problem = if suffix.contains("://") {
+        Some("a scheme does not belong in it")
+    } else if suffix.contains(['/', '\\', '?', '#']) {
+        Some("a path does not belong in it")
+    } else if suffix.contains(':') {
+        Some("a port does not belong in it")
+    } else if suffix.contains('*') {
+        Some("no wildcard: vault.example.com already matches every *.vault.example.com")
+    } else if suffix.split('.').any(str::is_empty) {
+        Some("it has an empty label")
+    } else if !suffix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        Some("only letters, digits, hyphens and dots (an IDN in its xn-- form)")
+    } else if suffix
+        .split('.')
+        .any(|label| label.len() > 63 || label.starts_with('-') || label.ends_with('-'))
+    {
+        Some("a label is longer than 63 characters or starts or ends with a hyphen")
+    } else if suffix.len() > 253 {
+        Some("longer than 253 characters")
+    } else if !suffix.contains('.') {
+        Some("a single label would make a whole top-level domain a vault")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(format!("not a DNS suffix: {problem} {EXAMPLE}")),
+        None => Ok(suffix),
+    }
 }
 
 /// The shortest `--watch` interval (see README, "Watching for rotated secrets").
@@ -406,6 +453,84 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["kvrun", "--file-mode", "0999", "--", "x"]).is_err());
         assert!(Cli::try_parse_from(["kvrun", "--init", "--no-init", "--", "x"]).is_err());
+    }
+
+    #[test]
+    fn vault_suffixes_are_dns_suffixes() {
+        for (text, want) in [
+            ("vault.azurestack.local", "vault.azurestack.local"),
+            (" .Vault.Example ", "vault.example"),
+            ("vault.xn--bcher-kva.example", "vault.xn--bcher-kva.example"),
+            ("vault.localhost", "vault.localhost"),
+            // Adds no suffix: `KVRUN_VAULT_SUFFIX=` means none.
+            ("", ""),
+            ("  ", ""),
+        ] {
+            assert_eq!(parse_vault_suffix(text).as_deref(), Ok(want), "{text:?}");
+        }
+        for (text, problem) in [
+            ("vault.localhost:47501", "a port does not belong in it"),
+            ("https://vault.example", "a scheme does not belong in it"),
+            ("vault.example/secrets", "a path does not belong in it"),
+            ("vault.example?x", "a path does not belong in it"),
+            (
+                "*.vault.example",
+                "no wildcard: vault.example.com already matches every *.vault.example.com",
+            ),
+            (
+                "vault .example",
+                "only letters, digits, hyphens and dots (an IDN in its xn-- form)",
+            ),
+            (
+                "vault_x.example",
+                "only letters, digits, hyphens and dots (an IDN in its xn-- form)",
+            ),
+            (
+                "vault.bücher.example",
+                "only letters, digits, hyphens and dots (an IDN in its xn-- form)",
+            ),
+            ("vault..example", "it has an empty label"),
+            ("vault.example.", "it has an empty label"),
+            (".", "it has an empty label"),
+            ("..vault.example", "it has an empty label"),
+            (
+                "-vault.example",
+                "a label is longer than 63 characters or starts or ends with a hyphen",
+            ),
+            (
+                &format!("{}.example", "a".repeat(64)),
+                "a label is longer than 63 characters or starts or ends with a hyphen",
+            ),
+            (
+                &format!("{}example", "abc.".repeat(63)),
+                "longer than 253 characters",
+            ),
+            (
+                "localhost",
+                "a single label would make a whole top-level domain a vault",
+            ),
+        ] {
+            assert_eq!(
+                parse_vault_suffix(text),
+                Err(format!(
+                    "not a DNS suffix: {problem} (write e.g. vault.azurestack.local)"
+                )),
+                "{text:?}"
+            );
+        }
+        let cli =
+            Cli::try_parse_from(["kvrun", "--vault-suffix", "A.Example,b.example", "--", "x"])
+                .unwrap();
+        assert_eq!(cli.run.vault_suffix, ["a.example", "b.example"]);
+        let err = Cli::try_parse_from([
+            "kvrun",
+            "--vault-suffix",
+            "a.example,.,b.example",
+            "--",
+            "x",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

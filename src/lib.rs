@@ -282,11 +282,11 @@ fn prepare(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Child
 fn plan_run(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Plan, Error> {
     let hosts = VaultHosts::new(&args.vault_suffix);
     let manifest = read_manifest(args, &hosts)?;
-    let allowed_by_flag: Vec<String> = args
+    let allowed_by_flag: Vec<reference::VaultOrigin> = args
         .allow_vault
         .iter()
         .map(|v| {
-            source::manifest::vault_host(v, &hosts)
+            source::manifest::allowed_vault(v, &hosts)
                 .map_err(|message| Error::Usage(format!("--allow-vault: {message}")))
         })
         .collect::<Result<_, _>>()?;
@@ -303,7 +303,7 @@ fn plan_run(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<Plan
         file_vars: &args.file_var,
         file_spec: &file_spec,
     })?;
-    let mut lists: Vec<(&str, &[String])> = Vec::new();
+    let mut lists: Vec<(&str, &[reference::VaultOrigin])> = Vec::new();
     if !args.allow_vault.is_empty() {
         lists.push(("--allow-vault", &allowed_by_flag));
     }

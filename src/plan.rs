@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use crate::error::Error;
 use crate::launch::files::FileSpec;
-use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts};
+use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts, VaultOrigin};
 use crate::source::{Origin, dotenv, manifest};
 
 /// What kvrun will do: the child's variables, in order, and the distinct secrets to fetch.
@@ -256,18 +256,26 @@ fn text_value(
     }
 }
 
-/// Refuse every secret whose vault is not on each given allow-list (a list of lower-case hosts,
-/// with the name of where it came from). Nothing is contacted before this check.
+/// Refuse every secret whose vault (host and port) is not on each given allow-list, with the name
+/// of where the list came from. Nothing is contacted before this check.
 ///
 /// # Errors
 /// Names every refused vault and the variables that wanted it.
-pub fn check_allowed(plan: &Plan, lists: &[(&str, &[String])]) -> Result<(), Error> {
+pub fn check_allowed(plan: &Plan, lists: &[(&str, &[VaultOrigin])]) -> Result<(), Error> {
     let mut refused: Vec<(String, &str, Vec<String>)> = Vec::new();
     for (index, secret) in plan.secrets.iter().enumerate() {
-        let host = secret.vault_host().to_ascii_lowercase();
-        let Some((list_name, _)) = lists.iter().find(|(_, list)| !list.contains(&host)) else {
+        let Some((list_name, _)) = lists
+            .iter()
+            .find(|(_, list)| !list.iter().any(|entry| entry.admits(secret)))
+        else {
             continue;
         };
+        let (host, port) = secret.origin();
+        let host = VaultOrigin {
+            host: host.to_ascii_lowercase(),
+            port,
+        }
+        .to_string();
         let users = plan
             .vars
             .iter()

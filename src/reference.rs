@@ -128,6 +128,57 @@ impl fmt::Display for SecretRef {
     }
 }
 
+/// A vault as an allow-list names it: a host and a port (443 unless the entry names another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultOrigin {
+    /// Lower case.
+    pub host: String,
+    pub port: u16,
+}
+
+impl VaultOrigin {
+    /// Does this entry admit the vault `secret` lives in? Host and port must both match: an entry
+    /// for `kv1.vault.azure.net:8443` does not send tokens to `kv1.vault.azure.net` on 443.
+    #[must_use]
+    pub fn admits(&self, secret: &SecretRef) -> bool {
+        let (host, port) = secret.origin();
+        host.eq_ignore_ascii_case(&self.host) && port == self.port
+    }
+}
+
+impl fmt::Display for VaultOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.host)?;
+        if self.port != 443 {
+            write!(f, ":{}", self.port)?;
+        }
+        Ok(())
+    }
+}
+
+/// An allow-list entry: `{vault}.{suffix}[:port]`, optionally written as a vault URL
+/// (`https://…[:port][/]`). `None` when it is anything else (another host, a path, a bad port).
+#[must_use]
+pub fn parse_vault_origin(text: &str, hosts: &VaultHosts) -> Option<VaultOrigin> {
+    let text = text.trim();
+    let rest = text
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .map_or(text, |_| &text[8..]);
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '\\', '?', '#', '@']) {
+        return None;
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().ok().filter(|p| *p != 0)?),
+        None => (authority, 443),
+    };
+    let host = host.to_ascii_lowercase();
+    let suffix = hosts.suffix_of(&host)?;
+    let valid = is_valid_vault_name(&host[..host.len() - suffix.len() - 1]);
+    valid.then_some(VaultOrigin { host, port })
+}
+
 /// What a configuration value is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
@@ -261,7 +312,8 @@ pub(crate) fn is_valid_version(version: &str) -> bool {
 
 /// Vault names: 3–24 characters of `0-9 a-z A-Z -`, starting with a letter, ending with a letter or
 /// digit, without consecutive hyphens (so no punycode `xn--` label either).
-fn is_valid_vault_name(name: &str) -> bool {
+#[must_use]
+pub fn is_valid_vault_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     (3..=24).contains(&bytes.len())
         && bytes[0].is_ascii_alphabetic()
@@ -301,6 +353,16 @@ enum VaultUrl {
 /// Is `value` (trimmed) an http(s) URL on a vault host? The host is found by hand first, so a URL
 /// that does not parse (`https:/v.vault.azure.net/…`, a port out of range) is still recognised as
 /// aimed at a vault, and refused, rather than passed on as text.
+///
+/// Two things are judged on the text as written, before the `url` crate normalises it:
+///
+/// - the path: `url` resolves `.`/`..` segments and their encoded forms, so
+///   `/secrets/%2e%2e/keys/x` would become the pass-through `/keys/x` and `/keys/../secrets/x` a
+///   reference; a path that normalisation would rewrite is refused instead;
+/// - the host: one that is not a vault host as written but becomes one once decoded
+///   (`kv1%2evault%2eazure%2enet`, ideographic or full-width dots and letters) is refused, never
+///   a literal that the app would take for its configuration, never a reference to a host the
+///   user did not write plainly.
 fn vault_url(value: &str, hosts: &VaultHosts) -> VaultUrl {
     let value = value.trim();
     let lower = value.to_ascii_lowercase();
@@ -310,22 +372,81 @@ fn vault_url(value: &str, hosts: &VaultHosts) -> VaultUrl {
     else {
         return VaultUrl::No;
     };
-    let authority = rest
-        .trim_start_matches(['/', '\\'])
-        .split(['/', '\\', '?', '#'])
-        .next()
-        .unwrap_or_default();
+    let after_slashes = rest.trim_start_matches(['/', '\\']);
+    let authority_end = after_slashes
+        .find(['/', '\\', '?', '#'])
+        .unwrap_or(after_slashes.len());
+    let authority = &after_slashes[..authority_end];
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = host_port.split(':').next().unwrap_or_default();
     if hosts.suffix_of(host.trim_end_matches('.')).is_none() {
-        return VaultUrl::No;
+        return disguised_vault_host(value, hosts).map_or(VaultUrl::No, VaultUrl::Malformed);
     }
     if !rest.starts_with("//") {
         return VaultUrl::Malformed(ReferenceError::new("a vault URL must start with https://"));
     }
+    let tail = &after_slashes[authority_end..];
+    let raw_path = &tail[..tail.find(['?', '#']).unwrap_or(tail.len())];
     match Url::parse(value) {
+        Ok(url) if !is_plain_path(raw_path) => VaultUrl::Malformed(
+            ReferenceError::new(
+                "the path must be written plainly: no '.' or '..' segment, no %2e or %2f, no backslash, space or control character",
+            )
+            .hint(format!(
+                "write it as {}/secrets/NAME[/VERSION]",
+                https_origin(&url)
+            )),
+        ),
+        // A vault host as written, but not plainly (`ｋv1.vault.azure.net`, `k%761.…`).
+        Ok(url) if url.host_str() != Some(host) && is_valid_vault_name(vault_label(&url, hosts)) => {
+            VaultUrl::Malformed(disguised(&url))
+        }
         Ok(url) => VaultUrl::Url(url),
         Err(e) => VaultUrl::Malformed(ReferenceError::new(format!("not a valid vault URL ({e})"))),
+    }
+}
+
+/// A path (lower-cased, as written) that URL normalisation leaves as it is, segment for segment.
+fn is_plain_path(path: &str) -> bool {
+    !path.contains(|c: char| c == '\\' || c <= ' ' || c == '\u{7f}')
+        && path.split('/').all(|segment| {
+            segment != "."
+                && segment != ".."
+                && !segment.contains("%2e")
+                && !segment.contains("%2f")
+        })
+}
+
+/// A URL whose host is not a vault host as written but is one once the `url` crate has decoded
+/// and normalised it: an error asking for the plain spelling.
+fn disguised_vault_host(value: &str, hosts: &VaultHosts) -> Option<ReferenceError> {
+    let url = Url::parse(value).ok()?;
+    hosts.suffix_of(url.host_str()?.trim_end_matches('.'))?;
+    Some(disguised(&url))
+}
+
+fn disguised(url: &Url) -> ReferenceError {
+    let host = url.host_str().unwrap_or_default().trim_end_matches('.');
+    ReferenceError::new(format!(
+        "the host normalises to the vault host {host}: it is spelled with percent-encoding or characters that are not plain ASCII"
+    ))
+    .hint(format!("write the host plainly, as {}/…", https_origin(url)))
+}
+
+/// The vault's name: the host's labels before its vault suffix (empty when there is none).
+fn vault_label<'u>(url: &'u Url, hosts: &VaultHosts) -> &'u str {
+    let host = url.host_str().unwrap_or_default().trim_end_matches('.');
+    hosts
+        .suffix_of(host)
+        .map_or("", |suffix| &host[..host.len() - suffix.len() - 1])
+}
+
+/// `https://host[:port]` of a URL, for hints.
+fn https_origin(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default().trim_end_matches('.');
+    match url.port() {
+        Some(port) => format!("https://{host}:{port}"),
+        None => format!("https://{host}"),
     }
 }
 
@@ -336,9 +457,25 @@ fn secret_from_vault_url(
     hosts: &VaultHosts,
 ) -> Result<Option<SecretRef>, ReferenceError> {
     let path = url.path();
+    let first = path.split('/').nth(1).unwrap_or_default();
     let collection = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    if !collection.eq_ignore_ascii_case("secrets") {
+    // The documented pass-throughs: the vault URL itself, key and certificate identifiers.
+    if path == "/"
+        || first.eq_ignore_ascii_case("keys")
+        || first.eq_ignore_ascii_case("certificates")
+    {
         return Ok(None);
+    }
+    if !collection.eq_ignore_ascii_case("secrets") {
+        // `/secret/db`, `/db`: meant as a reference; handing the app this text as its value would
+        // start it with broken configuration.
+        return Err(ReferenceError::new(
+            "not a secret identifier: on a vault host only /secrets/NAME[/VERSION] is a reference, and only the vault URL itself, /keys/… and /certificates/… pass through as text",
+        )
+        .hint(format!(
+            "a secret identifier looks like {}/secrets/NAME[/VERSION]",
+            https_origin(url)
+        )));
     }
     if !path.starts_with("/secrets") {
         return Err(ReferenceError::new(
@@ -650,6 +787,14 @@ mod tests {
             "https://myvault.vault.azure.net",
             "https://myvault.vault.azure.net/keys/k/1",
             "https://myvault.vault.azure.net/certificates/c",
+            "https://myvault.vault.azure.net/Keys/k",
+            "https://myvault.vault.azure.net/keys",
+            "https://myvault.vault.azure.net/?k=v",
+            "https://example.com/secret/x",
+            "https://example.com/secrets/%2e%2e/keys/x",
+            "https://example.com/a/../secrets/x",
+            "https://b\u{fc}cher.example/secrets/x",
+            "https://kv1%2eexample.com/secrets/x",
             "https://vault.azure.net/secrets/x",
             "https://hostvault.azure.net/secrets/x",
             "https://evil.com/x.vault.azure.net/secrets/y",
@@ -706,6 +851,147 @@ mod tests {
                 classify(value, &hosts()).is_err(),
                 "{value} should be an error"
             );
+        }
+    }
+
+    #[test]
+    #[expect(clippy::too_many_lines, reason = "one table of cases")]
+    fn near_misses_on_a_vault_host_say_what_is_wrong() {
+        const NOT_AN_IDENTIFIER: &str = "not a secret identifier: on a vault host only /secrets/NAME[/VERSION] is a reference, and only the vault URL itself, /keys/… and /certificates/… pass through as text";
+        const NOT_PLAIN: &str = "the path must be written plainly: no '.' or '..' segment, no %2e or %2f, no backslash, space or control character";
+        const DISGUISED: &str = "the host normalises to the vault host kv1.vault.azure.net: it is spelled with percent-encoding or characters that are not plain ASCII";
+        let identifier_hint =
+            "a secret identifier looks like https://myvault.vault.azure.net/secrets/NAME[/VERSION]";
+        let plain_hint = "write it as https://myvault.vault.azure.net/secrets/NAME[/VERSION]";
+        let disguised_hint = "write the host plainly, as https://kv1.vault.azure.net/…";
+        for (value, message, hint) in [
+            (
+                "https://myvault.vault.azure.net/secret/db-password",
+                NOT_AN_IDENTIFIER,
+                identifier_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/db-password",
+                NOT_AN_IDENTIFIER,
+                identifier_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/deletedsecrets/x",
+                NOT_AN_IDENTIFIER,
+                identifier_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/%2e%2e/keys/x",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/%2E%2E/keys/x",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/keys/../secrets/x",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/keys/%2e./secrets/x",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/./x",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            ("https://myvault.vault.azure.net/./", NOT_PLAIN, plain_hint),
+            (
+                "https://myvault.vault.azure.net/secrets/x%2f1",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/keys/k%2F..",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net\\secrets\\x",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/sec\trets/x",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/x\ny",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/a b",
+                NOT_PLAIN,
+                plain_hint,
+            ),
+            (
+                "https://kv1%2evault%2eazure%2enet/secrets/db-password",
+                DISGUISED,
+                disguised_hint,
+            ),
+            (
+                "https://kv1%2Evault.azure.net/secrets/x",
+                DISGUISED,
+                disguised_hint,
+            ),
+            (
+                "https://kv1\u{3002}vault\u{3002}azure\u{3002}net/secrets/x",
+                DISGUISED,
+                disguised_hint,
+            ),
+            (
+                "https://kv1\u{ff0e}vault\u{ff0e}azure\u{ff0e}net/",
+                DISGUISED,
+                disguised_hint,
+            ),
+            (
+                "https://kv1\u{ff61}vault.azure.net/keys/k",
+                DISGUISED,
+                disguised_hint,
+            ),
+            (
+                "https://\u{ff2b}V1.vault.azure.net/secrets/x",
+                DISGUISED,
+                disguised_hint,
+            ),
+            (
+                "https://kv1.vault.azure.n\u{ff45}t/secrets/x",
+                DISGUISED,
+                disguised_hint,
+            ),
+            (
+                "https://kv1.va\u{ad}ult.azure.net/secrets/x",
+                DISGUISED,
+                disguised_hint,
+            ),
+            (
+                "https://k%761.vault.azure.net/secrets/x",
+                DISGUISED,
+                disguised_hint,
+            ),
+        ] {
+            let want = Err(ReferenceError::new(message).hint(hint));
+            assert_eq!(classify(value, &hosts()), want, "{value}");
+            let template = format!("x{{{{ {value} }}}}");
+            let want = Err(ReferenceError::new(format!("in {{{{ … }}}}: {message}")).hint(hint));
+            assert_eq!(classify(&template, &hosts()), want, "{template}");
+            let app_service = format!("@Microsoft.KeyVault(SecretUri={value})");
+            if message != NOT_AN_IDENTIFIER && !value.contains(['\t', '\n', ' ']) {
+                let want = Err(ReferenceError::new(message).hint(hint));
+                assert_eq!(classify(&app_service, &hosts()), want, "{app_service}");
+            }
         }
     }
 
@@ -811,7 +1097,7 @@ mod tests {
 
     #[test]
     fn parse_matches_the_js_sdk() {
-        let cases: [(&str, &str, &str, Option<&str>); 6] = [
+        let cases: [(&str, &str, &str, Option<&str>); 8] = [
             (
                 "https://myvault.vault.azure.net/secrets/db",
                 "https://myvault.vault.azure.net",
@@ -847,6 +1133,19 @@ mod tests {
                 "https://example.com",
                 "x",
                 None,
+            ),
+            // `new URL()` decodes the host and resolves dot segments; `parse` does as JS does.
+            (
+                "https://kv1%2evault%2eazure%2enet/secrets/x",
+                "https://kv1.vault.azure.net",
+                "x",
+                None,
+            ),
+            (
+                "https://example.com/keys/../secrets/x/y",
+                "https://example.com",
+                "x",
+                Some("y"),
             ),
         ];
         for (id, vault_url, name, version) in cases {
@@ -897,6 +1196,60 @@ mod tests {
             VaultHosts::new(&[".Vault.Example".into()]).default_domain(),
             "vault.example"
         );
+    }
+
+    #[test]
+    fn allow_list_entries_name_a_host_and_a_port() {
+        let origin = |host: &str, port| {
+            Some(VaultOrigin {
+                host: host.to_owned(),
+                port,
+            })
+        };
+        for (text, want) in [
+            ("kv1.vault.azure.net", origin("kv1.vault.azure.net", 443)),
+            (" KV1.Vault.Azure.Net ", origin("kv1.vault.azure.net", 443)),
+            (
+                "kv1.vault.azure.net:8443",
+                origin("kv1.vault.azure.net", 8443),
+            ),
+            (
+                "https://kv1.vault.azure.net",
+                origin("kv1.vault.azure.net", 443),
+            ),
+            (
+                "https://kv1.vault.azure.net/",
+                origin("kv1.vault.azure.net", 443),
+            ),
+            (
+                "HTTPS://kv1.vault.azure.net:443/",
+                origin("kv1.vault.azure.net", 443),
+            ),
+            (
+                "https://kv1.vault.localhost:47501",
+                origin("kv1.vault.localhost", 47501),
+            ),
+            ("http://kv1.vault.azure.net", None),
+            ("https://kv1.vault.azure.net/secrets/x", None),
+            ("https://u@kv1.vault.azure.net", None),
+            ("kv1.vault.azure.net:0", None),
+            ("kv1.vault.azure.net:99999", None),
+            ("kv1.vault.azure.net:", None),
+            ("example.com", None),
+            ("vault.azure.net", None),
+            ("a.b.vault.azure.net", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_vault_origin(text, &hosts()), want, "{text:?}");
+        }
+        let entry = parse_vault_origin("kv1.vault.azure.net:8443", &hosts()).unwrap();
+        assert!(entry.admits(&secret("https://kv1.vault.azure.net:8443", "x", None)));
+        assert!(!entry.admits(&secret("https://kv1.vault.azure.net", "x", None)));
+        assert_eq!(entry.to_string(), "kv1.vault.azure.net:8443");
+        let entry = parse_vault_origin("kv1.vault.azure.net", &hosts()).unwrap();
+        assert!(entry.admits(&secret("https://kv1.vault.azure.net", "x", None)));
+        assert!(!entry.admits(&secret("https://kv1.vault.azure.net:8443", "x", None)));
+        assert_eq!(entry.to_string(), "kv1.vault.azure.net");
     }
 
     #[test]

@@ -1116,10 +1116,19 @@ fn the_vault_allow_list_refuses_before_anything_is_fetched() {
     };
     let mut command = world.kvrun();
     env_refs(&mut command);
-    let output = run(command.args(["--allow-vault", "kv1.vault.localhost", "--", "true"]));
+    // The fake listens on a random port: an entry without a port would mean 443.
+    let port = world.fake.port();
+    let output = run(command.args([
+        "--allow-vault",
+        &format!("kv1.vault.localhost:{port}"),
+        "--",
+        "true",
+    ]));
     assert_eq!(output.status.code(), Some(77), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("evil.vault.localhost (not in --allow-vault): BAD (environment)"),
+        stderr(&output).contains(&format!(
+            "evil.vault.localhost:{port} (not in --allow-vault): BAD (environment)"
+        )),
         "{}",
         stderr(&output)
     );
@@ -1135,7 +1144,7 @@ fn the_vault_allow_list_refuses_before_anything_is_fetched() {
     let output = run(command
         .env(
             "KVRUN_ALLOW_VAULT",
-            "kv1.vault.localhost,evil.vault.localhost",
+            format!("kv1.vault.localhost:{port},evil.vault.localhost:{port}"),
         )
         .args(["--", "true"]));
     assert_eq!(output.status.code(), Some(77), "{}", stderr(&output));

@@ -22,17 +22,17 @@
 //! `{ value = "…" }`. Unknown keys are errors, so a typo (`optinal = true`) cannot silently make a
 //! secret required or not. Pure: takes the file's text, returns entries; reads nothing itself.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
 
 use super::Origin;
 use crate::error::Error;
 use crate::launch::files::FileSpec;
-use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts};
+use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts, VaultOrigin};
 
 /// The value a manifest entry gives its variable.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,38 +73,173 @@ pub struct Entry {
 struct File {
     vault: Option<Spanned<String>>,
     allowed_vaults: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
-    env: BTreeMap<Spanned<String>, Spanned<Spec>>,
+    /// Read from the spanned document instead ([`env_entries`]), where every key and value keeps
+    /// its position.
+    #[expect(dead_code, reason = "only accepted here; read by env_entries")]
+    env: Option<serde::de::IgnoredAny>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Spec {
-    Short(String),
-    Table(Table),
+/// One `[env]` entry as written, checked by hand ([`table`]) rather than by serde: an untagged
+/// enum's only error is "data did not match any variant", which names neither the unknown key nor
+/// the wrong type, nor where they are.
+#[derive(Clone, Copy)]
+enum RawEntry<'t, 'i> {
+    Text(&'t str),
+    Table(&'t DeTable<'i>),
+    /// Any other TOML type, named with its article ("an integer").
+    Other(&'static str),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The keys a table entry may have.
+const TABLE_KEYS: [&str; 8] = [
+    "secret", "vault", "version", "optional", "value", "file", "mode", "owner",
+];
+
+/// A table entry's keys, typed.
+#[derive(Default)]
 struct Table {
     secret: Option<String>,
-    vault: Option<String>,
+    /// With the span of its value, for errors.
+    vault: Option<Spanned<String>>,
     version: Option<String>,
-    #[serde(default)]
     optional: bool,
     value: Option<String>,
-    #[serde(default)]
     file: bool,
     mode: Option<Mode>,
     owner: Option<String>,
 }
 
 /// A file mode: `"0440"` (octal text) or a TOML integer (`0o440`).
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum Mode {
     Number(u32),
     Text(String),
+}
+
+const MODE: &str = "an octal file mode such as \"0440\" or 0o440";
+
+/// A TOML value's type with its article, for messages.
+fn kind(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// Check a table entry's keys and their types; a problem comes with the span it is about.
+fn table(entries: &DeTable<'_>) -> Result<Table, (Range<usize>, Problem)> {
+    let mut table = Table::default();
+    for (key, value) in entries {
+        let span = value.span();
+        let key_span = key.span();
+        let key = key.get_ref().as_ref();
+        let value = value.get_ref();
+        let wrong = |wanted: &str| {
+            (
+                span.clone(),
+                (
+                    format!("'{key}' must be {wanted}, not {}", kind(value)),
+                    None,
+                ),
+            )
+        };
+        let string = || match value {
+            DeValue::String(text) => Ok(text.to_string()),
+            _ => Err(wrong("a string")),
+        };
+        let boolean = || match value {
+            DeValue::Boolean(on) => Ok(*on),
+            _ => Err(wrong("true or false")),
+        };
+        match key {
+            "secret" => table.secret = Some(string()?),
+            "vault" => table.vault = Some(Spanned::new(span.clone(), string()?)),
+            "version" => table.version = Some(string()?),
+            "optional" => table.optional = boolean()?,
+            "value" => table.value = Some(string()?),
+            "file" => table.file = boolean()?,
+            "owner" => table.owner = Some(string()?),
+            "mode" => {
+                table.mode = Some(match value {
+                    DeValue::String(text) => Mode::Text(text.to_string()),
+                    DeValue::Integer(n) => match u32::from_str_radix(n.as_str(), n.radix()) {
+                        Ok(n) => Mode::Number(n),
+                        Err(_) => return Err((span, (format!("'mode' must be {MODE}"), None))),
+                    },
+                    _ => return Err(wrong(MODE)),
+                });
+            }
+            _ => {
+                let guess = TABLE_KEYS
+                    .iter()
+                    .find(|known| edit_distance(known, key) <= 2)
+                    .map_or_else(String::new, |known| format!(" (did you mean '{known}'?)"));
+                return Err((
+                    key_span,
+                    (
+                        format!("unknown key '{key}'{guess}"),
+                        Some(format!(
+                            "the keys of an entry are {} and {}",
+                            TABLE_KEYS[..TABLE_KEYS.len() - 1].join(", "),
+                            TABLE_KEYS[TABLE_KEYS.len() - 1]
+                        )),
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(table)
+}
+
+/// An `[env]` entry: its name (with span), the span of its value, and the value as written.
+type EnvEntry<'t, 'i> = (&'t Spanned<DeString<'i>>, Range<usize>, RawEntry<'t, 'i>);
+
+/// The `[env]` table's entries from the spanned document: each name and value with its span.
+fn env_entries<'t, 'i>(
+    document: &'t DeTable<'i>,
+) -> Result<Vec<EnvEntry<'t, 'i>>, (Range<usize>, String)> {
+    let Some(env) = document.get("env") else {
+        return Ok(Vec::new());
+    };
+    let DeValue::Table(env) = env.get_ref() else {
+        return Err((
+            env.span(),
+            format!("'env' must be a table, not {}", kind(env.get_ref())),
+        ));
+    };
+    Ok(env
+        .iter()
+        .map(|(name, value)| {
+            let raw = match value.get_ref() {
+                DeValue::String(text) => RawEntry::Text(text.as_ref()),
+                DeValue::Table(table) => RawEntry::Table(table),
+                other => RawEntry::Other(kind(other)),
+            };
+            (name, value.span(), raw)
+        })
+        .collect())
+}
+
+/// Levenshtein distance, for "did you mean" on a mistyped key.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// The file options of a table entry, checked.
@@ -158,8 +293,8 @@ pub fn parse(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Vec<Entry>, 
 #[derive(Debug, Default)]
 pub struct Manifest {
     pub entries: Vec<Entry>,
-    /// `allowed_vaults = [...]`: the only vault hosts kvrun may contact, when given.
-    pub allowed_vaults: Option<Vec<String>>,
+    /// `allowed_vaults = [...]`: the only vaults (host and port) kvrun may contact, when given.
+    pub allowed_vaults: Option<Vec<VaultOrigin>>,
 }
 
 /// Parse a manifest's text, allow-list included.
@@ -173,15 +308,21 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
     };
     // toml's own Display quotes the offending line, which could hold a literal value: report the
     // message and position only.
-    let file: File = toml::from_str(text).map_err(|e| {
+    let toml_error = |e: toml::de::Error| {
         let location = e.span().map_or_else(|| path.display().to_string(), at);
         Error::bad_input(location, e.message().trim().to_owned())
-    })?;
+    };
+    let file: File = toml::from_str(text).map_err(toml_error)?;
+    let document = DeTable::parse(text).map_err(toml_error)?;
     let default_vault = file
         .vault
         .map(|v| {
             let span = v.span();
-            vault_url(v.get_ref(), hosts).map_err(|message| Error::bad_input(at(span), message))
+            vault_url(v.get_ref(), hosts).map_err(|(message, hint)| Error::BadInput {
+                location: at(span),
+                message,
+                hint,
+            })
         })
         .transpose()?;
     let allowed_vaults = file
@@ -190,33 +331,34 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
             list.into_iter()
                 .map(|v| {
                     let span = v.span();
-                    vault_host(v.get_ref(), hosts)
+                    allowed_vault(v.get_ref(), hosts)
                         .map_err(|message| Error::bad_input(at(span), message))
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
 
-    let mut entries = Vec::with_capacity(file.env.len());
-    for (name, spec) in file.env {
-        let location = at(spec.span());
-        let bad = |message: String, hint: Option<String>| Error::BadInput {
-            location: location.clone(),
-            message,
-            hint,
-        };
-        let name_text = name.get_ref();
+    let env = env_entries(document.get_ref())
+        .map_err(|(span, message)| Error::bad_input(at(span), message))?;
+    let mut entries = Vec::with_capacity(env.len());
+    for (name, span, raw) in env {
+        let name_text = name.get_ref().as_ref();
         if name_text.is_empty() || name_text.contains(['=', '\0']) {
             return Err(Error::bad_input(
                 at(name.span()),
                 format!("'{name_text}' cannot be an environment variable name"),
             ));
         }
-        let (value, file) = entry_value(spec.into_inner(), default_vault.as_deref(), hosts)
-            .map_err(|(message, hint)| bad(format!("{name_text}: {message}"), hint))?;
+        let (value, file) = entry_value(name_text, raw, default_vault.as_deref(), hosts).map_err(
+            |(at_span, (message, hint))| Error::BadInput {
+                location: at(at_span.unwrap_or_else(|| span.clone())),
+                message: format!("{name_text}: {message}"),
+                hint,
+            },
+        )?;
         let (line, _) = line_col(text, name.span().start);
         entries.push(Entry {
-            name: name.into_inner(),
+            name: name_text.to_owned(),
             value,
             origin: Origin::Manifest {
                 path: path.to_owned(),
@@ -233,17 +375,38 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
 
 type Problem = (String, Option<String>);
 
-/// The value and file options of one `[env]` entry.
+/// A problem with the span it is about, when that is narrower than the whole entry.
+type Located = (Option<Range<usize>>, Problem);
+
+/// The value and file options of one `[env]` entry. A problem names the span it is about when that
+/// is narrower than the entry (a key, a key's value).
 fn entry_value(
-    spec: Spec,
+    name: &str,
+    raw: RawEntry<'_, '_>,
     default_vault: Option<&str>,
     hosts: &VaultHosts,
-) -> Result<(Value, Option<FileSpec>), Problem> {
-    match spec {
-        Spec::Short(text) => {
-            secret_value(&text, default_vault, None, false, hosts).map(|v| (v, None))
+) -> Result<(Value, Option<FileSpec>), Located> {
+    let whole = |problem| (None, problem);
+    let entries = match raw {
+        RawEntry::Text(text) => {
+            return secret_value(text, default_vault, None, false, hosts)
+                .map(|v| (v, None))
+                .map_err(whole);
         }
-        Spec::Table(Table {
+        RawEntry::Other(kind) => {
+            return Err(whole((
+                format!(
+                    "an entry is a string (a secret name or a reference) or a table, not {kind}"
+                ),
+                Some(format!(
+                    "a plain value goes in a table: {name} = {{ value = \"…\" }}"
+                )),
+            )));
+        }
+        RawEntry::Table(entries) => entries,
+    };
+    match table(entries).map_err(|(span, problem)| (Some(span), problem))? {
+        Table {
             value: Some(literal),
             secret: None,
             vault: None,
@@ -252,16 +415,16 @@ fn entry_value(
             file: false,
             mode: None,
             owner: None,
-        }) => Ok((Value::Literal(literal), None)),
-        Spec::Table(Table { value: Some(_), .. }) => Err((
+        } => Ok((Value::Literal(literal), None)),
+        Table { value: Some(_), .. } => Err(whole((
             "'value' is a plain value and cannot be combined with other keys".to_owned(),
             None,
-        )),
-        Spec::Table(Table { secret: None, .. }) => Err((
+        ))),
+        Table { secret: None, .. } => Err(whole((
             "a table entry needs 'secret' (or 'value' for a plain value)".to_owned(),
             None,
-        )),
-        Spec::Table(Table {
+        ))),
+        Table {
             secret: Some(secret),
             vault,
             version,
@@ -270,23 +433,20 @@ fn entry_value(
             file,
             mode,
             owner,
-        }) => {
-            let spec = file_spec(file, mode, owner);
+        } => {
             if vault.is_some() && !reference::is_valid_secret_name(&secret) {
-                Err((
+                return Err(whole((
                     "'vault' and 'version' only go with a bare secret name".to_owned(),
                     None,
-                ))
-            } else {
-                vault
-                    .map(|v| vault_url(&v, hosts).map_err(|m| (m, None)))
-                    .transpose()
-                    .and_then(|vault| {
-                        let vault = vault.or_else(|| default_vault.map(str::to_owned));
-                        secret_value(&secret, vault.as_deref(), version, optional, hosts)
-                    })
-                    .and_then(|value| Ok((value, spec?)))
+                )));
             }
+            let vault = match vault {
+                Some(v) => Some(vault_url(v.get_ref(), hosts).map_err(|p| (Some(v.span()), p))?),
+                None => default_vault.map(str::to_owned),
+            };
+            let value =
+                secret_value(&secret, vault.as_deref(), version, optional, hosts).map_err(whole)?;
+            Ok((value, file_spec(file, mode, owner).map_err(whole)?))
         }
     }
 }
@@ -350,37 +510,52 @@ fn secret_value(
     }
 }
 
-/// An allow-list entry: a vault host (`myvault.vault.azure.net`) or URL, as a lower-case host.
+/// An allow-list entry: a vault host with an optional port (`myvault.vault.azure.net[:8443]`), or
+/// the same as a URL; without a port it means 443.
 ///
 /// # Errors
-/// When it names no vault host.
-pub fn vault_host(text: &str, hosts: &VaultHosts) -> Result<String, String> {
-    let host = match url::Url::parse(text) {
-        Ok(url) if url.has_host() => url.host_str().unwrap_or_default().to_owned(),
-        _ => text.trim().trim_end_matches('/').to_owned(),
-    }
-    .to_ascii_lowercase();
-    if hosts.suffix_of(&host).is_none() {
-        return Err(format!(
-            "'{text}' is not a vault host like myvault.vault.azure.net (for other vault hosts, add --vault-suffix)"
-        ));
-    }
-    Ok(host)
+/// When it names no vault host and port.
+pub fn allowed_vault(text: &str, hosts: &VaultHosts) -> Result<VaultOrigin, String> {
+    reference::parse_vault_origin(text, hosts).ok_or_else(|| {
+        format!(
+            "'{text}' is not a vault host like myvault.vault.azure.net[:port] (for other vault hosts, add --vault-suffix)"
+        )
+    })
 }
 
-/// A vault URL: `https://{vault}.{suffix}[:port]`, nothing after the host but an optional `/`.
-fn vault_url(text: &str, hosts: &VaultHosts) -> Result<String, String> {
-    let url = url::Url::parse(text).map_err(|e| format!("'{text}' is not a vault URL ({e})"))?;
-    let host = url.host_str().unwrap_or_default();
-    if url.scheme() != "https" || hosts.suffix_of(host).is_none() || url.path() != "/" {
-        return Err(format!(
-            "'{text}' is not a vault URL like https://VAULT.vault.azure.net (for other vault hosts, add --vault-suffix)"
-        ));
+/// A vault URL: `https://{vault}.{suffix}[:port]`, nothing after the host but an optional `/`,
+/// the host written plainly (no percent-encoding, no non-ASCII look-alikes).
+fn vault_url(text: &str, hosts: &VaultHosts) -> Result<String, Problem> {
+    let trimmed = text.trim();
+    if !trimmed.contains("://") {
+        // `vault = "myvault"` or a bare host: say what a vault URL looks like.
+        let host = trimmed.to_ascii_lowercase();
+        let url = if reference::parse_vault_origin(&host, hosts).is_some() {
+            Some(format!("https://{host}"))
+        } else {
+            reference::is_valid_vault_name(trimmed)
+                .then(|| format!("https://{host}.{}", hosts.default_domain()))
+        };
+        let hint = url.map_or_else(
+            || "a vault URL looks like https://myvault.vault.azure.net".to_owned(),
+            |url| format!("write it as a URL: {url}"),
+        );
+        return Err((format!("'{text}' is not a vault URL"), Some(hint)));
     }
-    Ok(match url.port() {
-        Some(port) => format!("https://{host}:{port}"),
-        None => format!("https://{host}"),
-    })
+    let origin = trimmed
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .and_then(|_| reference::parse_vault_origin(trimmed, hosts));
+    match origin {
+        Some(origin) if origin.port == 443 => Ok(format!("https://{}", origin.host)),
+        Some(origin) => Ok(format!("https://{}:{}", origin.host, origin.port)),
+        None => Err((
+            format!(
+                "'{text}' is not a vault URL like https://VAULT.vault.azure.net (for other vault hosts, add --vault-suffix)"
+            ),
+            None,
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -507,6 +682,159 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
             let err = parse_err(text);
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn typos_and_wrong_types_name_the_key_the_type_and_the_column() {
+        let keys = "the keys of an entry are secret, vault, version, optional, value, file, mode and owner";
+        let entry_kind = |kind: &str| {
+            format!(
+                "A: an entry is a string (a secret name or a reference) or a table, not {kind} a plain value goes in a table: A = {{ value = \"…\" }}"
+            )
+        };
+        for (entry, want) in [
+            (
+                "A = { secret = \"x\", optinal = true }",
+                format!("kvrun.toml:3:21: A: unknown key 'optinal' (did you mean 'optional'?) {keys}"),
+            ),
+            (
+                "A = { secrte = \"x\" }",
+                format!("kvrun.toml:3:7: A: unknown key 'secrte' (did you mean 'secret'?) {keys}"),
+            ),
+            (
+                "A = { secret = \"x\", Optional = true }",
+                format!("kvrun.toml:3:21: A: unknown key 'Optional' (did you mean 'optional'?) {keys}"),
+            ),
+            (
+                "A = { secret = \"x\", required = true }",
+                format!("kvrun.toml:3:21: A: unknown key 'required' {keys}"),
+            ),
+            ("A = 5", format!("kvrun.toml:3:5: {}", entry_kind("an integer"))),
+            ("A = 0.5", format!("kvrun.toml:3:5: {}", entry_kind("a float"))),
+            ("A = true", format!("kvrun.toml:3:5: {}", entry_kind("a boolean"))),
+            ("A = [\"x\"]", format!("kvrun.toml:3:5: {}", entry_kind("an array"))),
+            ("A = 1979-05-27", format!("kvrun.toml:3:5: {}", entry_kind("a date-time"))),
+            (
+                "A = { secret = 1979-05-27T07:32:00Z }",
+                "kvrun.toml:3:16: A: 'secret' must be a string, not a date-time ".to_owned(),
+            ),
+            (
+                "A = { secret = \"x\", file = true, mode = 0o440, owner = \"1000\" }",
+                String::new(),
+            ),
+            (
+                "A = { secret = 5 }",
+                "kvrun.toml:3:16: A: 'secret' must be a string, not an integer ".to_owned(),
+            ),
+            (
+                "A = { secret = \"x\", version = 2 }",
+                "kvrun.toml:3:31: A: 'version' must be a string, not an integer ".to_owned(),
+            ),
+            (
+                "A = { secret = \"x\", optional = \"yes\" }",
+                "kvrun.toml:3:32: A: 'optional' must be true or false, not a string ".to_owned(),
+            ),
+            (
+                "A = { secret = \"x\", file = 1 }",
+                "kvrun.toml:3:28: A: 'file' must be true or false, not an integer ".to_owned(),
+            ),
+            (
+                "A = { secret = \"x\", file = true, mode = [1] }",
+                "kvrun.toml:3:41: A: 'mode' must be an octal file mode such as \"0440\" or 0o440, not an array ".to_owned(),
+            ),
+            (
+                "A = { secret = \"x\", file = true, mode = 4294967296 }",
+                "kvrun.toml:3:41: A: 'mode' must be an octal file mode such as \"0440\" or 0o440 ".to_owned(),
+            ),
+            (
+                "A = { secret = \"x\", vault = { url = \"https://v12.vault.azure.net\" } }",
+                "kvrun.toml:3:29: A: 'vault' must be a string, not a table ".to_owned(),
+            ),
+            (
+                "A = { secret = \"x\", vault = \"v12\" }",
+                "kvrun.toml:3:29: A: 'v12' is not a vault URL write it as a URL: https://v12.vault.azure.net".to_owned(),
+            ),
+            (
+                "A = { secret = \"x\", vault = \"https://v12.vault.azure.net/secrets\" }",
+                "kvrun.toml:3:29: A: 'https://v12.vault.azure.net/secrets' is not a vault URL like https://VAULT.vault.azure.net (for other vault hosts, add --vault-suffix) ".to_owned(),
+            ),
+        ] {
+            let text = format!("vault = \"https://main.vault.azure.net\"\n[env]\n{entry}\n");
+            if want.is_empty() {
+                parse_ok(&text);
+                continue;
+            }
+            assert_eq!(parse_err(&text), want, "{entry}");
+        }
+    }
+
+    #[test]
+    fn the_default_vault_must_be_a_plain_vault_url() {
+        for (vault, want) in [
+            (
+                "myvault",
+                "kvrun.toml:1:9: 'myvault' is not a vault URL write it as a URL: https://myvault.vault.azure.net",
+            ),
+            (
+                "MyVault.vault.azure.net",
+                "kvrun.toml:1:9: 'MyVault.vault.azure.net' is not a vault URL write it as a URL: https://myvault.vault.azure.net",
+            ),
+            (
+                "my_vault",
+                "kvrun.toml:1:9: 'my_vault' is not a vault URL a vault URL looks like https://myvault.vault.azure.net",
+            ),
+            (
+                "https://kv1%2evault%2eazure%2enet",
+                "kvrun.toml:1:9: 'https://kv1%2evault%2eazure%2enet' is not a vault URL like https://VAULT.vault.azure.net (for other vault hosts, add --vault-suffix) ",
+            ),
+            (
+                "https://kv1\u{3002}vault\u{3002}azure\u{3002}net",
+                "kvrun.toml:1:9: 'https://kv1\u{3002}vault\u{3002}azure\u{3002}net' is not a vault URL like https://VAULT.vault.azure.net (for other vault hosts, add --vault-suffix) ",
+            ),
+            (
+                "http://kv1.vault.azure.net",
+                "kvrun.toml:1:9: 'http://kv1.vault.azure.net' is not a vault URL like https://VAULT.vault.azure.net (for other vault hosts, add --vault-suffix) ",
+            ),
+        ] {
+            let text = format!("vault = \"{vault}\"\n");
+            assert_eq!(parse_err(&text), want, "{vault}");
+        }
+        let manifest = parse_manifest(
+            "vault = \"HTTPS://Main.vault.azure.net:443/\"\n[env]\nA = \"db\"\n",
+            Path::new("kvrun.toml"),
+            &VaultHosts::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            manifest.entries[0].value,
+            Value::Secret {
+                secret: secret("https://main.vault.azure.net", "db", None),
+                optional: false
+            }
+        );
+    }
+
+    #[test]
+    fn env_sections_and_dotted_keys_are_entries_too() {
+        let entries = parse_ok(
+            "vault = \"https://main.vault.azure.net\"\n[env.A]\nsecret = \"a\"\noptional = true\n[env]\nB.secret = \"b\"\n",
+        );
+        let names: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["A", "B"]);
+        assert!(matches!(
+            entries[0].value,
+            Value::Secret { optional: true, .. }
+        ));
+        assert_eq!(
+            parse_err(
+                "vault = \"https://main.vault.azure.net\"\n[env.A]\nsecret = \"a\"\noptinal = true\n"
+            ),
+            "kvrun.toml:4:1: A: unknown key 'optinal' (did you mean 'optional'?) the keys of an entry are secret, vault, version, optional, value, file, mode and owner"
+        );
+        assert_eq!(
+            parse_err("env = 5\n"),
+            "kvrun.toml:1:7: 'env' must be a table, not an integer "
+        );
     }
 
     #[test]
