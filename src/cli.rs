@@ -200,7 +200,7 @@ pub struct RunArgs {
     pub vault_suffix: Vec<String>,
 
     /// Give up resolving after this long, e.g. 30s or 500ms; the command is not started.
-    #[arg(long, value_name = "DURATION", env = env::TIMEOUT, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = env::TIMEOUT, default_value = "30s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
     /// At most this many requests in flight per vault.
@@ -253,9 +253,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIGNAL", env = env::RELOAD_SIGNAL, value_parser = parse_signal, requires = "watch")]
     pub reload_signal: Option<nix::sys::signal::Signal>,
 
-    /// With --watch: how long a restart waits after SIGTERM before SIGKILL.
-    #[arg(long, value_name = "DURATION", env = env::STOP_TIMEOUT, default_value = "10s", value_parser = parse_duration)]
-    pub stop_timeout: Duration,
+    /// How long a restart waits after SIGTERM before SIGKILL [default: 10s]. When given, also
+    /// at shutdown under --init: after SIGTERM or SIGINT, the command is killed after this long.
+    #[arg(long, value_name = "DURATION", env = env::STOP_TIMEOUT, value_parser = parse_timeout)]
+    pub stop_timeout: Option<Duration>,
 
     /// Start the command with only kvrun's variables (.env, manifest, resolved references) and
     /// `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `TERM`, `LANG`, `LANGUAGE`, `LC_*`, `TZ`, `TMPDIR`, `HOSTNAME` and
@@ -295,11 +296,33 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30s, 500ms, 2m)"))
 }
 
+/// The longest `--timeout` and `--stop-timeout`: longer waits are typos, and bounded durations
+/// keep every deadline far from `Instant`'s range.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest `--watch` interval.
+pub const MAX_WATCH_INTERVAL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// The default `--stop-timeout` of a restart.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    at_most(parse_duration(text)?, MAX_TIMEOUT, "24h")
+}
+
+/// `duration`, or the error naming the limit (clap names the option).
+fn at_most(duration: Duration, limit: Duration, spelled: &str) -> Result<Duration, String> {
+    if duration > limit {
+        return Err(format!("at most {spelled}"));
+    }
+    Ok(duration)
+}
+
 /// The shortest `--watch` interval (see README, "Watching for rotated secrets").
 pub const MIN_WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
 fn parse_watch_interval(text: &str) -> Result<Duration, String> {
-    let interval = parse_duration(text)?;
+    let interval = at_most(parse_duration(text)?, MAX_WATCH_INTERVAL, "30d")?;
     if interval < MIN_WATCH_INTERVAL {
         return Err(format!(
             "at least {}s, so that a fleet of watchers stays far below the vault's limits",
@@ -368,6 +391,35 @@ mod tests {
         let cli = Cli::try_parse_from(["kvrun", "--timeout", "500ms", "--", "x"]).unwrap();
         assert_eq!(cli.run.timeout, Duration::from_millis(500));
         assert!(Cli::try_parse_from(["kvrun", "--timeout", "soon", "--", "x"]).is_err());
+        assert_eq!(
+            cli.run.stop_timeout, None,
+            "not given: restarts use the default"
+        );
+        for (option, longest, over) in [
+            ("--timeout", "24h", "86401s"),
+            ("--stop-timeout", "24h", "1day 1ms"),
+            ("--watch", "30d", "18446744073709551615s"),
+        ] {
+            let cli = Cli::try_parse_from(["kvrun", option, longest, "--", "x"]).unwrap();
+            let parsed = [
+                cli.run.timeout,
+                cli.run.stop_timeout.unwrap_or_default(),
+                cli.run.watch.unwrap_or_default(),
+            ];
+            assert!(parsed.contains(
+                &(if option == "--watch" {
+                    MAX_WATCH_INTERVAL
+                } else {
+                    MAX_TIMEOUT
+                })
+            ));
+            let err = Cli::try_parse_from(["kvrun", option, over, "--", "x"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            assert!(
+                err.to_string().contains(&format!("at most {longest}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

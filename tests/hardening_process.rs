@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
@@ -27,10 +28,12 @@ fn without_dir(world: &World, text: &str) -> String {
 #[test]
 fn timeout_beyond_u64_seconds_panicked_on_instant_overflow() {
     let world = World::new();
-    let output = run(world
-        .kvrun()
-        .env("A", world.url("kv1", "a"))
-        .args(["--timeout", "18446744073709551615s", "--", "true"]));
+    let output = run(world.kvrun().env("A", world.url("kv1", "a")).args([
+        "--timeout",
+        "18446744073709551615s",
+        "--",
+        "true",
+    ]));
     assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
     assert_eq!(
         stderr(&output),
@@ -60,13 +63,27 @@ fn timeout_in_the_environment_beyond_u64_seconds_panicked_on_instant_overflow() 
 fn watch_and_stop_timeout_beyond_their_limits_were_accepted() {
     let world = World::new();
     for (args, limit) in [
-        (["--watch", "18446744073709551615s"], "--watch <INTERVAL>': at most 30days"),
-        (["--watch", "31days"], "--watch <INTERVAL>': at most 30days"),
-        (["--stop-timeout", "25h"], "--stop-timeout <DURATION>': at most 24h"),
-        (["--timeout", "1day 1s"], "--timeout <DURATION>': at most 24h"),
+        (
+            ["--watch", "18446744073709551615s"],
+            "--watch <INTERVAL>': at most 30d",
+        ),
+        (["--watch", "31days"], "--watch <INTERVAL>': at most 30d"),
+        (
+            ["--stop-timeout", "25h"],
+            "--stop-timeout <DURATION>': at most 24h",
+        ),
+        (
+            ["--timeout", "1day 1s"],
+            "--timeout <DURATION>': at most 24h",
+        ),
     ] {
         let output = run(world.kvrun().args(args).args(["--", "true"]));
-        assert_eq!(output.status.code(), Some(64), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            stderr(&output)
+        );
         assert_eq!(
             stderr(&output),
             format!(
@@ -77,9 +94,10 @@ fn watch_and_stop_timeout_beyond_their_limits_were_accepted() {
         );
     }
     // The limits themselves are fine.
-    let output = run(world
-        .kvrun()
-        .args(["--timeout", "24h", "--stop-timeout", "24h", "--", "true"]));
+    let output =
+        run(world
+            .kvrun()
+            .args(["--timeout", "24h", "--stop-timeout", "24h", "--", "true"]));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
@@ -110,7 +128,11 @@ fn parse_and_export_into_a_full_disk_were_internal_errors() {
     let world = World::new();
     let id = "https://myvault.vault.azure.net/secrets/db";
     world.write(".env", "PLAIN=value\n");
-    for args in [vec!["parse", id], vec!["export"], vec!["completions", "bash"]] {
+    for args in [
+        vec!["parse", id],
+        vec!["export"],
+        vec!["completions", "bash"],
+    ] {
         let output = world
             .kvrun()
             .args(&args)
@@ -118,7 +140,12 @@ fn parse_and_export_into_a_full_disk_were_internal_errors() {
             .stderr(Stdio::piped())
             .output()
             .unwrap();
-        assert_eq!(output.status.code(), Some(74), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(74),
+            "{args:?}: {}",
+            stderr(&output)
+        );
         assert_eq!(
             stderr(&output),
             "kvrun: error: cannot write to stdout: No space left on device (os error 28)\n",
@@ -143,16 +170,17 @@ fn export_printed_the_content_of_a_file_secret() {
         ),
     );
     world.write(".env", &format!("TOKEN_FILE={}\n", world.url("kv1", "db")));
-    let output = run(world
-        .kvrun()
-        .args(["export", "--format", "shell", "--file-var", "TOKEN_FILE"]));
+    let output =
+        run(world
+            .kvrun()
+            .args(["export", "--format", "shell", "--file-var", "TOKEN_FILE"]));
     assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "");
     assert_eq!(
         stderr(&output),
-        "kvrun: error: .env:1: TOKEN_FILE: a run delivers this secret as a file and puts the file's path in the variable; export cannot write a file, so it refuses the variable\n\
+        "kvrun: error: kvrun.toml:3: TLS_KEY_FILE: a run delivers this secret as a file and puts the file's path in the variable; export cannot write a file, so it refuses the variable\n\
          hint: leave the variable out of the export (or drop --file-var / `file = true` for it)\n\
-         kvrun: error: kvrun.toml:3: TLS_KEY_FILE: a run delivers this secret as a file and puts the file's path in the variable; export cannot write a file, so it refuses the variable\n\
+         kvrun: error: .env:1: TOKEN_FILE: a run delivers this secret as a file and puts the file's path in the variable; export cannot write a file, so it refuses the variable\n\
          hint: leave the variable out of the export (or drop --file-var / `file = true` for it)\n"
     );
     assert_eq!(world.fake.request_count(), 0, "refused before any request");
@@ -186,14 +214,14 @@ fn check_with_no_reference_anywhere_passed_with_an_empty_table() {
          hint: run check where the app's .env or kvrun.toml is, or name them with --env-file and --manifest\n"
     );
     // With files that hold no reference, and without the environment.
-    world.write(".env", "PLAIN=1\n").write("kvrun.toml", "[env]\nX = { value = \"1\" }\n");
-    let output = run(world
-        .kvrun()
-        .args(["check", "--json", "--no-resolve-env"]));
+    world
+        .write(".env", "PLAIN=1\n")
+        .write("kvrun.toml", "[env]\nX = { value = \"1\" }\n");
+    let output = run(world.kvrun().args(["check", "--json", "--no-resolve-env"]));
     assert_eq!(output.status.code(), Some(66), "{}", stderr(&output));
     assert_eq!(
         without_dir(&world, &stderr(&output)),
-        "kvrun: error: no Key Vault references found; kvrun looked in TMP/.env, TMP/kvrun.toml\n\
+        "kvrun: error: no Key Vault references found; kvrun looked in TMP/.env and TMP/kvrun.toml\n\
          hint: run check where the app's .env or kvrun.toml is, or name them with --env-file and --manifest\n"
     );
     // export with nothing to fetch still exports the plain variables.
@@ -201,7 +229,7 @@ fn check_with_no_reference_anywhere_passed_with_an_empty_table() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        "export PLAIN='1'\nexport X='1'\n"
+        "export X='1'\nexport PLAIN='1'\n"
     );
 }
 
@@ -273,14 +301,6 @@ fn a_literal_over_max_arg_strlen_blamed_the_command() {
         "kvrun: error: .env:2: BIG: the value is 204800 bytes, more than an environment variable can hold (128 KiB with its name)\n"
     );
     assert_eq!(world.fake.request_count(), 0, "refused before any request");
-    // An argument, the same.
-    let long = "y".repeat(129 * 1024);
-    let output = run(world.kvrun().args(["--no-dotenv", "--", "echo", &long]));
-    assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
-    assert_eq!(
-        stderr(&output),
-        "kvrun: error: argument 1 of the command is 132096 bytes, more than Linux passes to a program (128 KiB)\n"
-    );
 }
 
 #[test]
@@ -288,13 +308,17 @@ fn an_environment_over_the_kernels_total_limit_blamed_the_command() {
     let world = World::new();
     let mut dotenv = format!("A={}\n", world.url("kv1", "a"));
     for i in 0..4 {
-        dotenv.push_str(&format!("V{i}={}\n", "z".repeat(100 * 1024)));
+        writeln!(dotenv, "V{i}={}", "z".repeat(100 * 1024)).unwrap();
     }
     world.write(".env", &dotenv);
     // A 1 MiB stack: the kernel allows a quarter of it, 256 KiB, for arguments and environment.
     let template = world.kvrun();
     let output = Command::new("sh")
-        .args(["-c", "ulimit -s 1024 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_kvrun")])
+        .args([
+            "-c",
+            "ulimit -s 1024 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_kvrun"),
+        ])
         .args(["--", "true"])
         .env_clear()
         .envs(template.get_envs().filter_map(|(k, v)| Some((k, v?))))
@@ -315,7 +339,7 @@ fn an_environment_over_the_kernels_total_limit_blamed_the_command() {
     assert!(total > 4 * 100 * 1024, "{text}");
     assert_eq!(
         text.replace(&digits, "N"),
-        "kvrun: error: the command's environment and arguments take N bytes, more than the 262144 Linux allows a program (a quarter of the stack limit, `ulimit -s`, at most 6 MiB)\n"
+        "kvrun: error: the command's environment and arguments take N bytes, more than the 262144 Linux allows a program (a quarter of the stack limit, `ulimit -s`, at least 128 KiB and at most 6 MiB)\n"
     );
     assert_eq!(world.fake.request_count(), 0, "refused before any request");
 }
@@ -333,7 +357,11 @@ fn a_missing_command_was_found_missing_after_fetching_every_secret() {
         stderr(&output),
         "kvrun: error: no-such-command: No such file or directory (os error 2)\n"
     );
-    assert_eq!(world.fake.request_count(), 0, "no request before the command is found");
+    assert_eq!(
+        world.fake.request_count(),
+        0,
+        "no request before the command is found"
+    );
     // Under --init the same.
     let output = run(world.kvrun().args(["--init", "--", "no-such-command"]));
     assert_eq!(output.status.code(), Some(127), "{}", stderr(&output));
@@ -350,16 +378,24 @@ fn a_missing_command_was_found_missing_after_fetching_every_secret() {
     }
     world.write(
         ".env",
-        &format!("A={}\nPATH={}:/usr/bin:/bin\n", world.url("kv1", "a"), bin.display()),
+        &format!(
+            "A={}\nPATH={}:/usr/bin:/bin\n",
+            world.url("kv1", "a"),
+            bin.display()
+        ),
     );
-    let output = run(world.kvrun().args(["--", "not-executable"]));
+    // The .env's PATH is the child's when kvrun inherits none (the inherited environment wins).
+    let output = run(world
+        .kvrun()
+        .env_remove("PATH")
+        .args(["--", "not-executable"]));
     assert_eq!(output.status.code(), Some(126), "{}", stderr(&output));
     assert_eq!(
         stderr(&output),
         "kvrun: error: not-executable: Permission denied (os error 13)\n"
     );
     assert_eq!(world.fake.request_count(), 0);
-    let output = run(world.kvrun().args(["--", "my-app"]));
+    let output = run(world.kvrun().env_remove("PATH").args(["--", "my-app"]));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "A=a\n");
 }
@@ -429,12 +465,18 @@ fn stop_timeout_did_not_apply_at_shutdown() {
         let ready = out.recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(ready, "ready");
         kill(Pid::from_raw(i32::try_from(kvrun.id()).unwrap()), signal).unwrap();
-        assert_eq!(exit_code(&mut kvrun, Duration::from_secs(15)), Some(137), "{via}");
+        assert_eq!(
+            exit_code(&mut kvrun, Duration::from_secs(15)),
+            Some(137),
+            "{via}"
+        );
         let warning = err.recv_timeout(Duration::from_secs(5)).unwrap();
         let name = signal.as_str();
         assert_eq!(
             warning,
-            format!(" WARN the command is still running 1s after {name}: sending SIGKILL (--stop-timeout)"),
+            format!(
+                " WARN the command is still running 1s after {name}: sending SIGKILL (--stop-timeout)"
+            ),
             "{via}"
         );
     }
