@@ -95,7 +95,8 @@ pub enum Command {
     /// Resolve and print the variables kvrun manages, quoted for a consumer; runs nothing.
     ///
     /// Exported: everything from .env files and the manifest, and every inherited variable that
-    /// held a reference. A value the format cannot hold exactly is refused, by name.
+    /// held a reference. A value the format cannot hold exactly, and a secret a run delivers as a
+    /// file, are refused, by name.
     #[command(
         after_long_help = "Examples:\n  kvrun export --format dotenv > .env.resolved\n  \
         eval \"$(kvrun export --format shell)\"\n  kvrun export --format docker > env.list && docker run --env-file env.list app"
@@ -111,7 +112,8 @@ pub enum Command {
     },
 
     /// Resolve every reference without running anything; print a table (or JSON) of variable,
-    /// origin, vault, secret, version, status and latency — never values. Exits as a run would.
+    /// origin, vault, secret, version, status and latency — never values. Exits as a run would,
+    /// except that finding no reference at all fails (66).
     #[command(
         after_long_help = "Examples:\n  kvrun check\n  kvrun check --json --env-file prod.env | jq '.[] | select(.status != \"ok\")'"
     ,
@@ -199,7 +201,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "SUFFIX", env = env::VAULT_SUFFIX, value_delimiter = ',')]
     pub vault_suffix: Vec<String>,
 
-    /// Give up resolving after this long, e.g. 30s or 500ms; the command is not started.
+    /// Give up resolving after this long, e.g. 30s or 500ms (at most 24h); the command is not
+    /// started.
     #[arg(long, value_name = "DURATION", env = env::TIMEOUT, default_value = "30s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
@@ -243,7 +246,7 @@ pub struct RunArgs {
     #[arg(long, env = env::NO_INIT, value_parser = BoolishValueParser::new())]
     pub no_init: bool,
 
-    /// Check unpinned secrets again about every INTERVAL (at least 10s, ±10% jitter) and deliver
+    /// Check unpinned secrets again about every INTERVAL (10s to 30d, ±10% jitter) and deliver
     /// changes to the running command (a restart, or --reload-signal). Implies --init.
     #[arg(long, value_name = "INTERVAL", env = env::WATCH, value_parser = parse_watch_interval, conflicts_with = "no_init")]
     pub watch: Option<Duration>,
@@ -253,8 +256,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIGNAL", env = env::RELOAD_SIGNAL, value_parser = parse_signal, requires = "watch")]
     pub reload_signal: Option<nix::sys::signal::Signal>,
 
-    /// How long a restart waits after SIGTERM before SIGKILL [default: 10s]. When given, also
-    /// at shutdown under --init: after SIGTERM or SIGINT, the command is killed after this long.
+    /// How long a restart waits after SIGTERM before SIGKILL (at most 24h) [default: 10s]. When
+    /// given, also at shutdown under --init: after SIGTERM or SIGINT to kvrun, the command is
+    /// killed (SIGKILL, exit 137) if it is still running after this long.
     #[arg(long, value_name = "DURATION", env = env::STOP_TIMEOUT, value_parser = parse_timeout)]
     pub stop_timeout: Option<Duration>,
 

@@ -951,3 +951,33 @@ fn unfit_for_environment(name: &std::ffi::OsStr, value: &[u8]) -> Option<String>
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_never_overflows() {
+        let year = std::time::Duration::from_secs(365 * 24 * 60 * 60);
+        assert!(later(std::time::Duration::MAX) > std::time::Instant::now() + year);
+        assert!(later(year) <= std::time::Instant::now() + year);
+    }
+
+    #[test]
+    fn values_exec_cannot_carry_are_named() {
+        assert_eq!(unfit_for_environment("A".as_ref(), b"ok"), None);
+        let limit = launch::ExecLimits::MAX_ARG_STRLEN;
+        // NAME=value and its NUL: exactly the limit fits, one byte more does not.
+        assert_eq!(
+            unfit_for_environment("A".as_ref(), &vec![b'x'; limit - 3]),
+            None
+        );
+        assert_eq!(
+            unfit_for_environment("A".as_ref(), &vec![b'x'; limit - 2]).as_deref(),
+            Some(
+                "the value is 131070 bytes, more than an environment variable can hold (128 KiB with its name)"
+            )
+        );
+        assert!(unfit_for_environment("A".as_ref(), b"a\0b").is_some());
+    }
+}

@@ -504,3 +504,27 @@ fn reap_orphans(command: Pid) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_term_and_int_start_the_shutdown_grace_and_only_when_asked() {
+        let grace = Some(Duration::from_secs(3));
+        assert_eq!(shutdown_grace(Signal::SIGTERM, grace), grace);
+        assert_eq!(shutdown_grace(Signal::SIGINT, grace), grace);
+        for signal in [Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1] {
+            assert_eq!(shutdown_grace(signal, grace), None, "{signal}");
+        }
+        assert_eq!(shutdown_grace(Signal::SIGTERM, None), None, "not given");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_never_overflows() {
+        let far = later(Duration::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(365 * 24 * 60 * 60));
+        let soon = later(Duration::from_secs(1));
+        assert!(soon <= Instant::now() + Duration::from_secs(1));
+    }
+}
