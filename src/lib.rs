@@ -171,6 +171,8 @@ fn several(mut errors: Vec<Error>) -> Error {
 /// directory must not pass. (A run with nothing to fetch still starts its command.)
 fn check(json: bool, args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<(), Error> {
     let plan = plan_run(args, environment)?;
+    // A literal the run would refuse fails the check the same way.
+    preflight(&plan, &[])?;
     if plan.secrets.is_empty() {
         return Err(Error::NoReferences {
             looked: where_check_looked(args),
@@ -383,11 +385,9 @@ fn prepare(
 /// Before any request: the command exists, and is executable, on the `PATH` the child will have
 /// (which a `.env` or the manifest may set); and what exec will carry fits Linux's limits as far
 /// as the plan knows it — every literal, every argument, and the total with the secrets' names.
-/// Same errors (126/127) as exec would give, but before a single secret is fetched.
+/// Same errors (126/127) as exec would give, but before a single secret is fetched. Without a
+/// command (`check`), the literals only.
 fn preflight(plan: &Plan, command: &[OsString]) -> Result<(), Error> {
-    let Some(program) = command.first() else {
-        return Ok(());
-    };
     // The child's PATH as planned: `Some(None)` when it has none; `None` when it comes from a
     // secret, and the command is looked for once that is known.
     let planned_path = match plan.vars.iter().rev().find(|v| v.name == "PATH") {
@@ -398,15 +398,17 @@ fn preflight(plan: &Plan, command: &[OsString]) -> Result<(), Error> {
         }) => Some(Some(path.as_os_str())),
         Some(_) => None,
     };
-    let program_len = match planned_path {
-        None => program.len(),
-        Some(path) => launch::find_program(program, path)
+    let program_len = match (command.first(), planned_path) {
+        (None, _) => None,
+        (Some(program), None) => Some(program.len()),
+        (Some(program), Some(path)) => launch::find_program(program, path)
             .map_err(|source| Error::Exec {
                 program: program.to_string_lossy().into_owned(),
                 source,
             })?
             .as_os_str()
-            .len(),
+            .len()
+            .into(),
     };
     // Each argument reached kvrun through exec, so each fits on its own; together with the
     // environment they may not.
@@ -426,10 +428,10 @@ fn preflight(plan: &Plan, command: &[OsString]) -> Result<(), Error> {
             _ => strings.push(var.name.len() + 1),
         }
     }
-    if problems.is_empty() {
-        total_fits(program_len, strings)
-    } else {
-        Err(several(problems))
+    match program_len {
+        _ if !problems.is_empty() => Err(several(problems)),
+        Some(program_len) => total_fits(program_len, strings),
+        None => Ok(()),
     }
 }
 

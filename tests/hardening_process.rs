@@ -301,6 +301,14 @@ fn a_literal_over_max_arg_strlen_blamed_the_command() {
         "kvrun: error: .env:2: BIG: the value is 204800 bytes, more than an environment variable can hold (128 KiB with its name)\n"
     );
     assert_eq!(world.fake.request_count(), 0, "refused before any request");
+    // check says what the run would.
+    let output = run(world.kvrun().args(["check"]));
+    assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        "kvrun: error: .env:2: BIG: the value is 204800 bytes, more than an environment variable can hold (128 KiB with its name)\n"
+    );
+    assert_eq!(world.fake.request_count(), 0);
 }
 
 #[test]
