@@ -666,7 +666,7 @@ fn supervise(
             };
             drop(timing);
             if args.watch.is_some() {
-                refresh = watcher(&plan, &outcomes, client, args)?;
+                refresh = watcher(&plan, &outcomes, client, args, &cli.command)?;
             }
             outcomes
         };
@@ -692,9 +692,11 @@ fn watcher(
     outcomes: &[Outcome],
     client: Arc<vault::VaultClient>,
     args: &RunArgs,
+    command: &[OsString],
 ) -> Result<Option<launch::supervise::Refresh>, Error> {
     use launch::supervise::Refreshed;
     use std::sync::Mutex;
+    let command: Arc<Vec<OsString>> = Arc::new(command.to_vec());
     let unpinned: Arc<Vec<usize>> = Arc::new(
         plan.secrets
             .iter()
@@ -715,11 +717,12 @@ fn watcher(
     let state = Arc::new(Mutex::new((outcomes.to_vec(), current)));
     let plan = plan.clone();
     Ok(Some(Box::new(move || {
-        let (plan, state, client, unpinned) = (
+        let (plan, state, client, unpinned, command) = (
             plan.clone(),
             state.clone(),
             client.clone(),
             unpinned.clone(),
+            command.clone(),
         );
         Box::pin(async move {
             let subset: Vec<reference::SecretRef> =
@@ -733,7 +736,11 @@ fn watcher(
             for (&index, outcome) in unpinned.iter().zip(fresh) {
                 outcomes[index] = outcome;
             }
-            match child_env(&plan, &outcomes, settings.hide_credentials) {
+            // A rotated value that exec could not carry must not cost the running command its
+            // restart: the check fails and the command keeps what it has.
+            let fresh = child_env(&plan, &outcomes, settings.hide_credentials)
+                .and_then(|env| fits_exec(&command, &env).map(|()| env));
+            match fresh {
                 Err(e) => {
                     tracing::warn!(
                         "--watch: the check failed; the command keeps running with what it has: {}",

@@ -489,3 +489,74 @@ fn stop_timeout_did_not_apply_at_shutdown() {
         );
     }
 }
+
+#[test]
+fn rotated_secrets_too_large_for_exec_killed_the_command_at_restart() {
+    let world = World::new();
+    let kv = world.fake.vault("kv1");
+    let mut dotenv = String::new();
+    for i in 0..10 {
+        kv.set_secret(&format!("s{i}"), "small");
+        writeln!(dotenv, "S{i}={}", world.url("kv1", &format!("s{i}"))).unwrap();
+    }
+    world.write(".env", &dotenv);
+    // A 4 MiB stack: the kernel allows a quarter of it, 1 MiB, for arguments and environment.
+    let template = world.kvrun();
+    let mut kvrun = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -s 4096 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_kvrun"),
+        ])
+        .args([
+            "--watch",
+            "10s",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; while :; do sleep 1; done",
+        ])
+        .env_clear()
+        .envs(template.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .current_dir(world.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(kvrun.stdout.take().unwrap());
+    let err = lines(kvrun.stderr.take().unwrap());
+    assert_eq!(out.recv_timeout(Duration::from_secs(20)).unwrap(), "ready");
+    // Each value fits on its own; together, 1.1 MB, they do not.
+    for i in 0..10 {
+        kv.set_secret(&format!("s{i}"), &"r".repeat(110 * 1024));
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let warning = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = err.recv_timeout(left).expect("a failed check within 40 s");
+        if line.contains("--watch") {
+            break line;
+        }
+    };
+    let digits: String = warning
+        .split("take ")
+        .nth(1)
+        .unwrap_or_default()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert_eq!(
+        warning.replacen(&digits, "N", 1),
+        " WARN --watch: the check failed; the command keeps running with what it has: \
+         kvrun: error: the command's environment and arguments take N bytes, more than the \
+         1048576 Linux allows a program (a quarter of the stack limit, `ulimit -s`, at least 128 KiB and at most 6 MiB)"
+    );
+    // The command still runs, and still answers to kvrun.
+    kill(
+        Pid::from_raw(i32::try_from(kvrun.id()).unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(exit_code(&mut kvrun, Duration::from_secs(15)), Some(143));
+}
