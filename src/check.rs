@@ -1,6 +1,10 @@
 //! `kvrun check`: resolve every reference without running anything and report, per variable and
 //! secret, where it came from, what was asked for, how it went and how long it took — never a
-//! value. For CI and deploy pipelines: "will this pod start?" The exit code is a run's.
+//! value. For CI and deploy pipelines: "will this pod start?" The exit code is a run's, with one
+//! deliberate exception: finding no reference at all (no `.env`, no manifest, nothing in the
+//! environment) fails with 66, so that a gate run in the wrong directory does not pass — a run
+//! with nothing to fetch would still start its command. A value that resolves but that a run
+//! would refuse (a NUL byte, too large for the environment) is reported in its row as such.
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -95,7 +95,8 @@ pub enum Command {
     /// Resolve and print the variables kvrun manages, quoted for a consumer; runs nothing.
     ///
     /// Exported: everything from .env files and the manifest, and every inherited variable that
-    /// held a reference. A value the format cannot hold exactly is refused, by name.
+    /// held a reference. A value the format cannot hold exactly, and a secret a run delivers as a
+    /// file, are refused, by name.
     #[command(
         after_long_help = "Examples:\n  kvrun export --format dotenv > .env.resolved\n  \
         eval \"$(kvrun export --format shell)\"\n  kvrun export --format docker > env.list && docker run --env-file env.list app"
@@ -111,7 +112,8 @@ pub enum Command {
     },
 
     /// Resolve every reference without running anything; print a table (or JSON) of variable,
-    /// origin, vault, secret, version, status and latency — never values. Exits as a run would.
+    /// origin, vault, secret, version, status and latency — never values. Exits as a run would,
+    /// except that finding no reference at all fails (66).
     #[command(
         after_long_help = "Examples:\n  kvrun check\n  kvrun check --json --env-file prod.env | jq '.[] | select(.status != \"ok\")'"
     ,
@@ -201,8 +203,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "SUFFIX", env = env::VAULT_SUFFIX, value_delimiter = ',', value_parser = parse_vault_suffix)]
     pub vault_suffix: Vec<String>,
 
-    /// Give up resolving after this long, e.g. 30s or 500ms; the command is not started.
-    #[arg(long, value_name = "DURATION", env = env::TIMEOUT, default_value = "30s", value_parser = parse_duration)]
+    /// Give up resolving after this long, e.g. 30s or 500ms (at most 24h); the command is not
+    /// started.
+    #[arg(long, value_name = "DURATION", env = env::TIMEOUT, default_value = "30s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
     /// At most this many requests in flight per vault.
@@ -245,7 +248,7 @@ pub struct RunArgs {
     #[arg(long, env = env::NO_INIT, value_parser = BoolishValueParser::new())]
     pub no_init: bool,
 
-    /// Check unpinned secrets again about every INTERVAL (at least 10s, ±10% jitter) and deliver
+    /// Check unpinned secrets again about every INTERVAL (10s to 30d, ±10% jitter) and deliver
     /// changes to the running command (a restart, or --reload-signal). Implies --init.
     #[arg(long, value_name = "INTERVAL", env = env::WATCH, value_parser = parse_watch_interval, conflicts_with = "no_init")]
     pub watch: Option<Duration>,
@@ -255,9 +258,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIGNAL", env = env::RELOAD_SIGNAL, value_parser = parse_signal, requires = "watch")]
     pub reload_signal: Option<nix::sys::signal::Signal>,
 
-    /// With --watch: how long a restart waits after SIGTERM before SIGKILL.
-    #[arg(long, value_name = "DURATION", env = env::STOP_TIMEOUT, default_value = "10s", value_parser = parse_duration)]
-    pub stop_timeout: Duration,
+    /// How long a restart waits after SIGTERM before SIGKILL (at most 24h) [default: 10s]. When
+    /// given, also at shutdown under --init: after SIGTERM or SIGINT to kvrun, the command is
+    /// killed (SIGKILL, exit 137) if it is still running after this long.
+    #[arg(long, value_name = "DURATION", env = env::STOP_TIMEOUT, value_parser = parse_timeout)]
+    pub stop_timeout: Option<Duration>,
 
     /// Start the command with only kvrun's variables (.env, manifest, resolved references) and
     /// `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `TERM`, `LANG`, `LANGUAGE`, `LC_*`, `TZ`, `TMPDIR`, `HOSTNAME` and
@@ -342,11 +347,33 @@ fn parse_vault_suffix(text: &str) -> Result<String, String> {
     }
 }
 
+/// The longest `--timeout` and `--stop-timeout`: longer waits are typos, and bounded durations
+/// keep every deadline far from `Instant`'s range.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest `--watch` interval.
+pub const MAX_WATCH_INTERVAL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// The default `--stop-timeout` of a restart.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    at_most(parse_duration(text)?, MAX_TIMEOUT, "24h")
+}
+
+/// `duration`, or the error naming the limit (clap names the option).
+fn at_most(duration: Duration, limit: Duration, spelled: &str) -> Result<Duration, String> {
+    if duration > limit {
+        return Err(format!("at most {spelled}"));
+    }
+    Ok(duration)
+}
+
 /// The shortest `--watch` interval (see README, "Watching for rotated secrets").
 pub const MIN_WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
 fn parse_watch_interval(text: &str) -> Result<Duration, String> {
-    let interval = parse_duration(text)?;
+    let interval = at_most(parse_duration(text)?, MAX_WATCH_INTERVAL, "30d")?;
     if interval < MIN_WATCH_INTERVAL {
         return Err(format!(
             "at least {}s, so that a fleet of watchers stays far below the vault's limits",
@@ -415,6 +442,35 @@ mod tests {
         let cli = Cli::try_parse_from(["kvrun", "--timeout", "500ms", "--", "x"]).unwrap();
         assert_eq!(cli.run.timeout, Duration::from_millis(500));
         assert!(Cli::try_parse_from(["kvrun", "--timeout", "soon", "--", "x"]).is_err());
+        assert_eq!(
+            cli.run.stop_timeout, None,
+            "not given: restarts use the default"
+        );
+        for (option, longest, over) in [
+            ("--timeout", "24h", "86401s"),
+            ("--stop-timeout", "24h", "1day 1ms"),
+            ("--watch", "30d", "18446744073709551615s"),
+        ] {
+            let cli = Cli::try_parse_from(["kvrun", option, longest, "--", "x"]).unwrap();
+            let parsed = [
+                cli.run.timeout,
+                cli.run.stop_timeout.unwrap_or_default(),
+                cli.run.watch.unwrap_or_default(),
+            ];
+            assert!(parsed.contains(
+                &(if option == "--watch" {
+                    MAX_WATCH_INTERVAL
+                } else {
+                    MAX_TIMEOUT
+                })
+            ));
+            let err = Cli::try_parse_from(["kvrun", option, over, "--", "x"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            assert!(
+                err.to_string().contains(&format!("at most {longest}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

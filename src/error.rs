@@ -23,6 +23,9 @@ impl ExitCode {
     pub const AUTHENTICATION: i32 = 67;
     /// An internal error: a bug in kvrun (`EX_SOFTWARE`).
     pub const INTERNAL: i32 = 70;
+    /// kvrun could not write its output: stdout failed for another reason than a closed pipe (a
+    /// full disk, an I/O error) (`EX_IOERR`).
+    pub const IO_ERROR: i32 = 74;
     /// Key Vault or Entra ID could not be reached in time: network errors, 5xx, throttling, the
     /// `--timeout` deadline (`EX_TEMPFAIL`: trying again later may work).
     pub const UNAVAILABLE: i32 = 75;
@@ -38,6 +41,9 @@ impl ExitCode {
     pub const COMMAND_NOT_FOUND: i32 = 127;
     /// kvrun was stopped by signal N while resolving: 128 + N (130 for SIGINT, 143 for SIGTERM).
     pub const SIGNAL_BASE: i32 = 128;
+    /// stdout was closed (`kvrun parse … | head -1`): kvrun stops quietly with the status of a
+    /// process killed by `SIGPIPE` in a shell pipeline (128 + 13).
+    pub const STDOUT_CLOSED: i32 = 141;
 }
 
 /// Why one reference could not be resolved; decides the exit code.
@@ -129,14 +135,54 @@ pub enum Error {
 
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// The reader of stdout went away; not printed.
+    #[error("stdout was closed")]
+    StdoutClosed,
+
+    #[error("cannot write to stdout: {0}")]
+    Stdout(String),
+
+    /// `kvrun check` found nothing to check; `looked` says where it looked.
+    #[error("no Key Vault references found; kvrun looked in {looked}")]
+    NoReferences { looked: String },
+
+    /// `kvrun check`: what a run would fail on (a run says more: nothing was started).
+    #[error("{}", check_summary(.failures))]
+    CheckFailed { failures: Vec<Failure> },
+
+    /// What exec cannot carry: an argument, or the environment and arguments together.
+    #[error("{0}")]
+    TooLarge(String),
+
+    /// Several errors, each printed as its own `kvrun: error:`; the first decides the exit code.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<Error>),
 }
 
 fn summary(failures: &[Failure]) -> String {
-    let mut out = format!(
-        "{} reference{} could not be resolved; the command was not started",
-        failures.len(),
-        if failures.len() == 1 { "" } else { "s" }
-    );
+    list(
+        format!(
+            "{} reference{} could not be resolved; the command was not started",
+            failures.len(),
+            if failures.len() == 1 { "" } else { "s" }
+        ),
+        failures,
+    )
+}
+
+fn check_summary(failures: &[Failure]) -> String {
+    list(
+        format!(
+            "{} reference{} would fail a run",
+            failures.len(),
+            if failures.len() == 1 { "" } else { "s" }
+        ),
+        failures,
+    )
+}
+
+fn list(mut out: String, failures: &[Failure]) -> String {
     for f in failures {
         let _ = write!(
             out,
@@ -155,10 +201,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Usage(_) => ExitCode::USAGE,
-            Self::BadInput { .. } => ExitCode::BAD_INPUT,
-            Self::MissingFile { .. } => ExitCode::NOT_FOUND,
+            Self::BadInput { .. } | Self::TooLarge(_) => ExitCode::BAD_INPUT,
+            Self::MissingFile { .. } | Self::NoReferences { .. } => ExitCode::NOT_FOUND,
             Self::VaultNotAllowed { .. } => ExitCode::AUTHORIZATION,
-            Self::Unresolved { failures } => failures
+            Self::Unresolved { failures } | Self::CheckFailed { failures } => failures
                 .iter()
                 .map(|f| f.class)
                 .min()
@@ -169,6 +215,9 @@ impl Error {
             },
             Self::Interrupted { signal, .. } => ExitCode::SIGNAL_BASE + signal,
             Self::Internal(_) => ExitCode::INTERNAL,
+            Self::StdoutClosed => ExitCode::STDOUT_CLOSED,
+            Self::Stdout(_) => ExitCode::IO_ERROR,
+            Self::Several(errors) => errors.first().map_or(ExitCode::INTERNAL, Self::exit_code),
         }
     }
 
@@ -177,6 +226,9 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         match self {
             Self::BadInput { hint, .. } => hint.as_deref(),
+            Self::NoReferences { .. } => Some(
+                "run check where the app's .env or kvrun.toml is, or name them with --env-file and --manifest",
+            ),
             _ => None,
         }
     }
@@ -195,6 +247,15 @@ pub struct Report<'a>(pub &'a Error);
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Error::Several(errors) = self.0 {
+            for (i, error) in errors.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("\n")?;
+                }
+                write!(f, "{}", Report(error))?;
+            }
+            return Ok(());
+        }
         write!(f, "kvrun: error: {}", self.0)?;
         let mut source = std::error::Error::source(self.0);
         // `Exec` already shows its io::Error inline.
@@ -255,6 +316,33 @@ mod tests {
         assert!(text.starts_with("kvrun: error: 2 references could not be resolved"));
         assert_eq!(text.matches("DB (.env:3)").count(), 2);
         assert_eq!(text.matches("hint: grant the role").count(), 2);
+    }
+
+    #[test]
+    fn stdout_and_check_errors() {
+        assert_eq!(Error::StdoutClosed.exit_code(), 141);
+        let full = Error::Stdout("No space left on device (os error 28)".into());
+        assert_eq!(full.exit_code(), 74);
+        assert_eq!(
+            Report(&full).to_string(),
+            "kvrun: error: cannot write to stdout: No space left on device (os error 28)"
+        );
+        let check = Error::CheckFailed {
+            failures: vec![failure(FailureClass::NotFound)],
+        };
+        assert_eq!(check.exit_code(), 66);
+        assert_eq!(
+            Report(&check).to_string(),
+            "kvrun: error: 1 reference would fail a run\n  \
+             DB (.env:3): https://v.vault.azure.net/secrets/db: 403 Forbidden (AccessDenied)\n    \
+             hint: grant the role"
+        );
+        let several = Error::Several(vec![Error::bad_input("a", "x"), Error::Usage("y".into())]);
+        assert_eq!(several.exit_code(), 65);
+        assert_eq!(
+            Report(&several).to_string(),
+            "kvrun: error: a: x\nkvrun: error: y"
+        );
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! What is exported: the variables kvrun manages — everything from `.env` files and the manifest,
 //! and every inherited variable that held a reference — not the rest of the inherited environment.
-//! A secret marked as a file is exported as its value. A format that cannot hold a value exactly is
+//! A secret that a run delivers as a file (`file = true`, `--file-var`) is refused by name: in a
+//! run the variable holds the file's path, and printing the value instead would hand key material
+//! to an app that expects a path (refused before any request; a plain path set by hand in such a
+//! variable is exported as it is). A format that cannot hold a value exactly is
 //! refused with the variable's name; nothing is ever written wrongly:
 //!
 //! | format | quoting | refused |

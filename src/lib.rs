@@ -37,6 +37,22 @@ use plan::{DotEnvFile, Part, Plan, Value};
 use reference::VaultHosts;
 use resolve::Outcome;
 
+/// A panic is a bug in kvrun, in whichever thread: print it (the standard message: where, and the
+/// panic's own text, which never holds a value) and exit 70, as the exit-code table says. The
+/// release profile aborts on panic instead of unwinding, so no destructor runs: under `--init` the
+/// hook itself kills the command and removes the secret directory first
+/// ([`launch::panic_guard`]), so that a supervisor never dies before its child or leaves a secret
+/// file behind.
+pub fn install_panic_hook() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        #[cfg(target_os = "linux")]
+        launch::panic_guard::after_panic();
+        std::process::exit(error::ExitCode::INTERNAL);
+    }));
+}
+
 /// Run kvrun: the exit code of a subcommand, or (in supervisor mode) of the command. In exec mode
 /// a successful run never returns.
 ///
@@ -89,7 +105,7 @@ pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<i32, Error>
             if let Some(signals) = signals {
                 return supervise(&cli, environment, signals);
             }
-            let child_env = prepare(&cli.run, environment)?;
+            let child_env = prepare(&cli.run, &cli.command, environment)?;
             Err(launch::exec(&cli.command, child_env))
         }
     }
@@ -104,9 +120,21 @@ fn export(
     use std::io::IsTerminal as _;
     let mut plan = plan_run(args, environment)?;
     plan.vars.retain(plan::Var::is_managed);
-    // Exported as values, whatever their delivery in a run.
-    for var in &mut plan.vars {
-        var.file = None;
+    // A variable that a run delivers as a file holds the file's *path* in a run: printing its
+    // value would hand key material to an app that expects a path. Refused by name, before any
+    // request. (A plain value there, a path set by hand, is exported as it is.)
+    let refused: Vec<Error> = plan
+        .vars
+        .iter()
+        .filter(|var| var.file.is_some() && !matches!(var.value, Value::Literal(_)))
+        .map(|var| Error::BadInput {
+            location: plan::location(&var.name, &var.origin),
+            message: "a run delivers this secret as a file and puts the file's path in the variable; export cannot write a file, so it refuses the variable".into(),
+            hint: Some("leave the variable out of the export (or drop --file-var / `file = true` for it)".into()),
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(several(refused));
     }
     let outcomes = if plan.secrets.is_empty() {
         Vec::new()
@@ -115,14 +143,12 @@ fn export(
     };
     let env = child_env(&plan, &outcomes, args.hide_credentials)?;
     let text = export::render(format, &env.vars).map_err(|refused| {
-        let (last, others) = refused.split_last().expect("refusals are never empty");
-        for r in others {
-            eprintln!(
-                "{}",
-                error::Report(&Error::bad_input(r.variable.clone(), r.reason))
-            );
-        }
-        Error::bad_input(last.variable.clone(), last.reason)
+        several(
+            refused
+                .into_iter()
+                .map(|r| Error::bad_input(r.variable, r.reason))
+                .collect(),
+        )
     })?;
     let text = zeroize::Zeroizing::new(text);
     if std::io::stdout().is_terminal() {
@@ -131,14 +157,35 @@ fn export(
     print(text.as_bytes())
 }
 
-/// `kvrun check`: resolve as a run would, report every secret of every variable, exit as a run.
+/// One error, or several printed one after the other.
+fn several(mut errors: Vec<Error>) -> Error {
+    if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        Error::Several(errors)
+    }
+}
+
+/// `kvrun check`: resolve as a run would, report every secret of every variable, exit as a run —
+/// except with nothing to check at all, which fails (66): a deploy gate run in the wrong
+/// directory must not pass. (A run with nothing to fetch still starts its command.)
 fn check(json: bool, args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<(), Error> {
     let plan = plan_run(args, environment)?;
+    // A literal the run would refuse fails the check the same way.
+    preflight(&plan, &[])?;
+    if plan.secrets.is_empty() {
+        return Err(Error::NoReferences {
+            looked: where_check_looked(args),
+        });
+    }
     let client = vault_client(args, environment)?;
-    let outcomes = if plan.secrets.is_empty() {
-        Vec::new()
-    } else {
-        fetch_all(&plan, args, client.clone())?
+    let outcomes = fetch_all(&plan, args, client.clone())?;
+    // The run's verdict, computed first so that each row carries what would fail it (a value no
+    // environment variable can hold resolves fine but fails the run).
+    let verdict = child_env(&plan, &outcomes, args.hide_credentials).map(|_| ());
+    let refused: &[Failure] = match &verdict {
+        Err(Error::Unresolved { failures }) => failures,
+        _ => &[],
     };
     let mut rows = Vec::new();
     for var in &plan.vars {
@@ -158,7 +205,17 @@ fn check(json: bool, args: &RunArgs, environment: &[(OsString, OsString)]) -> Re
         };
         for index in indices {
             let secret = &plan.secrets[index];
+            let variable = var.name.to_string_lossy();
+            let refusal = refused.iter().find(|f| {
+                f.class == FailureClass::BadValue
+                    && f.variable == variable
+                    && f.secret == secret.to_string()
+            });
             let (status, reason) = match &outcomes[index] {
+                Ok(_) if refusal.is_some() => (
+                    FailureClass::BadValue.to_string(),
+                    refusal.map(|f| f.reason.clone()),
+                ),
                 Ok(_) => ("ok".to_owned(), None),
                 Err(e) if optional && e.class == FailureClass::NotFound => {
                     ("optional, not found".to_owned(), None)
@@ -189,20 +246,58 @@ fn check(json: bool, args: &RunArgs, environment: &[(OsString, OsString)]) -> Re
         check::table(&rows)
     };
     print(text.as_bytes())?;
-    // The same verdict, and so the same exit code, as a run.
-    child_env(&plan, &outcomes, args.hide_credentials).map(|_| ())
+    // The same verdict, and so the same exit code, as a run; in check's own words (nothing was
+    // going to be started).
+    verdict.map_err(|e| match e {
+        Error::Unresolved { failures } => Error::CheckFailed { failures },
+        other => other,
+    })
 }
 
-/// Write to stdout; a reader that went away (`| head`) is not an error.
+/// Where `check` looked for references: the `.env` files, the manifest, the environment.
+fn where_check_looked(args: &RunArgs) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let place = |path: &Path| {
+        let shown = cwd.join(path).display().to_string();
+        if path.is_file() {
+            shown
+        } else {
+            format!("{shown} (no such file)")
+        }
+    };
+    let mut places = Vec::new();
+    if !args.no_dotenv && !args.env_file.iter().any(|p| p == Path::new(".env")) {
+        places.push(place(Path::new(".env")));
+    }
+    places.extend(args.env_file.iter().map(|p| place(p)));
+    match &args.manifest {
+        Some(path) => places.push(place(path)),
+        None if !args.no_manifest => places.push(place(Path::new("kvrun.toml"))),
+        None => {}
+    }
+    if !args.no_resolve_env {
+        places.push("its environment".to_owned());
+    }
+    match places.split_last() {
+        None => "nothing (--no-dotenv, --no-manifest and --no-resolve-env)".to_owned(),
+        Some((last, [])) => last.clone(),
+        Some((last, others)) => format!("{} and {last}", others.join(", ")),
+    }
+}
+
+/// Write to stdout: every byte kvrun prints goes through here. A reader that went away
+/// (`| head -1`) stops kvrun quietly with 141, as `SIGPIPE` would in a shell pipeline (Rust
+/// ignores `SIGPIPE`, so the write fails with `EPIPE` instead); any other failure is 74.
 fn print(bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::Internal(format!("cannot write to stdout: {e}")))
-        }
-        _ => Ok(()),
-    }
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Error::StdoutClosed,
+            _ => Error::Stdout(e.to_string()),
+        })
 }
 
 /// `--init`, `--watch`, or being PID 1 (where an exec'd app would get no default signal
@@ -245,10 +340,12 @@ fn parse_ids(ids: &[String]) -> Result<(), Error> {
     let mut first_error = None;
     for id in ids {
         match reference::parse_secret_identifier(id) {
-            Ok(parsed) => println!(
-                "{}",
-                serde_json::to_string(&parsed).map_err(|e| Error::Internal(e.to_string()))?
-            ),
+            Ok(parsed) => {
+                let mut line =
+                    serde_json::to_string(&parsed).map_err(|e| Error::Internal(e.to_string()))?;
+                line.push('\n');
+                print(line.as_bytes())?;
+            }
             Err(e) => {
                 let err = Error::BadInput {
                     location: id.clone(),
@@ -266,16 +363,105 @@ fn parse_ids(ids: &[String]) -> Result<(), Error> {
     first_error.map_or(Ok(()), Err)
 }
 
-/// Exec mode: read the sources, plan, resolve: the child's environment, or every reason it
-/// cannot start.
-fn prepare(args: &RunArgs, environment: &[(OsString, OsString)]) -> Result<ChildEnv, Error> {
+/// Exec mode: read the sources, plan, check the command, resolve: the child's environment, or
+/// every reason it cannot start.
+fn prepare(
+    args: &RunArgs,
+    command: &[OsString],
+    environment: &[(OsString, OsString)],
+) -> Result<ChildEnv, Error> {
     let plan = plan_run(args, environment)?;
+    preflight(&plan, command)?;
     let outcomes = if plan.secrets.is_empty() {
         Vec::new()
     } else {
         fetch_all(&plan, args, vault_client(args, environment)?)?
     };
-    child_env(&plan, &outcomes, args.hide_credentials)
+    let env = child_env(&plan, &outcomes, args.hide_credentials)?;
+    fits_exec(command, &env)?;
+    Ok(env)
+}
+
+/// Before any request: the command exists, and is executable, on the `PATH` the child will have
+/// (which a `.env` or the manifest may set); and what exec will carry fits Linux's limits as far
+/// as the plan knows it — every literal, every argument, and the total with the secrets' names.
+/// Same errors (126/127) as exec would give, but before a single secret is fetched. Without a
+/// command (`check`), the literals only.
+fn preflight(plan: &Plan, command: &[OsString]) -> Result<(), Error> {
+    // The child's PATH as planned: `Some(None)` when it has none; `None` when it comes from a
+    // secret, and the command is looked for once that is known.
+    let planned_path = match plan.vars.iter().rev().find(|v| v.name == "PATH") {
+        None => Some(None),
+        Some(plan::Var {
+            value: Value::Literal(path),
+            ..
+        }) => Some(Some(path.as_os_str())),
+        Some(_) => None,
+    };
+    let program_len = match (command.first(), planned_path) {
+        (None, _) => None,
+        (Some(program), None) => Some(program.len()),
+        (Some(program), Some(path)) => launch::find_program(program, path)
+            .map_err(|source| Error::Exec {
+                program: program.to_string_lossy().into_owned(),
+                source,
+            })?
+            .as_os_str()
+            .len()
+            .into(),
+    };
+    // Each argument reached kvrun through exec, so each fits on its own; together with the
+    // environment they may not.
+    let mut problems = Vec::new();
+    let mut strings: Vec<usize> = command.iter().map(|a| a.len()).collect();
+    for var in &plan.vars {
+        match &var.value {
+            Value::Literal(value) => {
+                if let Some(reason) = unfit_for_environment(&var.name, value.as_encoded_bytes()) {
+                    problems.push(Error::bad_input(
+                        plan::location(&var.name, &var.origin),
+                        reason,
+                    ));
+                }
+                strings.push(var.name.len() + 1 + value.len());
+            }
+            _ => strings.push(var.name.len() + 1),
+        }
+    }
+    match program_len {
+        _ if !problems.is_empty() => Err(several(problems)),
+        Some(program_len) => total_fits(program_len, strings),
+        None => Ok(()),
+    }
+}
+
+/// After resolving: the whole environment and the arguments within the kernel's total limit.
+fn fits_exec(command: &[OsString], env: &ChildEnv) -> Result<(), Error> {
+    let Some(program) = command.first() else {
+        return Ok(());
+    };
+    let program_len = launch::find_program(program, launch::path_of(&env.vars))
+        .map_or(program.len(), |p| p.as_os_str().len());
+    // A file's path is not known yet: `/proc/self/fd/N`, or the secret directory's, well under
+    // 256 bytes.
+    let strings = command
+        .iter()
+        .map(|a| a.len())
+        .chain(env.vars.iter().map(|(k, v)| k.len() + 1 + v.len()))
+        .chain(env.files.iter().map(|f| f.var.len() + 1 + 256));
+    total_fits(program_len, strings)
+}
+
+fn total_fits(program_len: usize, strings: impl IntoIterator<Item = usize>) -> Result<(), Error> {
+    let limits = launch::ExecLimits::current();
+    let total = launch::ExecLimits::needed(program_len, strings);
+    if total > limits.max_total {
+        return Err(Error::TooLarge(format!(
+            "the command's environment and arguments take {total} bytes, more than the {} Linux allows a program (a quarter of the stack limit, `ulimit -s`, at least 128 KiB and at most 6 MiB)",
+            limits.max_total
+        )));
+    }
+    Ok(())
 }
 
 /// Read the manifest and `.env` files, plan, check the allow-lists; no network.
@@ -381,12 +567,21 @@ fn vault_client(
     let credentials = vault::credential::Credentials::from_env(environment, http, args.credential)
         .with_tls(tls.clone());
     let transport = vault::transport::Transport::new(environment, tls);
-    let deadline = std::time::Instant::now() + args.timeout;
+    let deadline = later(args.timeout);
     Ok(Arc::new(vault::VaultClient::new(
         transport,
         credentials,
         deadline,
     )))
+}
+
+/// `now + after`, or a far future when that would overflow (`Instant + Duration` panics). The
+/// command line bounds every duration; this keeps any other path from overflowing too.
+fn later(after: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 24 * 60 * 60)))
+        .unwrap_or(now)
 }
 
 fn resolve_options(args: &RunArgs) -> resolve::Options {
@@ -447,6 +642,7 @@ fn supervise(
     use launch::supervise::{Options, Supervisor};
     let args = &cli.run;
     let plan = Arc::new(plan_run(args, environment)?);
+    preflight(&plan, &cli.command)?;
     let runtime = runtime()?;
     let runtime_dir = source::Env(environment)
         .get("XDG_RUNTIME_DIR")
@@ -470,15 +666,17 @@ fn supervise(
             };
             drop(timing);
             if args.watch.is_some() {
-                refresh = watcher(&plan, &outcomes, client, args)?;
+                refresh = watcher(&plan, &outcomes, client, args, &cli.command)?;
             }
             outcomes
         };
         let env = child_env(&plan, &outcomes, args.hide_credentials)?;
+        fits_exec(&cli.command, &env)?;
         let options = Options {
             watch: args.watch,
             reload_signal: args.reload_signal,
-            stop_timeout: args.stop_timeout,
+            stop_timeout: args.stop_timeout.unwrap_or(cli::DEFAULT_STOP_TIMEOUT),
+            shutdown_timeout: args.stop_timeout,
         };
         supervisor.run(env, options, refresh).await
     });
@@ -494,9 +692,11 @@ fn watcher(
     outcomes: &[Outcome],
     client: Arc<vault::VaultClient>,
     args: &RunArgs,
+    command: &[OsString],
 ) -> Result<Option<launch::supervise::Refresh>, Error> {
     use launch::supervise::Refreshed;
     use std::sync::Mutex;
+    let command: Arc<Vec<OsString>> = Arc::new(command.to_vec());
     let unpinned: Arc<Vec<usize>> = Arc::new(
         plan.secrets
             .iter()
@@ -517,16 +717,17 @@ fn watcher(
     let state = Arc::new(Mutex::new((outcomes.to_vec(), current)));
     let plan = plan.clone();
     Ok(Some(Box::new(move || {
-        let (plan, state, client, unpinned) = (
+        let (plan, state, client, unpinned, command) = (
             plan.clone(),
             state.clone(),
             client.clone(),
             unpinned.clone(),
+            command.clone(),
         );
         Box::pin(async move {
             let subset: Vec<reference::SecretRef> =
                 unpinned.iter().map(|&i| plan.secrets[i].clone()).collect();
-            client.set_deadline(std::time::Instant::now() + settings.options.timeout);
+            client.set_deadline(later(settings.options.timeout));
             let fresh = resolve_logged(client, &subset, settings.options).await;
             let mut state = state
                 .lock()
@@ -535,7 +736,11 @@ fn watcher(
             for (&index, outcome) in unpinned.iter().zip(fresh) {
                 outcomes[index] = outcome;
             }
-            match child_env(&plan, &outcomes, settings.hide_credentials) {
+            // A rotated value that exec could not carry must not cost the running command its
+            // restart: the check fails and the command keeps what it has.
+            let fresh = child_env(&plan, &outcomes, settings.hide_credentials)
+                .and_then(|env| fits_exec(&command, &env).map(|()| env));
+            match fresh {
                 Err(e) => {
                     tracing::warn!(
                         "--watch: the check failed; the command keeps running with what it has: {}",
@@ -722,7 +927,7 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                     spec: spec.clone(),
                 });
             }),
-            None => unfit_for_environment(&var.name, &value)
+            None => unfit_for_environment(&var.name, value.as_bytes())
                 .map_or(Ok(()), Err)
                 .map(|()| env.push((var.name.clone(), value.as_str().into()))),
         };
@@ -740,9 +945,9 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
 /// Linux refuses one environment string (`NAME=value` and its NUL) over 128 KiB
 /// (`MAX_ARG_STRLEN`), and no environment string can hold a NUL byte: say so by name instead of
 /// failing at exec.
-fn unfit_for_environment(name: &std::ffi::OsStr, value: &str) -> Option<String> {
-    const MAX_ARG_STRLEN: usize = 128 * 1024;
-    if value.contains('\0') {
+fn unfit_for_environment(name: &std::ffi::OsStr, value: &[u8]) -> Option<String> {
+    const MAX_ARG_STRLEN: usize = launch::ExecLimits::MAX_ARG_STRLEN;
+    if value.contains(&0) {
         return Some(
             "the value contains a NUL byte, which no environment variable can hold".into(),
         );
@@ -754,4 +959,34 @@ fn unfit_for_environment(name: &std::ffi::OsStr, value: &str) -> Option<String> 
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_never_overflows() {
+        let year = std::time::Duration::from_secs(365 * 24 * 60 * 60);
+        assert!(later(std::time::Duration::MAX) > std::time::Instant::now() + year);
+        assert!(later(year) <= std::time::Instant::now() + year);
+    }
+
+    #[test]
+    fn values_exec_cannot_carry_are_named() {
+        assert_eq!(unfit_for_environment("A".as_ref(), b"ok"), None);
+        let limit = launch::ExecLimits::MAX_ARG_STRLEN;
+        // NAME=value and its NUL: exactly the limit fits, one byte more does not.
+        assert_eq!(
+            unfit_for_environment("A".as_ref(), &vec![b'x'; limit - 3]),
+            None
+        );
+        assert_eq!(
+            unfit_for_environment("A".as_ref(), &vec![b'x'; limit - 2]).as_deref(),
+            Some(
+                "the value is 131070 bytes, more than an environment variable can hold (128 KiB with its name)"
+            )
+        );
+        assert!(unfit_for_environment("A".as_ref(), b"a\0b").is_some());
+    }
 }

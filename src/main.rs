@@ -6,14 +6,7 @@ use clap::Parser;
 use kvrun::cli::Cli;
 
 fn main() -> ExitCode {
-    // A panic is a bug in kvrun, in whichever thread: print it (the standard message: where, and
-    // the panic's own text, which never holds a value) and exit 70, as the exit-code table says.
-    // The release profile aborts on panic instead of unwinding; this hook runs before that.
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        report(info);
-        std::process::exit(kvrun::error::ExitCode::INTERNAL);
-    }));
+    kvrun::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -34,6 +27,8 @@ fn main() -> ExitCode {
     match kvrun::run(cli, &environment) {
         // A subcommand's status, or the supervised command's (0..=255, 128+N for signal N).
         Ok(code) => ExitCode::from(exit_byte(code)),
+        // A closed stdout (`| head -1`) is not worth a word: the reader has what it wanted.
+        Err(err @ kvrun::error::Error::StdoutClosed) => ExitCode::from(exit_byte(err.exit_code())),
         Err(err) => {
             eprintln!("{}", kvrun::error::Report(&err));
             ExitCode::from(exit_byte(err.exit_code()))

@@ -206,7 +206,7 @@ fn layer<'a>(inputs: &Inputs<'a>) -> Layered<'a> {
 }
 
 /// Where a bad value is: `environment variable NAME` or `file:line: NAME`.
-fn location(name: &OsStr, origin: &Origin) -> String {
+pub(crate) fn location(name: &OsStr, origin: &Origin) -> String {
     match origin {
         Origin::Environment => format!("environment variable {}", name.to_string_lossy()),
         other => format!("{other}: {}", name.to_string_lossy()),

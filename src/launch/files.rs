@@ -241,6 +241,8 @@ mod linux {
                     .mode(mode)
                     .create(&path)
                     .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                // From here on a panic (which aborts, running no destructor) removes it.
+                crate::launch::panic_guard::set_secret_dir(&path);
                 fs::set_permissions(&path, fs::Permissions::from_mode(mode))
                     .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
                 return Ok(Self { path });
@@ -288,6 +290,7 @@ mod linux {
 
     impl Drop for SecretDir {
         fn drop(&mut self) {
+            crate::launch::panic_guard::forget_secret_dir(&self.path);
             if let Err(e) = fs::remove_dir_all(&self.path) {
                 tracing::warn!("cannot remove {}: {e}", self.path.display());
             }

@@ -12,10 +12,13 @@
 
 pub mod files;
 #[cfg(target_os = "linux")]
+pub mod panic_guard;
+#[cfg(target_os = "linux")]
 pub mod supervise;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::Error;
@@ -49,8 +52,19 @@ pub fn exec(command: &[OsString], env: ChildEnv) -> Error {
             }
         }
     }
-    // Like env(1): PATH is searched in the child's environment.
-    let source = Command::new(program)
+    // Like env(1): PATH is searched in the child's environment, by the same rule as the check
+    // made before any request (and as supervisor mode), so that they cannot disagree.
+    let path = match find_program(program, path_of(&vars)) {
+        Ok(path) => path,
+        Err(source) => {
+            return Error::Exec {
+                program: program.to_string_lossy().into_owned(),
+                source,
+            };
+        }
+    };
+    let source = Command::new(path)
+        .arg0(program)
         .args(args)
         .env_clear()
         .envs(vars)
@@ -62,6 +76,121 @@ pub fn exec(command: &[OsString], env: ChildEnv) -> Error {
     }
 }
 
+/// The last `PATH` among `vars`, as exec sees it.
+#[must_use]
+pub fn path_of(vars: &[(OsString, OsString)]) -> Option<&std::ffi::OsStr> {
+    vars.iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str())
+}
+
+/// `program` as exec would find it: a path when it has a `/`, else the first executable file of
+/// that name in the command's `PATH` (like env(1); `/usr/local/bin:/usr/bin:/bin` without one).
+///
+/// # Errors
+/// `ENOENT` when there is no such file, `EACCES` when there is one but it cannot be executed.
+pub fn find_program(
+    program: &std::ffi::OsStr,
+    path: Option<&std::ffi::OsStr>,
+) -> std::io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    if program.as_bytes().contains(&b'/') {
+        let candidate = PathBuf::from(program);
+        return match executable(&candidate) {
+            Some(true) => Ok(candidate),
+            Some(false) => Err(std::io::Error::from_raw_os_error(nix::libc::EACCES)),
+            None => Err(std::io::Error::from_raw_os_error(nix::libc::ENOENT)),
+        };
+    }
+    if program.is_empty() {
+        return Err(std::io::Error::from_raw_os_error(nix::libc::ENOENT));
+    }
+    let path = path.unwrap_or(std::ffi::OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    let mut denied = false;
+    for dir in std::env::split_paths(path) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        match executable(&candidate) {
+            Some(true) => return Ok(candidate),
+            Some(false) => denied = true,
+            None => {}
+        }
+    }
+    let errno = if denied {
+        nix::libc::EACCES
+    } else {
+        nix::libc::ENOENT
+    };
+    Err(std::io::Error::from_raw_os_error(errno))
+}
+
+/// `None` when nothing is there; whether it is a file kvrun may execute.
+fn executable(path: &Path) -> Option<bool> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some(metadata.is_file() && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok())
+}
+
+/// What Linux lets exec carry, as `fs/exec.c` computes it (v6.x):
+///
+/// - each string — every argument, every `NAME=value`, with its NUL — at most `MAX_ARG_STRLEN`,
+///   32 pages (`copy_strings` → `valid_arg_len`);
+/// - all of them together, plus one pointer each for argv and envp, within the limit of
+///   `bprm_stack_limits`: a quarter of the stack rlimit (`RLIMIT_STACK`, `ulimit -s`), at most
+///   three quarters of `_STK_LIM` (8 MiB, so 6 MiB), and at least `ARG_MAX` (32 pages). The
+///   program's path is copied onto the same stack and counts too.
+///
+/// Pages are taken as 4 KiB: with larger pages the kernel allows more, never less, so kvrun
+/// refuses nothing that the kernel would accept on x86-64 and refuses a little early elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecLimits {
+    /// `MAX_ARG_STRLEN`, NUL included.
+    pub max_string: usize,
+    /// Strings (with NULs) plus pointers.
+    pub max_total: usize,
+}
+
+impl ExecLimits {
+    const PAGE: usize = 4096;
+    pub const MAX_ARG_STRLEN: usize = 32 * Self::PAGE;
+    const ARG_MAX: usize = 32 * Self::PAGE;
+    const STK_LIM: usize = 8 * 1024 * 1024;
+
+    /// The limits for this process's stack rlimit (which the command inherits).
+    #[must_use]
+    pub fn current() -> Self {
+        let stack = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
+            .map_or(u64::MAX, |(soft, _)| soft);
+        Self::for_stack(stack)
+    }
+
+    /// The limits for a stack rlimit of `stack` bytes (`RLIM_INFINITY` is `u64::MAX`).
+    #[must_use]
+    pub fn for_stack(stack: u64) -> Self {
+        let quarter = usize::try_from(stack / 4).unwrap_or(usize::MAX);
+        Self {
+            max_string: Self::MAX_ARG_STRLEN,
+            max_total: (Self::STK_LIM / 4 * 3).min(quarter).max(Self::ARG_MAX),
+        }
+    }
+
+    /// What exec needs for `program` (its resolved path), `argv` and `envp` strings of these
+    /// lengths (without NULs): the strings with their NULs and a pointer each.
+    #[must_use]
+    pub fn needed(program: usize, strings: impl IntoIterator<Item = usize>) -> usize {
+        let pointer = std::mem::size_of::<usize>();
+        strings
+            .into_iter()
+            .fold(program.saturating_add(1), |total, len| {
+                total.saturating_add(len).saturating_add(1 + pointer)
+            })
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn memory_file(file: &FileSecret) -> Result<(OsString, std::os::fd::OwnedFd), String> {
     files::memfd(file)
@@ -70,4 +199,44 @@ fn memory_file(file: &FileSecret) -> Result<(OsString, std::os::fd::OwnedFd), St
 #[cfg(not(target_os = "linux"))]
 fn memory_file(_: &FileSecret) -> Result<(OsString, std::os::fd::OwnedFd), String> {
     Err("secret files need Linux (memfd or tmpfs)".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_limits_follow_the_kernels_rule() {
+        // 8 MiB (the usual default): a quarter, 2 MiB.
+        assert_eq!(ExecLimits::for_stack(8 << 20).max_total, 2 << 20);
+        // Unlimited: three quarters of _STK_LIM.
+        assert_eq!(ExecLimits::for_stack(u64::MAX).max_total, 6 << 20);
+        assert_eq!(ExecLimits::for_stack(64 << 20).max_total, 6 << 20);
+        // A tiny stack: never below ARG_MAX.
+        assert_eq!(ExecLimits::for_stack(64 << 10).max_total, 128 << 10);
+        assert_eq!(ExecLimits::for_stack(1 << 20).max_total, 256 << 10);
+        assert_eq!(ExecLimits::for_stack(0).max_string, 128 << 10);
+        // "/bin/true\0" + "true\0" + "A=b\0" and two pointers.
+        assert_eq!(ExecLimits::needed(9, [4, 3]), 10 + 5 + 4 + 16);
+    }
+
+    #[test]
+    fn find_program_says_missing_or_not_executable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app");
+        std::fs::write(&app, "#!/bin/sh\n").unwrap();
+        let path = dir.path().as_os_str();
+        let err = find_program("app".as_ref(), Some(path)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EACCES));
+        std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(find_program("app".as_ref(), Some(path)).unwrap(), app);
+        let err = find_program("nope".as_ref(), Some(path)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::ENOENT));
+        let err = find_program(dir.path().join("nope").as_os_str(), None).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::ENOENT));
+        let err = find_program(dir.path().as_os_str(), None).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EACCES), "a directory");
+        assert_eq!(find_program(app.as_os_str(), None).unwrap(), app);
+    }
 }

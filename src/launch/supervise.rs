@@ -110,6 +110,26 @@ pub struct Options {
     pub reload_signal: Option<Signal>,
     /// `--stop-timeout`: how long a restart waits after SIGTERM before SIGKILL.
     pub stop_timeout: Duration,
+    /// `--stop-timeout` when given explicitly: after SIGTERM or SIGINT to kvrun, how long the
+    /// command may take to exit before SIGKILL. `None`: as long as it likes (the orchestrator's
+    /// own grace period decides).
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// Whether `signal`, sent to kvrun, starts the shutdown grace period: SIGTERM and SIGINT do when
+/// `--stop-timeout` was given. SIGHUP (apps reload on it) and SIGQUIT (thread dumps, drains) never
+/// do.
+#[must_use]
+pub fn shutdown_grace(signal: Signal, shutdown_timeout: Option<Duration>) -> Option<Duration> {
+    shutdown_timeout.filter(|_| matches!(signal, Signal::SIGTERM | Signal::SIGINT))
+}
+
+/// `now + after`, or a far future when that would overflow (`Instant + Duration` panics).
+fn later(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 60 * 60)))
+        .unwrap_or(now)
 }
 
 pub struct Supervisor {
@@ -222,6 +242,7 @@ impl Supervisor {
             }
         }
         let pid = spawn(&self.command, &vars)?;
+        super::panic_guard::set_command(Some(pid.as_raw()));
         tracing::info!(pid = pid.as_raw(), "started");
         Ok(pid)
     }
@@ -241,6 +262,10 @@ impl Supervisor {
     ///
     /// # Errors
     /// The command could not be started (then, or at a restart).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one select! over the supervisor's events; the restructuring issue makes it a state machine"
+    )]
     pub async fn run(
         mut self,
         env: ChildEnv,
@@ -256,15 +281,27 @@ impl Supervisor {
         let mut stopping = false;
         let mut failures: u32 = 0;
         let watch = options.watch.filter(|_| refresh.is_some());
-        let mut next_check = watch.map(|interval| Instant::now() + jittered(interval));
+        let mut next_check = watch.map(|interval| later(jittered(interval)));
+        // After SIGTERM or SIGINT with an explicit --stop-timeout: (when to SIGKILL, the signal).
+        let mut shutdown: Option<(Instant, Signal)> = None;
         let mut check: Option<tokio::task::JoinHandle<Refreshed>> = None;
         loop {
-            let kill_at = restart.as_ref().and_then(|r| r.kill_at);
+            let kill_at = restart
+                .as_ref()
+                .and_then(|r| r.kill_at)
+                .into_iter()
+                .chain(shutdown.map(|(at, _)| at))
+                .min();
             tokio::select! {
                 signals = self.next_signals() => {
                     for (signal, from_kernel) in signals {
                         if matches!(signal, Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) {
                             stopping = true;
+                        }
+                        if shutdown.is_none()
+                            && let Some(grace) = shutdown_grace(signal, options.shutdown_timeout)
+                        {
+                            shutdown = Some((later(grace), signal));
                         }
                         if from_kernel {
                             tracing::debug!(signal = signal.as_str(), "sent by the kernel to the process group; not forwarded");
@@ -277,11 +314,12 @@ impl Supervisor {
                 _ = sigchld.recv() => {
                     reap_orphans(pid);
                     if let Some(code) = exited(pid) {
+                        super::panic_guard::set_command(None);
                         match restart.take() {
                             Some(next) if !stopping => {
                                 current = next.env;
                                 pid = self.spawn(&current)?;
-                                next_check = watch.map(|interval| Instant::now() + jittered(interval));
+                                next_check = watch.map(|interval| later(jittered(interval)));
                             }
                             _ => {
                                 tracing::info!(code, "command exited");
@@ -291,7 +329,17 @@ impl Supervisor {
                     }
                 }
                 () = sleep_until_opt(kill_at) => {
-                    tracing::warn!(pid = pid.as_raw(), "still running {}s after SIGTERM: sending SIGKILL", options.stop_timeout.as_secs());
+                    match shutdown {
+                        Some((at, signal)) if at <= Instant::now() => {
+                            shutdown = None;
+                            tracing::warn!(
+                                "the command is still running {} after {}: sending SIGKILL (--stop-timeout)",
+                                humantime::format_duration(options.shutdown_timeout.unwrap_or_default()),
+                                signal.as_str()
+                            );
+                        }
+                        _ => tracing::warn!(pid = pid.as_raw(), "still running {} after SIGTERM: sending SIGKILL", humantime::format_duration(options.stop_timeout)),
+                    }
                     let _ = kill(pid, Signal::SIGKILL);
                     if let Some(r) = restart.as_mut() {
                         r.kill_at = None;
@@ -333,7 +381,7 @@ impl Supervisor {
                                     let _ = kill(pid, Signal::SIGTERM);
                                     restart = Some(Restart {
                                         env,
-                                        kill_at: Some(Instant::now() + options.stop_timeout),
+                                        kill_at: Some(later(options.stop_timeout)),
                                     });
                                 }
                             }
@@ -341,7 +389,7 @@ impl Supervisor {
                     }
                     // After failures, wait longer: 2, 4, 8 intervals at most.
                     let factor = 1u32 << failures.min(3);
-                    next_check = Some(Instant::now() + jittered(interval * factor));
+                    next_check = Some(later(jittered(interval.saturating_mul(factor))));
                 }
             }
         }
@@ -367,12 +415,7 @@ fn spawn(command: &[OsString], vars: &[(OsString, OsString)]) -> Result<Pid, Err
             "a NUL byte in an argument",
         ))
     };
-    let path_var = vars
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_os_str());
-    let path = find_program(program, path_var).map_err(failed)?;
+    let path = super::find_program(program, super::path_of(vars)).map_err(failed)?;
     let path = CString::new(path.into_os_string().into_vec()).map_err(|_| nul())?;
     let args: Vec<CString> = command
         .iter()
@@ -414,33 +457,6 @@ fn spawn(command: &[OsString], vars: &[(OsString, OsString)]) -> Result<Pid, Err
         pid
     };
     Ok(pid)
-}
-
-/// `program` as exec would find it: a path when it has a `/`, else the first executable file of
-/// that name in the command's `PATH` (like env(1)).
-fn find_program(program: &OsString, path: Option<&std::ffi::OsStr>) -> std::io::Result<PathBuf> {
-    use std::os::unix::ffi::OsStrExt as _;
-    if program.as_bytes().contains(&b'/') {
-        return Ok(PathBuf::from(program));
-    }
-    let path = path.unwrap_or(std::ffi::OsStr::new("/usr/local/bin:/usr/bin:/bin"));
-    let mut denied = false;
-    for dir in std::env::split_paths(path) {
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir
-        };
-        let candidate = dir.join(program);
-        if candidate.is_file() {
-            if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
-                return Ok(candidate);
-            }
-            denied = true;
-        }
-    }
-    let errno = if denied { Errno::EACCES } else { Errno::ENOENT };
-    Err(std::io::Error::from_raw_os_error(errno as i32))
 }
 
 /// A wait of about `interval`: uniformly within ±10%, so that replicas started together drift
@@ -486,5 +502,29 @@ fn reap_orphans(command: Pid) {
         {
             tracing::debug!(pid, "reaped an orphan");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_term_and_int_start_the_shutdown_grace_and_only_when_asked() {
+        let grace = Some(Duration::from_secs(3));
+        assert_eq!(shutdown_grace(Signal::SIGTERM, grace), grace);
+        assert_eq!(shutdown_grace(Signal::SIGINT, grace), grace);
+        for signal in [Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1] {
+            assert_eq!(shutdown_grace(signal, grace), None, "{signal}");
+        }
+        assert_eq!(shutdown_grace(Signal::SIGTERM, None), None, "not given");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_never_overflows() {
+        let far = later(Duration::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(365 * 24 * 60 * 60));
+        let soon = later(Duration::from_secs(1));
+        assert!(soon <= Instant::now() + Duration::from_secs(1));
     }
 }
