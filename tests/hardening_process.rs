@@ -8,12 +8,11 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader};
 use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+use common::lines::Lines;
 use common::{World, run, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -410,20 +409,6 @@ fn a_missing_command_was_found_missing_after_fetching_every_secret() {
 
 // ---- item 14: --stop-timeout at shutdown ----
 
-/// The lines a process writes, read by a thread of their own.
-fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (sender, receiver) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
 fn exit_code(child: &mut Child, limit: Duration) -> Option<i32> {
     let deadline = Instant::now() + limit;
     loop {
@@ -468,9 +453,9 @@ fn stop_timeout_did_not_apply_at_shutdown() {
             ])
             .spawn()
             .unwrap();
-        let out = lines(kvrun.stdout.take().unwrap());
-        let err = lines(kvrun.stderr.take().unwrap());
-        let ready = out.recv_timeout(Duration::from_secs(20)).unwrap();
+        let out = Lines::of(kvrun.stdout.take().unwrap());
+        let err = Lines::of(kvrun.stderr.take().unwrap());
+        let ready = out.next(Duration::from_secs(20)).unwrap();
         assert_eq!(ready, "ready");
         kill(Pid::from_raw(i32::try_from(kvrun.id()).unwrap()), signal).unwrap();
         assert_eq!(
@@ -478,7 +463,7 @@ fn stop_timeout_did_not_apply_at_shutdown() {
             Some(137),
             "{via}"
         );
-        let warning = err.recv_timeout(Duration::from_secs(5)).unwrap();
+        let warning = err.next(Duration::from_secs(5)).unwrap();
         let name = signal.as_str();
         assert_eq!(
             warning,
@@ -524,9 +509,9 @@ fn rotated_secrets_too_large_for_exec_killed_the_command_at_restart() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = lines(kvrun.stdout.take().unwrap());
-    let err = lines(kvrun.stderr.take().unwrap());
-    assert_eq!(out.recv_timeout(Duration::from_secs(20)).unwrap(), "ready");
+    let out = Lines::of(kvrun.stdout.take().unwrap());
+    let err = Lines::of(kvrun.stderr.take().unwrap());
+    assert_eq!(out.next(Duration::from_secs(20)).unwrap(), "ready");
     // Each value fits on its own; together, 1.1 MB, they do not.
     for i in 0..10 {
         kv.set_secret(&format!("s{i}"), &"r".repeat(110 * 1024));
@@ -534,7 +519,7 @@ fn rotated_secrets_too_large_for_exec_killed_the_command_at_restart() {
     let deadline = Instant::now() + Duration::from_secs(40);
     let warning = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = err.recv_timeout(left).expect("a failed check within 40 s");
+        let line = err.next(left).expect("a failed check within 40 s");
         if line.contains("--watch") {
             break line;
         }

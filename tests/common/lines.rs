@@ -20,6 +20,11 @@ impl Lines {
         Self(receiver)
     }
 
+    /// The next line, within `limit`.
+    pub fn next(&self, limit: Duration) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
+        self.0.recv_timeout(limit)
+    }
+
     /// The next line that satisfies `want`, within `limit`; the lines skipped on the way.
     pub fn expect(&self, what: &str, limit: Duration, want: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + limit;
