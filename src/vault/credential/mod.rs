@@ -19,6 +19,11 @@
 //! developer's `az login` would hide the misconfiguration. When nothing works, the error lists
 //! every link with its reason and the hint that fixes it. `--credential KIND` keeps one link.
 //!
+//! The pieces: [`chain`] (which links the environment configures, and the error when none
+//! works), [`cache`] (the token cache), [`entra`] (the `azure_identity` adapter and what its
+//! errors mean), [`managed`] and [`tools`] (kvrun's own managed identity client, `az`/`azd`),
+//! [`capped`] (the HTTP client handed to `azure_identity`). The tenant rule is here.
+//!
 //! Entra links go through `azure_identity` (`ClientSecretCredential`, `ClientAssertionCredential`)
 //! over kvrun's HTTP client ([`capped`]: answers of at most 64 KiB), with the authority host from
 //! `AZURE_AUTHORITY_HOST` and `azure_core`'s own retries off: kvrun's one rule
@@ -35,28 +40,28 @@
 //! `AZURE_TENANT_ID` names another one, kvrun only follows the challenge to a tenant listed in
 //! `AZURE_ADDITIONALLY_ALLOWED_TENANTS` (or `*`). Managed identities have one tenant and ignore it.
 
+mod cache;
 pub mod capped;
+mod chain;
+mod entra;
 pub mod managed;
 pub mod tools;
 
-use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fmt::{self, Write as _};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime};
 
-use super::certificate::ClientCertificate;
 use super::retry::{self, Next, Retry, Schedule};
 use crate::error::FailureClass;
 pub(crate) use crate::source::Env;
-use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientMethodOptions, ClientOptions, RetryOptions, Transport};
 use azure_identity::{
     ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
     ClientSecretCredential, ClientSecretCredentialOptions,
 };
+use chain::{Link, chain_failure, configure};
+use entra::{CertificateAssertion, FileAssertion, entra_token, settings_error};
 
 pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
 pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
@@ -117,31 +122,9 @@ impl Kind {
 #[derive(Clone)]
 pub struct Token(Secret, Option<SystemTime>);
 
-/// A token is refreshed this long before it expires (the SDKs' margin).
-const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-/// How long a token whose expiry is unknown is reused.
-const UNKNOWN_LIFETIME: Duration = Duration::from_secs(300);
-
 impl Token {
     pub(crate) fn new(value: String, expires_on: Option<SystemTime>) -> Self {
         Self(Secret::new(value), expires_on)
-    }
-
-    /// When to stop reusing this token, received at `now` (`wall` on the system clock): five
-    /// minutes before it expires, or halfway through a lifetime shorter than ten minutes.
-    fn refresh_at(&self, now: Instant, wall: SystemTime) -> Instant {
-        let reuse = match self.1 {
-            None => UNKNOWN_LIFETIME,
-            Some(expires_on) => {
-                let lifetime = expires_on.duration_since(wall).unwrap_or_default();
-                if lifetime >= 2 * REFRESH_MARGIN {
-                    lifetime.saturating_sub(REFRESH_MARGIN)
-                } else {
-                    lifetime / 2
-                }
-            }
-        };
-        now.checked_add(reuse).unwrap_or(now)
     }
 
     #[must_use]
@@ -202,60 +185,6 @@ impl LinkError {
     }
 }
 
-/// A configured link.
-enum Link {
-    ClientSecret {
-        tenant: String,
-        client_id: String,
-        secret: Secret,
-    },
-    ClientCertificate {
-        tenant: String,
-        client_id: String,
-        certificate: Arc<ClientCertificate>,
-    },
-    WorkloadIdentity {
-        tenant: String,
-        client_id: String,
-        token_file: PathBuf,
-    },
-    ManagedIdentity(managed::ManagedIdentity),
-    AzureCli,
-    Azd,
-}
-
-/// The cache entry of one (tenant, scope).
-#[derive(Default)]
-struct Slot {
-    /// Held by the one caller that is asking for a token; the others wait for its outcome.
-    asking: tokio::sync::Mutex<()>,
-    state: Mutex<SlotState>,
-}
-
-#[derive(Default)]
-struct SlotState {
-    /// The token and when to stop reusing it.
-    token: Option<(Token, Instant)>,
-    /// The last request's failure and the deadline it was asked under: the answer for every
-    /// caller of the same resolution (same deadline), which kvrun's retry rule has already
-    /// given its chances; a later resolution (the next `--watch` check) asks again.
-    failure: Option<(Instant, AuthFailure)>,
-}
-
-impl Slot {
-    fn state(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn fresh(&self, now: Instant) -> Option<Token> {
-        self.state()
-            .token
-            .as_ref()
-            .filter(|(_, refresh_at)| now < *refresh_at)
-            .map(|(token, _)| token.clone())
-    }
-}
-
 /// The chain plus its token cache (see the module docs).
 pub struct Credentials {
     links: Vec<(Kind, Result<Link, LinkError>)>,
@@ -268,7 +197,7 @@ pub struct Credentials {
     /// For the managed identity endpoint's own client (no proxy, plain http allowed).
     tls: Option<rustls::ClientConfig>,
     environment: Vec<(OsString, OsString)>,
-    tokens: Mutex<HashMap<(String, String), Arc<Slot>>>,
+    tokens: cache::Tokens,
 }
 
 impl Credentials {
@@ -305,7 +234,7 @@ impl Credentials {
             http,
             tls: None,
             environment: environment.to_vec(),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: cache::Tokens::default(),
         }
     }
 
@@ -338,17 +267,9 @@ impl Credentials {
         }
     }
 
-    fn slot(&self, tenant: &str, scope: &str) -> Arc<Slot> {
-        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        tokens
-            .entry((tenant.to_ascii_lowercase(), scope.to_owned()))
-            .or_default()
-            .clone()
-    }
-
     /// A token for `scope` in `tenant`, asked for no later than `deadline`: the cached one while
     /// it is fresh; concurrent callers share one request and its outcome; a failure answers the
-    /// callers with the same `deadline` (one resolution) only.
+    /// callers with the same `deadline` (one resolution) only ([`cache`]).
     ///
     /// # Errors
     /// No link could get a token, a tenant not allowed, or Entra ID refused or could not be
@@ -359,57 +280,20 @@ impl Credentials {
         scope: &str,
         deadline: Instant,
     ) -> Result<Token, AuthFailure> {
-        let slot = self.slot(tenant, scope);
-        if let Some(token) = slot.fresh(Instant::now()) {
-            return Ok(token);
-        }
-        let _asking = slot.asking.lock().await;
-        if let Some(token) = slot.fresh(Instant::now()) {
-            return Ok(token);
-        }
-        if let Some((asked_under, failure)) = &slot.state().failure
-            && *asked_under == deadline
-        {
-            // This resolution's request failed (perhaps while this caller waited for it).
-            return Err(failure.clone());
-        }
-        let outcome = match tokio::time::timeout_at(
-            deadline.into(),
-            self.request(tenant, scope, deadline),
-        )
-        .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => Err(AuthFailure {
-                class: FailureClass::Unavailable,
-                reason: "no token before the --timeout deadline".into(),
-                hint: Some("Entra ID or the credential did not answer in time; raise --timeout or check the network".into()),
-            }),
-        };
-        let mut state = slot.state();
-        match &outcome {
-            Ok(token) => {
-                let refresh_at = token.refresh_at(Instant::now(), SystemTime::now());
-                state.token = Some((token.clone(), refresh_at));
-                state.failure = None;
-            }
-            Err(failure) => state.failure = Some((deadline, failure.clone())),
-        }
-        outcome
+        self.tokens
+            .token(
+                tenant,
+                scope,
+                deadline,
+                self.request(tenant, scope, deadline),
+            )
+            .await
     }
 
     /// Forget the cached token for (tenant, scope) if it is still `stale`, so the next
     /// [`token`](Self::token) asks again (a vault answered 401 to it).
     pub fn invalidate(&self, tenant: &str, scope: &str, stale: &Token) {
-        let slot = self.slot(tenant, scope);
-        let mut cached = slot.state();
-        if cached
-            .token
-            .as_ref()
-            .is_some_and(|(t, _)| t.expose() == stale.expose())
-        {
-            cached.token = None;
-        }
+        self.tokens.invalidate(tenant, scope, stale);
     }
 
     /// Walk the chain (or go straight to the link that already worked).
@@ -544,7 +428,7 @@ impl Credentials {
                     client_id.clone(),
                     secret.clone(),
                     Some(ClientSecretCredentialOptions {
-                        client_options: self.client_options(),
+                        client_options: entra::client_options(&self.authority_host, &self.http),
                     }),
                 )
                 .map_err(|e| settings_error(&e))?;
@@ -613,23 +497,11 @@ impl Credentials {
             client_id.to_owned(),
             assertion,
             Some(ClientAssertionCredentialOptions {
-                client_options: self.client_options(),
+                client_options: entra::client_options(&self.authority_host, &self.http),
             }),
         )
         .map_err(|e| settings_error(&e))?;
         entra_token(credential.get_token(&[scope], None).await, refused_hint)
-    }
-
-    fn client_options(&self) -> ClientOptions {
-        let mut cloud = CustomConfiguration::default();
-        cloud.authority_host.clone_from(&self.authority_host);
-        ClientOptions {
-            transport: Some(Transport::new(Arc::new(capped::Capped(self.http.clone())))),
-            cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
-            // kvrun's rule decides instead ([`Self::with_retries`]), within the deadline.
-            retry: RetryOptions::none(),
-            ..ClientOptions::default()
-        }
     }
 
     /// The SDKs' multi-tenant rule: follow the challenge to another tenant only when allowed.
@@ -657,374 +529,10 @@ impl Credentials {
     }
 }
 
-/// One link's configuration from the environment, or why it is not configured.
-fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
-    let tenant = env.get(AZURE_TENANT_ID);
-    let client_id = env.get(AZURE_CLIENT_ID);
-    let missing = |what: &str, hint: String| {
-        Err(LinkError::unavailable(
-            format!("{what} is not set"),
-            Some(hint),
-        ))
-    };
-    match kind {
-        Kind::Env => {
-            let secret = env.get(AZURE_CLIENT_SECRET);
-            let certificate = env.get(AZURE_CLIENT_CERTIFICATE_PATH);
-            if secret.is_none() && certificate.is_none() {
-                return Err(LinkError::unavailable(
-                    format!(
-                        "neither {AZURE_CLIENT_SECRET} nor {AZURE_CLIENT_CERTIFICATE_PATH} is set"
-                    ),
-                    Some(format!(
-                        "for a service principal, set {AZURE_TENANT_ID}, {AZURE_CLIENT_ID} and {AZURE_CLIENT_SECRET} or {AZURE_CLIENT_CERTIFICATE_PATH}"
-                    )),
-                ));
-            }
-            let (Some(tenant), Some(client_id)) = (tenant, client_id) else {
-                let absent = if tenant.is_none() {
-                    AZURE_TENANT_ID
-                } else {
-                    AZURE_CLIENT_ID
-                };
-                // Half a service principal is a mistake to show, not a reason to fall through
-                // to whatever `az login` happens to be on the machine.
-                return Err(LinkError::failed(AuthFailure {
-                    class: FailureClass::Authentication,
-                    reason: format!("a service principal is half configured: {absent} is not set"),
-                    hint: Some(format!(
-                        "a service principal needs {AZURE_TENANT_ID} and {AZURE_CLIENT_ID} too"
-                    )),
-                }));
-            };
-            let (tenant, client_id) = (tenant.to_owned(), client_id.to_owned());
-            if let Some(secret) = secret {
-                return Ok(Link::ClientSecret {
-                    tenant,
-                    client_id,
-                    secret: Secret::new(secret.to_owned()),
-                });
-            }
-            let path = certificate.unwrap_or_default();
-            let bytes = read_small_file(path).map_err(|e| {
-                LinkError::failed(AuthFailure {
-                    class: FailureClass::Authentication,
-                    reason: format!("{AZURE_CLIENT_CERTIFICATE_PATH} ({path}) cannot be read: {e}"),
-                    hint: None,
-                })
-            })?;
-            let certificate = ClientCertificate::load(&bytes, env.get(AZURE_CLIENT_CERTIFICATE_PASSWORD))
-                .map_err(|e| {
-                    LinkError::failed(AuthFailure {
-                        class: FailureClass::Authentication,
-                        reason: format!("{AZURE_CLIENT_CERTIFICATE_PATH} ({path}): {e}"),
-                        hint: Some(e.hint().map_or_else(
-                            || format!("PEM with an unencrypted private key, or PKCS#12 with {AZURE_CLIENT_CERTIFICATE_PASSWORD}"),
-                            str::to_owned,
-                        )),
-                    })
-                })?;
-            Ok(Link::ClientCertificate {
-                tenant,
-                client_id,
-                certificate: Arc::new(certificate),
-            })
-        }
-        Kind::WorkloadIdentity => {
-            let Some(file) = env.get(AZURE_FEDERATED_TOKEN_FILE) else {
-                return missing(
-                    AZURE_FEDERATED_TOKEN_FILE,
-                    "on AKS, label the pod azure.workload.identity/use: \"true\" and give its service account the azure.workload.identity/client-id annotation".into(),
-                );
-            };
-            let (Some(tenant), Some(client_id)) = (tenant, client_id) else {
-                let absent = if tenant.is_none() {
-                    AZURE_TENANT_ID
-                } else {
-                    AZURE_CLIENT_ID
-                };
-                return missing(absent, "the workload identity webhook sets it; check the pod's service account annotation".into());
-            };
-            Ok(Link::WorkloadIdentity {
-                tenant: tenant.to_owned(),
-                client_id: client_id.to_owned(),
-                token_file: PathBuf::from(file),
-            })
-        }
-        Kind::ManagedIdentity => Ok(Link::ManagedIdentity(managed::ManagedIdentity::from_env(
-            env,
-        ))),
-        Kind::AzureCli => Ok(Link::AzureCli),
-        Kind::Azd => Ok(Link::Azd),
-    }
-}
-
-/// A certificate file: a regular file of at most 1 MiB (not a FIFO that blocks, not /dev/zero).
-fn read_small_file(path: &str) -> std::io::Result<Vec<u8>> {
-    const LIMIT: u64 = 1024 * 1024;
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() || metadata.len() > LIMIT {
-        return Err(std::io::Error::other("not a regular file of at most 1 MiB"));
-    }
-    std::fs::read(path)
-}
-
-/// The error when no link produced a token: every link tried and why, one per line.
-fn chain_failure(tried: &[(Kind, AuthFailure)], stopped: bool) -> AuthFailure {
-    if let ([(_, only)], true) = (tried, stopped) {
-        return only.clone();
-    }
-    let mut reason = String::from(if stopped {
-        "a configured credential was refused"
-    } else {
-        "no credential could get a token"
-    });
-    let mut class = FailureClass::Authentication;
-    for (kind, failure) in tried {
-        let _ = write!(reason, "\n      {}: {}", kind.name(), failure.reason);
-        if let Some(hint) = &failure.hint {
-            let _ = write!(reason, " (hint: {hint})");
-        }
-        class = failure.class;
-    }
-    if !stopped {
-        class = FailureClass::Authentication;
-    }
-    AuthFailure {
-        class,
-        reason,
-        hint: Some("configure one credential: see \"Credentials\" in kvrun's README".into()),
-    }
-}
-
-/// Workload identity: the federated token, read afresh for every token request (rotated).
-#[derive(Debug)]
-struct FileAssertion {
-    path: PathBuf,
-}
-
-#[async_trait::async_trait]
-impl ClientAssertion for FileAssertion {
-    async fn secret(&self, _: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
-        let text = tokio::fs::read_to_string(&self.path).await.map_err(|e| {
-            azure_core::Error::with_message(
-                azure_core::error::ErrorKind::Credential,
-                format!(
-                    "{AZURE_FEDERATED_TOKEN_FILE} ({}) cannot be read: {e}",
-                    self.path.display()
-                ),
-            )
-        })?;
-        Ok(text.trim().to_owned())
-    }
-}
-
-/// A client certificate: a fresh signed assertion for every token request.
-struct CertificateAssertion {
-    certificate: Arc<ClientCertificate>,
-    client_id: String,
-    endpoint: String,
-}
-
-impl fmt::Debug for CertificateAssertion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertificateAssertion")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait::async_trait]
-impl ClientAssertion for CertificateAssertion {
-    async fn secret(&self, _: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.certificate
-            .assertion(&self.client_id, &self.endpoint, now)
-            .map_err(|e| {
-                azure_core::Error::with_message(
-                    azure_core::error::ErrorKind::Credential,
-                    e.to_string(),
-                )
-            })
-    }
-}
-
-fn settings_error(e: &azure_core::Error) -> LinkError {
-    LinkError::failed(AuthFailure {
-        class: FailureClass::Authentication,
-        reason: format!("the service principal's settings are not valid: {e}"),
-        hint: Some(format!(
-            "{AZURE_AUTHORITY_HOST} must be an https URL; {AZURE_TENANT_ID} a tenant ID or domain"
-        )),
-    })
-}
-
-/// An Entra answer: a token, or a failure that stops the chain (the link was configured).
-/// `refused_hint` is what to check when Entra refuses this kind of credential.
-fn entra_token(
-    result: azure_core::Result<azure_core::credentials::AccessToken>,
-    refused_hint: &str,
-) -> Result<Token, LinkError> {
-    result
-        .map(|t| {
-            let seconds =
-                (t.expires_on - azure_core::time::OffsetDateTime::now_utc()).whole_seconds();
-            let expires_on = u64::try_from(seconds)
-                .ok()
-                .and_then(|s| SystemTime::now().checked_add(Duration::from_secs(s)));
-            Token(t.token, expires_on)
-        })
-        .map_err(|e| entra_failure(&e, refused_hint))
-}
-
-/// Turn `azure_identity`'s error into a one-line reason: Entra's own words (`AADSTS…`), without the
-/// SDK's troubleshooting boilerplate, and whether another try could help.
-/// What the cause chain of an `azure_identity` error says, by type (not by its text).
-#[derive(Default)]
-struct Causes {
-    status: Option<u16>,
-    asked: Option<Duration>,
-    transport: bool,
-    untrusted: Option<String>,
-    not_json: bool,
-    too_large: bool,
-}
-
-impl Causes {
-    fn of(err: &azure_core::Error) -> Self {
-        use azure_core::error::ErrorKind;
-        let mut found = Self::default();
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(e) = cause {
-            // An io::Error's source() skips the error it wraps: look inside it too.
-            let wrapped = e
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .map(|inner| inner as &(dyn std::error::Error + 'static));
-            for candidate in [Some(e), wrapped].into_iter().flatten() {
-                if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                    found.untrusted = Some(tls.to_string());
-                }
-                found.too_large |= candidate.is::<capped::TooLarge>();
-            }
-            if let Some(az) = e.downcast_ref::<azure_core::Error>() {
-                match az.kind() {
-                    ErrorKind::HttpResponse {
-                        status,
-                        raw_response,
-                        ..
-                    } => {
-                        found.status = Some(u16::from(*status));
-                        found.asked = raw_response.as_ref().and_then(|r| asked_wait(r.headers()));
-                    }
-                    ErrorKind::Connection | ErrorKind::Io => found.transport = true,
-                    ErrorKind::DataConversion => found.not_json = true,
-                    _ => {}
-                }
-            }
-            cause = e.source();
-        }
-        found
-    }
-}
-
-/// The wait an answer's headers ask for ([`retry::retry_after`]).
-fn asked_wait(headers: &azure_core::http::headers::Headers) -> Option<Duration> {
-    retry::retry_after(
-        |name| {
-            headers
-                .get_optional_str(&azure_core::http::headers::HeaderName::from(
-                    name.to_ascii_lowercase(),
-                ))
-                .map(str::to_owned)
-        },
-        SystemTime::now(),
-    )
-}
-
-fn entra_failure(err: &azure_core::Error, refused_hint: &str) -> LinkError {
-    let Causes {
-        status,
-        asked,
-        transport,
-        untrusted,
-        not_json,
-        too_large,
-    } = Causes::of(err);
-    let text = err.to_string();
-    let text = super::untrusted(
-        text.split("\nTo troubleshoot")
-            .next()
-            .unwrap_or_default()
-            .replace("ClientSecretCredential authentication failed.", "")
-            .replace("ClientAssertionCredential authentication failed.", "")
-            .trim()
-            .lines()
-            .next()
-            .unwrap_or_default(),
-    );
-    if let Some(tls) = untrusted {
-        return LinkError::failed(AuthFailure {
-            class: FailureClass::Protocol,
-            reason: format!("token request failed: TLS: {}", super::untrusted(&tls)),
-            hint: Some("Entra ID's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
-        });
-    }
-    if too_large {
-        return LinkError::failed(AuthFailure {
-            class: FailureClass::Protocol,
-            reason: format!(
-                "token request failed: the answer is larger than {} KiB",
-                capped::MAX_BODY / 1024
-            ),
-            hint: Some(format!(
-                "a proxy or gateway may be in the way; check {AZURE_AUTHORITY_HOST}"
-            )),
-        });
-    }
-    let retry = match status {
-        Some(s) => Retry::for_status(s, asked),
-        None if transport => Retry::Backoff,
-        None => Retry::Never,
-    };
-    let (class, hint) = match status {
-        Some(s) if retry::transient_status(s) => (FailureClass::Unavailable, None),
-        Some(s) if (300..400).contains(&s) => (
-            FailureClass::Protocol,
-            Some(format!(
-                "Entra ID answered with a redirect; check {AZURE_AUTHORITY_HOST}"
-            )),
-        ),
-        Some(_) => (FailureClass::Authentication, Some(refused_hint.to_owned())),
-        None if transport => (
-            FailureClass::Unavailable,
-            Some(format!(
-                "Entra ID could not be reached; check the network, HTTPS_PROXY and {AZURE_AUTHORITY_HOST}"
-            )),
-        ),
-        // A gateway's HTML error page in place of Entra's JSON.
-        None if not_json => (
-            FailureClass::Unavailable,
-            Some("Entra ID's answer is not JSON; a proxy or gateway may be in the way".into()),
-        ),
-        None => (FailureClass::Authentication, None),
-    };
-    let reason = match status {
-        Some(s) => format!("Entra ID answered {s}: {text}"),
-        None => format!("token request failed: {text}"),
-    };
-    LinkError::failed(AuthFailure {
-        class,
-        reason,
-        hint,
-    })
-    .retry(retry)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
@@ -1036,30 +544,6 @@ mod tests {
 
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
-    }
-
-    #[test]
-    fn a_token_is_reused_until_five_minutes_before_it_expires() {
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let token = |lifetime: Option<u64>| {
-            Token::new("t".into(), lifetime.map(|s| wall + Duration::from_secs(s)))
-        };
-        assert_eq!(
-            token(Some(3600)).refresh_at(now, wall),
-            now + Duration::from_secs(3300)
-        );
-        assert_eq!(
-            token(Some(240)).refresh_at(now, wall),
-            now + Duration::from_secs(120),
-            "a short-lived token is refreshed halfway"
-        );
-        assert_eq!(token(None).refresh_at(now, wall), now + UNKNOWN_LIFETIME);
-        let expired = Token::new("t".into(), Some(wall - Duration::from_secs(10)));
-        assert_eq!(
-            expired.refresh_at(now, wall),
-            now,
-            "an expired token is not reused"
-        );
     }
 
     #[tokio::test]

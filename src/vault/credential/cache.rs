@@ -1,0 +1,238 @@
+//! The token cache: one token per (tenant, scope), reused until five minutes before its
+//! `expires_on` (the SDKs' margin; half its life when it lives less than ten minutes; five
+//! minutes when the issuer did not say), then asked for again.
+//!
+//! Callers that want the same token at the same moment share one request and its outcome,
+//! success or failure: fifty GETs waiting for a token cause one token request. A failure is the
+//! answer only for callers of the same resolution (the same deadline), which kvrun's retry rule
+//! has already given its chances; the next resolution (a `--watch` check) asks again, so one
+//! failed request never poisons a long-running watch. A request that runs into the deadline is
+//! abandoned, and the next caller asks afresh.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{AuthFailure, Token};
+use crate::error::FailureClass;
+
+/// A token is refreshed this long before it expires (the SDKs' margin).
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// How long a token whose expiry is unknown is reused.
+const UNKNOWN_LIFETIME: Duration = Duration::from_secs(300);
+
+/// When to stop reusing `token`, received at `now` (`wall` on the system clock).
+fn refresh_at(token: &Token, now: Instant, wall: SystemTime) -> Instant {
+    let reuse = match token.1 {
+        None => UNKNOWN_LIFETIME,
+        Some(expires_on) => {
+            let lifetime = expires_on.duration_since(wall).unwrap_or_default();
+            if lifetime >= 2 * REFRESH_MARGIN {
+                lifetime.saturating_sub(REFRESH_MARGIN)
+            } else {
+                lifetime / 2
+            }
+        }
+    };
+    now.checked_add(reuse).unwrap_or(now)
+}
+
+/// Every (tenant, scope)'s entry.
+#[derive(Default)]
+pub(super) struct Tokens(Mutex<HashMap<(String, String), Arc<Slot>>>);
+
+/// The cache entry of one (tenant, scope).
+#[derive(Default)]
+struct Slot {
+    /// Held by the one caller that is asking for a token; the others wait for its outcome.
+    asking: tokio::sync::Mutex<()>,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// The token and when to stop reusing it.
+    token: Option<(Token, Instant)>,
+    /// The last request's failure and the deadline it was asked under: the answer for every
+    /// caller of the same resolution (same deadline), which kvrun's retry rule has already
+    /// given its chances; a later resolution (the next `--watch` check) asks again.
+    failure: Option<(Instant, AuthFailure)>,
+}
+
+impl Slot {
+    fn state(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fresh(&self, now: Instant) -> Option<Token> {
+        self.state()
+            .token
+            .as_ref()
+            .filter(|(_, refresh_at)| now < *refresh_at)
+            .map(|(token, _)| token.clone())
+    }
+}
+
+impl Tokens {
+    fn slot(&self, tenant: &str, scope: &str) -> Arc<Slot> {
+        let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .entry((tenant.to_ascii_lowercase(), scope.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// The token for (tenant, scope): the cached one while fresh, else the outcome of `request`
+    /// (shared with the callers waiting meanwhile), bounded by `deadline`.
+    pub(super) async fn token(
+        &self,
+        tenant: &str,
+        scope: &str,
+        deadline: Instant,
+        request: impl Future<Output = Result<Token, AuthFailure>>,
+    ) -> Result<Token, AuthFailure> {
+        let slot = self.slot(tenant, scope);
+        if let Some(token) = slot.fresh(Instant::now()) {
+            return Ok(token);
+        }
+        let _asking = slot.asking.lock().await;
+        if let Some(token) = slot.fresh(Instant::now()) {
+            return Ok(token);
+        }
+        if let Some((asked_under, failure)) = &slot.state().failure
+            && *asked_under == deadline
+        {
+            // This resolution's request failed (perhaps while this caller waited for it).
+            return Err(failure.clone());
+        }
+        let outcome = tokio::time::timeout_at(deadline.into(), request)
+            .await
+            .unwrap_or_else(|_| {
+                Err(AuthFailure {
+                    class: FailureClass::Unavailable,
+                    reason: "no token before the --timeout deadline".into(),
+                    hint: Some("Entra ID or the credential did not answer in time; raise --timeout or check the network".into()),
+                })
+            });
+        let mut state = slot.state();
+        match &outcome {
+            Ok(token) => {
+                let refresh_at = refresh_at(token, Instant::now(), SystemTime::now());
+                state.token = Some((token.clone(), refresh_at));
+                state.failure = None;
+            }
+            Err(failure) => state.failure = Some((deadline, failure.clone())),
+        }
+        outcome
+    }
+
+    /// Forget the token for (tenant, scope) if it is still `stale`.
+    pub(super) fn invalidate(&self, tenant: &str, scope: &str, stale: &Token) {
+        let slot = self.slot(tenant, scope);
+        let mut cached = slot.state();
+        if cached
+            .token
+            .as_ref()
+            .is_some_and(|(t, _)| t.expose() == stale.expose())
+        {
+            cached.token = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_reused_until_five_minutes_before_it_expires() {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let token = |lifetime: Option<u64>| {
+            Token::new("t".into(), lifetime.map(|s| wall + Duration::from_secs(s)))
+        };
+        assert_eq!(
+            refresh_at(&token(Some(3600)), now, wall),
+            now + Duration::from_secs(3300)
+        );
+        assert_eq!(
+            refresh_at(&token(Some(240)), now, wall),
+            now + Duration::from_secs(120),
+            "a short-lived token is refreshed halfway"
+        );
+        assert_eq!(refresh_at(&token(None), now, wall), now + UNKNOWN_LIFETIME);
+        let expired = Token::new("t".into(), Some(wall - Duration::from_secs(10)));
+        assert_eq!(
+            refresh_at(&expired, now, wall),
+            now,
+            "an expired token is not reused"
+        );
+    }
+
+    fn failure(reason: &str) -> AuthFailure {
+        AuthFailure {
+            class: FailureClass::Authentication,
+            reason: reason.into(),
+            hint: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_answers_its_resolution_only() {
+        let tokens = Tokens::default();
+        let first = Instant::now() + Duration::from_secs(30);
+        let failed = tokens
+            .token("t", "s", first, async { Err(failure("refused")) })
+            .await;
+        assert_eq!(failed.unwrap_err().reason, "refused");
+        // The same resolution: the failure is the answer, no new request.
+        let again = tokens
+            .token("t", "s", first, async {
+                panic!("asked again within the resolution")
+            })
+            .await;
+        assert_eq!(again.unwrap_err().reason, "refused");
+        // The next resolution asks again, and keeps the token it gets.
+        let next = first + Duration::from_secs(10);
+        let token = tokens
+            .token("T", "s", next, async {
+                Ok(Token::new("fresh".into(), None))
+            })
+            .await
+            .unwrap();
+        assert_eq!(token.expose(), "fresh");
+        let cached = tokens
+            .token("t", "s", next + Duration::from_secs(10), async {
+                panic!("the token is fresh")
+            })
+            .await
+            .unwrap();
+        assert_eq!(cached.expose(), "fresh");
+        tokens.invalidate("t", "s", &cached);
+        let refreshed = tokens
+            .token("t", "s", next, async {
+                Ok(Token::new("after-401".into(), None))
+            })
+            .await
+            .unwrap();
+        assert_eq!(refreshed.expose(), "after-401");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_hangs_past_the_deadline_is_abandoned() {
+        let tokens = Tokens::default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let hung = tokens
+            .token("t", "s", deadline, std::future::pending())
+            .await;
+        assert_eq!(
+            hung.unwrap_err().reason,
+            "no token before the --timeout deadline"
+        );
+        let later = Instant::now() + Duration::from_secs(5);
+        let token = tokens
+            .token("t", "s", later, async { Ok(Token::new("ok".into(), None)) })
+            .await;
+        assert_eq!(token.unwrap().expose(), "ok");
+    }
+}
