@@ -3,7 +3,7 @@
 //!
 //! [`FakeAzure::start`] makes a throw-away CA and a leaf certificate (SANs `*.vault.localhost`,
 //! `login.localhost`, `localhost`, `127.0.0.1`), binds ONE listener on 127.0.0.1 and routes each
-//! request by its `Host` header (port removed):
+//! request by its `Host` header, or on h2 its `:authority` (port removed):
 //! - `login.localhost`: Entra, `POST /{tenant}/oauth2/v2.0/token` (client credentials, §5), for
 //!   clients with a secret ([`FakeAzure::add_client`]; the secret is also the accepted workload
 //!   identity `client_assertion`) or a certificate ([`FakeAzure::add_certificate_client`]: a
@@ -26,6 +26,26 @@
 //! the certificate PEM, the key as PKCS#8 and PKCS#1 PEM, and [`TestCertificate::pkcs12`] for a
 //! PFX file (PBES2/AES-256, HMAC-SHA256).
 //!
+//! Protocols: the TLS listener offers `h2`, then `http/1.1` in ALPN, as Key Vault does
+//! (PROTOCOL.md §7), and serves HTTP/2 on a session that chose `h2` and HTTP/1.1 on every other
+//! (ALPN `http/1.1`, or none: never h2 by prior knowledge over TLS). [`Options::http1_only`]
+//! (or [`FakeAzure::set_http1_only`]) offers only `http/1.1`, like an HTTP/1.1-only server;
+//! [`Options::max_concurrent_streams`] (or [`FakeAzure::set_max_concurrent_streams`]) is the
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` of h2 sessions. Delays, faults and rate limits work the same
+//! on both; [`Fault::Close`] on h2 resets the request's stream (`RST_STREAM` `INTERNAL_ERROR`) and
+//! keeps the connection, on HTTP/1.1 it closes the connection. The managed identity listener is
+//! plain HTTP/1.1; the [`ConnectProxy`] tunnels bytes, so ALPN is negotiated end to end.
+//!
+//! Records, per run (per [`FakeAzure`]), each from the moment it happened:
+//! - [`FakeAzure::connections`]: TCP connections accepted (before TLS, so failed handshakes too);
+//! - [`FakeAzure::tls_sessions`]: completed TLS handshakes by protocol ([`TlsSessions`]: `h2`,
+//!   and `http1` for `http/1.1` or no ALPN);
+//! - [`FakeAzure::streams_per_connection`]: requests (on h2, streams) per TLS session, in
+//!   handshake order;
+//! - [`FakeAzure::requests`] / [`FakeAzure::request_count`]: every request ([`Recorded`]), on
+//!   either protocol; [`FakeAzure::vault_gets`] and [`FakeAzure::throttled`] count vault GETs and
+//!   429s.
+//!
 //! Every server runs on its own tokio runtime in a background thread, so the whole API is
 //! synchronous and thread-safe; dropping the [`FakeAzure`] (or the [`ManagedIdentity`], or the
 //! [`ConnectProxy`]) stops its server. [`ConnectProxy`] is a loopback-only HTTP CONNECT proxy.
@@ -38,6 +58,8 @@ mod proxy;
 mod tls;
 mod vault;
 
+#[cfg(test)]
+mod h2_tests;
 #[cfg(test)]
 mod identity_tests;
 #[cfg(test)]
@@ -69,10 +91,10 @@ use hyper::header::{
     AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, LOCATION,
     RETRY_AFTER,
 };
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
@@ -106,6 +128,21 @@ pub struct Options {
     /// ([`VaultHandle::set_challenge_resource`] with `https://vault.azure.net`), which clients
     /// verify against the vault's host name.
     pub public_cloud_names: bool,
+    /// Offer only `http/1.1` in ALPN, like an HTTP/1.1-only server (default: `h2`, then
+    /// `http/1.1`, as Key Vault does). Changed later by [`FakeAzure::set_http1_only`].
+    pub http1_only: bool,
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` advertised on h2 connections (`None`: hyper's
+    /// default, 200 today). Changed later by [`FakeAzure::set_max_concurrent_streams`].
+    pub max_concurrent_streams: Option<u32>,
+}
+
+/// TLS sessions by the protocol they negotiated, from [`FakeAzure::tls_sessions`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsSessions {
+    /// Sessions whose ALPN is `h2` (served HTTP/2).
+    pub h2: usize,
+    /// Sessions served HTTP/1.1: ALPN `http/1.1`, or no ALPN at all.
+    pub http1: usize,
 }
 
 /// Attributes of a secret version (`Default`: enabled, no `nbf`/`exp`, no content type).
@@ -180,13 +217,16 @@ pub enum Fault {
     Huge(usize),
     /// 302 with `Location:` this URL.
     RedirectTo(String),
-    /// Read the request, never answer (the connection stays open).
+    /// Read the request, never answer (the connection stays open; on h2 its other streams are
+    /// answered).
     Hang,
-    /// A 200 whose `Content-Length` exceeds the bytes sent, then the connection closes.
+    /// A 200 whose `Content-Length` exceeds the bytes sent, then on HTTP/1.1 the connection
+    /// closes; on h2 the stream ends short (the client detects the mismatch).
     Truncated,
     /// A 200 with an HTML body.
     NotJson,
-    /// Close the connection without a response.
+    /// No response: on HTTP/1.1 the connection is closed; on h2 the request's stream is reset
+    /// (`RST_STREAM` with `INTERNAL_ERROR`) and the connection serves its other streams on.
     Close,
 }
 
@@ -225,7 +265,7 @@ impl Recorded {
             |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
         Recorded {
             method: parts.method.to_string(),
-            host: header(HOST).map(host_without_port).unwrap_or_default(),
+            host: request_host(parts),
             path_and_query: parts
                 .uri
                 .path_and_query()
@@ -270,6 +310,11 @@ pub(crate) struct State {
     connect_delay: Duration,
     response_delay: Duration,
     connections: usize,
+    http1_only: bool,
+    max_concurrent_streams: Option<u32>,
+    tls_sessions: TlsSessions,
+    /// Requests (h2 streams) per TLS session, in the order the handshakes completed.
+    streams: Vec<usize>,
     requests: Vec<Recorded>,
     clients: HashMap<String, String>,
     certificates: HashMap<String, Vec<cert::CertKey>>,
@@ -316,6 +361,8 @@ impl FakeAzure {
         let state = State {
             connect_delay: options.connect_delay,
             response_delay: options.response_delay,
+            http1_only: options.http1_only,
+            max_concurrent_streams: options.max_concurrent_streams,
             ..State::default()
         };
         let shared = Arc::new(Shared {
@@ -323,10 +370,13 @@ impl FakeAzure {
             public_cloud_names: options.public_cloud_names,
             state: Mutex::new(state),
         });
-        let acceptor = TlsAcceptor::from(certs.server);
+        let acceptors = Acceptors {
+            both: TlsAcceptor::from(certs.server),
+            http1_only: TlsAcceptor::from(certs.server_http1_only),
+        };
         let for_server = Arc::clone(&shared);
         let server = Background::spawn("kvrun-fake", listener, move |listener| {
-            serve(for_server, listener, acceptor)
+            serve(for_server, listener, acceptors)
         });
         FakeAzure {
             shared,
@@ -465,6 +515,32 @@ impl FakeAzure {
     #[must_use]
     pub fn connections(&self) -> usize {
         self.shared.lock().connections
+    }
+
+    /// TLS sessions so far (completed handshakes), by negotiated protocol.
+    #[must_use]
+    pub fn tls_sessions(&self) -> TlsSessions {
+        self.shared.lock().tls_sessions
+    }
+
+    /// Requests (on h2: streams) received on each TLS session so far, in the order the
+    /// handshakes completed; a session that sent nothing is a 0. One entry per TLS session, so
+    /// its length is `tls_sessions().h2 + tls_sessions().http1`.
+    #[must_use]
+    pub fn streams_per_connection(&self) -> Vec<usize> {
+        self.shared.lock().streams.clone()
+    }
+
+    /// Offer only `http/1.1` (`true`) or `h2` and `http/1.1` (`false`) to connections accepted
+    /// from now on ([`Options::http1_only`]).
+    pub fn set_http1_only(&self, on: bool) {
+        self.shared.lock().http1_only = on;
+    }
+
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` of h2 connections accepted from now on
+    /// ([`Options::max_concurrent_streams`]).
+    pub fn set_max_concurrent_streams(&self, max: Option<u32>) {
+        self.shared.lock().max_concurrent_streams = max;
     }
 
     /// GETs sent to any vault so far (requests with the `Host` `{name}.vault.localhost`),
@@ -665,8 +741,16 @@ pub(crate) fn play_fault(
 type Body = BoxBody<Bytes, Infallible>;
 type Reply = Result<Response<Body>, io::Error>;
 
-/// Accepts connections until the runtime stops; each gets its delay, TLS and HTTP/1.1.
-async fn serve(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor) {
+/// The server's TLS configurations: ALPN `h2` + `http/1.1`, or `http/1.1` only.
+#[derive(Clone)]
+struct Acceptors {
+    both: TlsAcceptor,
+    http1_only: TlsAcceptor,
+}
+
+/// Accepts connections until the runtime stops; each gets its delay, TLS, then HTTP/2 if ALPN
+/// chose `h2` and HTTP/1.1 otherwise (no ALPN included: never h2 by prior knowledge over TLS).
+async fn serve(shared: Arc<Shared>, listener: TcpListener, acceptors: Acceptors) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -677,29 +761,56 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor
         // Counted at accept, before TLS: a client that rejects the certificate has still
         // connected (the handshake it rejected came from this accepted socket).
         shared.lock().connections += 1;
-        let (shared, acceptor) = (Arc::clone(&shared), acceptor.clone());
+        let (shared, acceptors) = (Arc::clone(&shared), acceptors.clone());
         tokio::spawn(async move {
             let delay = shared.lock().connect_delay;
             tokio::time::sleep(delay).await;
+            let acceptor = if shared.lock().http1_only {
+                acceptors.http1_only
+            } else {
+                acceptors.both
+            };
             let Ok(stream) = acceptor.accept(tcp).await else {
                 return;
             };
-            let service = service_fn(move |request| handle(Arc::clone(&shared), request));
-            let connection = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let (session, max_streams) = {
+                let mut state = shared.lock();
+                if h2 {
+                    state.tls_sessions.h2 += 1;
+                } else {
+                    state.tls_sessions.http1 += 1;
+                }
+                state.streams.push(0);
+                (state.streams.len() - 1, state.max_concurrent_streams)
+            };
+            let service = service_fn(move |request| handle(Arc::clone(&shared), session, request));
+            let io = TokioIo::new(stream);
             // A failed connection (client gone, injected fault) only ends itself.
-            let _ = connection.await;
+            if h2 {
+                let mut builder = http2::Builder::new(TokioExecutor::new());
+                if max_streams.is_some() {
+                    builder.max_concurrent_streams(max_streams);
+                }
+                let _ = builder.serve_connection(io, service).await;
+            } else {
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(io, service)
+                    .await;
+            }
         });
     }
 }
 
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
+/// Answers one request of the TLS session numbered `session` (its index in `State::streams`).
+async fn handle(shared: Arc<Shared>, session: usize, request: Request<Incoming>) -> Reply {
+    shared.lock().streams[session] += 1;
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
     let header =
         |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let host = header(HOST).map(host_without_port).unwrap_or_default();
+    let host = request_host(&parts);
     let (is_entra, vault_name) = route(&host, shared.public_cloud_names);
     let is_token_post = parts.method == Method::POST && is_entra;
     let form: Option<Vec<(String, String)>> =
@@ -929,6 +1040,20 @@ pub(crate) fn json_error(
         error["innererror"] = serde_json::json!({ "code": inner });
     }
     json_response(status, &serde_json::json!({ "error": error }))
+}
+
+/// The host a request names, without the port, lower-cased: its `Host` header (HTTP/1.1), else
+/// its URI's authority (h2's `:authority`, which hyper does not copy into a `Host` header).
+fn request_host(parts: &hyper::http::request::Parts) -> String {
+    let host = parts.headers.get(HOST).and_then(|v| v.to_str().ok());
+    host.or_else(|| {
+        parts
+            .uri
+            .authority()
+            .map(hyper::http::uri::Authority::as_str)
+    })
+    .map(host_without_port)
+    .unwrap_or_default()
 }
 
 fn host_without_port(host: &str) -> String {

@@ -1,10 +1,11 @@
 //! `kvrun-fake`: the fake Key Vault + Entra endpoint in the foreground, for an offline demo.
 //!
 //! ```text
-//! kvrun-fake --ca-out PATH [--port P] [--secrets FILE.json] [--client ID:SECRET]... [--latency-ms N]
+//! kvrun-fake --ca-out PATH [--port P] [--secrets FILE.json] [--client ID:SECRET]... [--latency-ms N] [--http1-only]
 //! ```
 //! Writes the test CA to PATH, loads `{"vault": {"name": "value", …}, …}`, prints
 //! `ready https://login.localhost:PORT` on stdout and serves until SIGTERM or SIGINT.
+//! `--http1-only` offers only `http/1.1` in ALPN (the default is `h2`, then `http/1.1`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use kvrun_fake::{DEFAULT_TENANT, FakeAzure, Options};
 use tokio::signal::unix::{SignalKind, signal};
 
-const USAGE: &str = "usage: kvrun-fake --ca-out PATH [--port P] [--secrets FILE.json] [--client ID:SECRET]... [--latency-ms N]";
+const USAGE: &str = "usage: kvrun-fake --ca-out PATH [--port P] [--secrets FILE.json] [--client ID:SECRET]... [--latency-ms N] [--http1-only]";
 
 fn main() -> ExitCode {
     match run() {
@@ -43,6 +44,7 @@ fn run() -> Result<(), String> {
                 options.connect_delay = Duration::from_millis(ms);
                 options.response_delay = Duration::from_millis(ms);
             }
+            "--http1-only" => options.http1_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());

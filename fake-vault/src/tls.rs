@@ -31,11 +31,14 @@ pub(crate) const EXPIRED_VALIDITY: (Duration, Duration) = (
 
 pub(crate) struct Certs {
     pub ca_pem: String,
+    /// Offers `h2`, then `http/1.1` (as Key Vault does, PROTOCOL.md §7).
     pub server: Arc<ServerConfig>,
+    /// The same certificate, offering only `http/1.1` (an HTTP/1.1-only server).
+    pub server_http1_only: Arc<ServerConfig>,
 }
 
 /// Makes a CA, a leaf for [`SERVER_NAMES`] (and [`PUBLIC_CLOUD_NAMES`] if `public_cloud_names`)
-/// signed by it, and an HTTP/1.1-only server config.
+/// signed by it, and the server configs ([`Certs`]).
 /// An `expired` leaf is valid only in the past ([`EXPIRED_VALIDITY`]); the CA is valid from 1975
 /// to 4096 (rcgen's defaults) either way.
 pub(crate) fn generate(expired: bool, public_cloud_names: bool) -> Certs {
@@ -80,9 +83,12 @@ pub(crate) fn generate(expired: bool, public_cloud_names: bool) -> Certs {
         .with_no_client_auth()
         .with_single_cert(vec![leaf_cert.der().clone()], key)
         .expect("server certificate");
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut http1_only = config.clone();
+    http1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Certs {
         ca_pem: ca_cert.pem(),
         server: Arc::new(config),
+        server_http1_only: Arc::new(http1_only),
     }
 }
