@@ -7,11 +7,11 @@
 mod common;
 
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::lines::Lines;
-use common::{World, assert_no_leak, child_env, run, stderr};
-use kvrun_fake::{Fault, SecretAttrs};
+use common::{World, assert_no_leak, child_env, exit_status, run, stderr};
+use kvrun_fake::{Fault, SecretAttrs, VaultHandle};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -42,11 +42,14 @@ const WATCHED: &str = "trap 'echo stopping; exit 0' TERM; echo \"start $SECRET\"
 /// failed check, the backoff and the next check.
 const WATCH_LIMIT: Duration = Duration::from_secs(45);
 
-/// kvrun `--watch 10s` over `bash -c WATCHED`, with `SECRET` referencing `secret` in `kv1`.
-fn watching(world: &World, secret: &str) -> (Child, Lines, Lines) {
+/// kvrun `--watch 10s` over `bash -c WATCHED`, with `SECRET` referencing `rotating` in a new
+/// vault `kv1` (`first-VALUE`), once the command has started with it.
+fn watching(world: &World) -> (VaultHandle, Child, Lines, Lines) {
+    let kv = world.fake.vault("kv1");
+    kv.set_secret("rotating", "first-VALUE");
     let mut kvrun = world
         .kvrun()
-        .env("SECRET", world.url("kv1", secret))
+        .env("SECRET", world.url("kv1", "rotating"))
         .args(["-v", "--watch", "10s", "--timeout", "5s"])
         .args(["--", "bash", "-c", WATCHED])
         .stdout(Stdio::piped())
@@ -55,31 +58,21 @@ fn watching(world: &World, secret: &str) -> (Child, Lines, Lines) {
         .unwrap();
     let out = Lines::of(kvrun.stdout.take().unwrap());
     let err = Lines::of(kvrun.stderr.take().unwrap());
-    (kvrun, out, err)
+    out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
+    (kv, kvrun, out, err)
 }
 
 /// SIGTERM to kvrun; the command stops and kvrun exits 0.
 fn stop(mut kvrun: Child, out: &Lines) {
     kill(pid(&kvrun), Signal::SIGTERM).unwrap();
     out.expect("stopping", WATCH_LIMIT, |l| l == "stopping");
-    let deadline = Instant::now() + WATCH_LIMIT;
-    let status = loop {
-        if let Some(status) = kvrun.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "kvrun did not exit");
-        std::thread::yield_now();
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(exit_status(&mut kvrun, WATCH_LIMIT).code(), Some(0));
 }
 
 #[test]
 fn watch_recovers_after_one_failed_token_request() {
     let world = World::new();
-    let kv = world.fake.vault("kv1");
-    kv.set_secret("rotating", "first-VALUE");
-    let (kvrun, out, err) = watching(&world, "rotating");
-    out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
+    let (kv, kvrun, out, err) = watching(&world);
     // The token is revoked (the vault answers the next GET with its 401 challenge), and Entra
     // refuses the one token request that follows with an answer no client retries.
     kv.fail_next(Fault::Status(401), 1);
@@ -97,10 +90,7 @@ fn watch_recovers_after_one_failed_token_request() {
 #[test]
 fn watch_checks_send_no_new_challenge() {
     let world = World::new();
-    let kv = world.fake.vault("kv1");
-    kv.set_secret("rotating", "first-VALUE");
-    let (kvrun, out, err) = watching(&world, "rotating");
-    out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
+    let (_kv, kvrun, out, err) = watching(&world);
     err.expect("the first resolution", WATCH_LIMIT, |l| {
         l.contains(" resolved ")
     });
@@ -118,10 +108,7 @@ fn watch_checks_send_no_new_challenge() {
 #[test]
 fn a_401_while_watching_verifies_the_new_challenge() {
     let world = World::new();
-    let kv = world.fake.vault("kv1");
-    kv.set_secret("rotating", "first-VALUE");
-    let (kvrun, out, err) = watching(&world, "rotating");
-    out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
+    let (kv, kvrun, out, err) = watching(&world);
     // The vault now challenges for another domain: the check must not send a token there.
     kv.set_challenge_resource("https://evil.localhost");
     kv.fail_next(Fault::Status(401), 1);
@@ -236,10 +223,7 @@ fn a_retry_after_beyond_any_deadline_fails_at_once_instead_of_panicking() {
 #[test]
 fn a_huge_retry_after_while_watching_does_not_kill_the_supervisor() {
     let world = World::new();
-    let kv = world.fake.vault("kv1");
-    kv.set_secret("rotating", "first-VALUE");
-    let (kvrun, out, err) = watching(&world, "rotating");
-    out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
+    let (kv, kvrun, out, err) = watching(&world);
     kv.fail_next(
         Fault::RetryAfter {
             status: 503,

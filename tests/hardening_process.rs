@@ -9,11 +9,11 @@ mod common;
 
 use std::fmt::Write as _;
 use std::os::fd::OwnedFd;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lines::Lines;
-use common::{World, run, stderr};
+use common::{World, exit_status, run, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -409,20 +409,6 @@ fn a_missing_command_was_found_missing_after_fetching_every_secret() {
 
 // ---- item 14: --stop-timeout at shutdown ----
 
-fn exit_code(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("kvrun did not exit within {limit:?}");
-        }
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn stop_timeout_did_not_apply_at_shutdown() {
     let world = World::new();
@@ -459,7 +445,7 @@ fn stop_timeout_did_not_apply_at_shutdown() {
         assert_eq!(ready, "ready");
         kill(Pid::from_raw(i32::try_from(kvrun.id()).unwrap()), signal).unwrap();
         assert_eq!(
-            exit_code(&mut kvrun, Duration::from_secs(15)),
+            exit_status(&mut kvrun, Duration::from_secs(15)).code(),
             Some(137),
             "{via}"
         );
@@ -543,5 +529,8 @@ fn rotated_secrets_too_large_for_exec_killed_the_command_at_restart() {
         Signal::SIGTERM,
     )
     .unwrap();
-    assert_eq!(exit_code(&mut kvrun, Duration::from_secs(15)), Some(143));
+    assert_eq!(
+        exit_status(&mut kvrun, Duration::from_secs(15)).code(),
+        Some(143)
+    );
 }

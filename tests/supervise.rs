@@ -9,11 +9,11 @@ mod common;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use common::lines::Lines;
-use common::{World, assert_no_leak, child_env, run, stderr, wait_until};
+use common::{World, assert_no_leak, child_env, exit_status, run, stderr, wait_until};
 use kvrun_fake::{Fault, SecretAttrs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -36,21 +36,6 @@ fn kvrun(world: &World) -> Command {
 
 fn pid(child: &Child) -> Pid {
     Pid::from_raw(i32::try_from(child.id()).unwrap())
-}
-
-/// Wait for `child` to exit, bounded.
-fn exit_status(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("kvrun did not exit within {limit:?}");
-        }
-        std::thread::yield_now();
-    }
 }
 
 /// A bash command that traps `signal` and exits with `code`; says `ready` once the trap is set.

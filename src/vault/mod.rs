@@ -426,7 +426,7 @@ impl VaultClient {
                 Next::GiveUp(why) => {
                     return match (answer, why) {
                         (Answer::Failed(mut e), Some(why)) => {
-                            e.reason = format!("{} ({})", e.reason, why.describe("the vault"));
+                            e.reason = why.added_to(&e.reason, "the vault");
                             Answer::Failed(e)
                         }
                         (answer, _) => answer,

@@ -97,6 +97,12 @@ impl GaveUp {
             ),
         }
     }
+
+    /// A failure's `reason` with why it was given up on: `reason (…)`.
+    #[must_use]
+    pub fn added_to(&self, reason: &str, server: &str) -> String {
+        format!("{reason} ({})", self.describe(server))
+    }
 }
 
 /// The retry state of one request.
@@ -170,6 +176,20 @@ pub fn retry_after(header: impl Fn(&str) -> Option<String>, now: SystemTime) -> 
             let at = httpdate::parse_http_date(value).ok()?;
             Some(at.duration_since(now).unwrap_or_default())
         })
+}
+
+/// [`retry_after`] from a response's headers (hyper's, and reqwest's, `HeaderMap`), now.
+#[must_use]
+pub fn retry_after_in(headers: &hyper::HeaderMap) -> Option<Duration> {
+    retry_after(
+        |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        },
+        SystemTime::now(),
+    )
 }
 
 /// The wait before the next attempt when the server asked for `asked`: that, plus a random

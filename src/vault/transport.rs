@@ -254,16 +254,7 @@ impl Transport {
             .get(hyper::header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let headers = response.headers();
-        let retry_after = super::retry::retry_after(
-            |name| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            },
-            std::time::SystemTime::now(),
-        );
+        let retry_after = super::retry::retry_after_in(response.headers());
         let body = Limited::new(response.into_body(), max_body)
             .collect()
             .await

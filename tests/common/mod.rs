@@ -156,3 +156,18 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::yield_now();
     }
 }
+
+/// Wait for `child` to exit, bounded.
+pub fn exit_status(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kvrun did not exit within {limit:?}");
+        }
+        std::thread::yield_now();
+    }
+}

@@ -177,16 +177,7 @@ impl ManagedIdentity {
             .await
             .map_err(|e| unanswered(&e))?;
         let status = response.status().as_u16();
-        let asked = retry::retry_after(
-            |name| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            },
-            std::time::SystemTime::now(),
-        );
+        let asked = retry::retry_after_in(response.headers());
         let body = match capped::read_body(response, capped::MAX_BODY).await {
             Ok(body) => body,
             Err(capped::BodyError::TooLarge) => {

@@ -367,8 +367,7 @@ impl Credentials {
                             Link::ManagedIdentity(_) => "the managed identity endpoint",
                             _ => "Entra ID",
                         };
-                        error.failure.reason =
-                            format!("{} ({})", error.failure.reason, why.describe(server));
+                        error.failure.reason = why.added_to(&error.failure.reason, server);
                     }
                     return Err(error);
                 }
