@@ -225,12 +225,18 @@ pub struct VaultClient {
     deadline: std::sync::Mutex<Instant>,
     /// Time spent on each secret's requests, retries included (`kvrun check`'s latency column).
     spent: std::sync::Mutex<std::collections::HashMap<(String, String, String), Duration>>,
-    /// The verified challenge of each vault (by lower-cased vault URL), kept for the life of the
-    /// process as the SDKs keep it: a `--watch` check sends just its GETs. A 401 on a later GET
-    /// verifies the challenge it carries afresh.
-    challenges: Mutex<HashMap<String, Challenge>>,
-    /// Each vault's in-flight limit ([`throttle`]).
-    throttles: Mutex<HashMap<String, Arc<Throttle>>>,
+    /// What kvrun keeps of each vault, by lower-cased vault URL, for the life of the process.
+    vaults: Mutex<HashMap<String, Arc<Vault>>>,
+}
+
+/// What kvrun keeps of one vault.
+#[derive(Default)]
+struct Vault {
+    /// The verified challenge, kept as the SDKs keep it: a `--watch` check sends just its GETs.
+    /// A 401 on a later GET verifies the challenge it carries afresh.
+    challenge: Mutex<Option<Challenge>>,
+    /// The vault's in-flight limit ([`throttle`]).
+    throttle: Throttle,
 }
 
 impl VaultClient {
@@ -241,35 +247,35 @@ impl VaultClient {
             credentials,
             deadline: std::sync::Mutex::new(deadline),
             spent: std::sync::Mutex::default(),
-            challenges: Mutex::default(),
-            throttles: Mutex::default(),
+            vaults: Mutex::default(),
         }
     }
 
-    /// The challenge verified for `secret`'s vault earlier in this process, if any.
-    #[must_use]
-    pub fn known_challenge(&self, secret: &SecretRef) -> Option<Challenge> {
-        self.challenges
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&secret.vault_url.to_ascii_lowercase())
-            .cloned()
-    }
-
-    fn remember_challenge(&self, secret: &SecretRef, challenge: &Challenge) {
-        self.challenges
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(secret.vault_url.to_ascii_lowercase(), challenge.clone());
-    }
-
-    fn throttle(&self, secret: &SecretRef) -> Arc<Throttle> {
-        self.throttles
+    fn vault(&self, secret: &SecretRef) -> Arc<Vault> {
+        self.vaults
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(secret.vault_url.to_ascii_lowercase())
             .or_default()
             .clone()
+    }
+
+    /// The challenge verified for `secret`'s vault earlier in this process, if any.
+    #[must_use]
+    pub fn known_challenge(&self, secret: &SecretRef) -> Option<Challenge> {
+        self.vault(secret)
+            .challenge
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn remember_challenge(&self, secret: &SecretRef, challenge: &Challenge) {
+        *self
+            .vault(secret)
+            .challenge
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(challenge.clone());
     }
 
     /// A token for a challenge's tenant and scope, within the run's deadline (see
@@ -391,7 +397,8 @@ impl VaultClient {
         token: Option<&Token>,
         warm: usize,
     ) -> Answer {
-        let throttle = self.throttle(secret);
+        let vault = self.vault(secret);
+        let throttle = &vault.throttle;
         let mut schedule = Schedule::default();
         let mut first = true;
         loop {

@@ -32,8 +32,6 @@ use crate::vault::untrusted;
 
 /// How long IMDS has to answer the probe. On an Azure VM it answers in about a millisecond.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
-/// How long a token request to a managed identity endpoint may take.
-const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 const IMDS: &str = "http://169.254.169.254";
 
 enum Endpoint {
@@ -171,11 +169,8 @@ impl ManagedIdentity {
             })
             .retry(Retry::Backoff)
         };
-        let response = request
-            .timeout(TOKEN_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| unanswered(&e))?;
+        // Bounded by the caller's attempt timeout, as every token request is.
+        let response = request.send().await.map_err(|e| unanswered(&e))?;
         let status = response.status().as_u16();
         let asked = retry::retry_after_in(response.headers());
         let body = match capped::read_body(response, capped::MAX_BODY).await {
