@@ -18,11 +18,13 @@ pub mod children;
 pub mod cli;
 pub mod error;
 pub mod export;
+pub mod http;
 pub mod launch;
 pub mod plan;
 pub mod reference;
 pub mod resolve;
 pub mod source;
+pub mod timing;
 pub mod vault;
 
 use std::ffi::OsString;
@@ -560,19 +562,35 @@ fn vault_client(
     args: &RunArgs,
     environment: &[(OsString, OsString)],
 ) -> Result<Arc<vault::VaultClient>, Error> {
-    let tls =
-        vault::tls::config().map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
-    let http = vault::http_client(tls.clone())
-        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
-    let credentials = vault::credential::Credentials::from_env(environment, http, args.credential)
-        .with_tls(tls.clone());
-    let transport = vault::transport::Transport::new(environment, tls);
+    let http = http::Client::new(http_settings(args, environment)?);
+    let credentials =
+        vault::credential::Credentials::from_env(environment, http.clone(), args.credential);
     let deadline = later(args.timeout);
     Ok(Arc::new(vault::VaultClient::new(
-        transport,
+        http,
         credentials,
         deadline,
     )))
+}
+
+/// The HTTP client's settings, from the command line and the environment snapshot (the proxy
+/// variables as curl reads them: upper case first).
+fn http_settings(
+    args: &RunArgs,
+    environment: &[(OsString, OsString)],
+) -> Result<http::Settings, Error> {
+    let env = source::Env(environment);
+    let either =
+        |upper: &str, lower: &str| env.get(upper).or_else(|| env.get(lower)).map(str::to_owned);
+    Ok(http::Settings {
+        tls: http::tls::config().map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?,
+        proxy: http::Proxy {
+            all: either("ALL_PROXY", "all_proxy"),
+            https: either("HTTPS_PROXY", "https_proxy"),
+            no: either("NO_PROXY", "no_proxy"),
+        },
+        per_origin: usize::from(args.concurrency),
+    })
 }
 
 /// `now + after`, or a far future when that would overflow (`Instant + Duration` panics). The
@@ -615,7 +633,7 @@ fn fetch_all(
     args: &RunArgs,
     client: Arc<vault::VaultClient>,
 ) -> Result<Vec<Outcome>, Error> {
-    let _timing = resolve::timing::Run::start();
+    let _timing = timing::Run::start();
     let runtime = runtime()?;
     let result = runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
@@ -659,7 +677,7 @@ fn supervise(
             Vec::new()
         } else {
             let client = vault_client(args, environment)?;
-            let timing = resolve::timing::Run::start();
+            let timing = timing::Run::start();
             let outcomes = tokio::select! {
                 outcomes = resolve_logged(client.clone(), &plan.secrets, resolve_options(args)) => outcomes,
                 stop = supervisor.interrupted() => return Err(stop),

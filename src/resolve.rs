@@ -4,10 +4,8 @@
 //! for the expected tenant is already being requested), then up to `concurrency` requests are in
 //! flight. A vault-level failure (unreachable, untrusted certificate, hostile challenge) fails that
 //! vault's secrets at once instead of sending one doomed request per secret. The deadline covers the
-//! whole resolution; whatever has not finished by then is reported as timed out. [`timing`] says
+//! whole resolution; whatever has not finished by then is reported as timed out. [`crate::timing`] says
 //! where the time went (`-v`).
-
-pub mod timing;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -46,7 +44,7 @@ pub async fn resolve(
     secrets: &[SecretRef],
     options: Options,
 ) -> Vec<Outcome> {
-    timing::resolving();
+    crate::timing::resolving();
     let slots: Slots = Arc::new(Mutex::new(vec![None; secrets.len()]));
     let mut by_vault: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, secret) in secrets.iter().enumerate() {
@@ -148,7 +146,7 @@ async fn resolve_vault(
         Ok(Probe::Challenge(challenge))
     } else {
         let _permit = permit(global.as_ref()).await;
-        let _span = timing::Phase::Challenge.span();
+        let _span = crate::timing::Phase::Challenge.span();
         client.probe(&first, warm).await
     };
     let challenge: Option<Arc<Challenge>> = match probe {

@@ -315,7 +315,10 @@ fn a_redirect_is_not_followed() {
 }
 
 #[test]
-fn no_trust_store_at_all_fails_each_vault_with_a_hint_and_no_request() {
+fn no_trust_store_at_all_falls_back_to_the_compiled_in_mozilla_roots() {
+    // An image with no CA certificates (scratch, distroless): the Mozilla roots built into kvrun
+    // are used, with a warning. They do not hold the fake's test CA, so the vault's certificate
+    // is refused as any stranger's would be: proof that verification ran against them.
     let world = World::new();
     world.fake.vault("kv1").set_secret("s", "v");
     let missing = world.dir.path().join("no-such-ca");
@@ -327,7 +330,11 @@ fn no_trust_store_at_all_fails_each_vault_with_a_hint_and_no_request() {
         .args(["--", "true"]));
     assert_eq!(output.status.code(), Some(76), "{}", stderr(&output));
     let err = stderr(&output);
-    assert!(err.contains("No CA certificates were loaded"), "{err}");
+    assert!(
+        err.contains("using the Mozilla roots compiled into kvrun"),
+        "{err}"
+    );
+    assert!(err.contains("UnknownIssuer"), "{err}");
     assert!(
         err.contains("hint:") && err.contains("SSL_CERT_FILE"),
         "{err}"
@@ -661,13 +668,23 @@ fn workload_identity_rereads_a_rotated_token_file() {
     std::fs::write(&ca, fake.ca_pem()).unwrap();
     let file = dir.path().join("token");
     std::fs::write(&file, "jwt-before-rotation").unwrap();
-    // The HTTP client reads SSL_CERT_FILE from the environment it is built in; build it in a
-    // child process would be heavier: instead trust the CA explicitly, as a proxy's CA would be.
-    let http = reqwest::Client::builder()
-        .tls_certs_merge([reqwest::Certificate::from_pem(fake.ca_pem().as_bytes()).unwrap()])
-        .dns_resolver(std::sync::Arc::new(LoopbackResolver))
-        .build()
+    // The trust store honours SSL_CERT_FILE from the environment it is loaded in; loading it
+    // in a child process would be heavier: instead trust the CA alone.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::pem::PemObject::from_pem_slice(fake.ca_pem().as_bytes()).unwrap())
         .unwrap();
+    let http = kvrun::http::Client::new(kvrun::http::Settings {
+        tls: rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+        proxy: kvrun::http::Proxy::default(),
+        per_origin: 1,
+    });
     let environment: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
         ("AZURE_TENANT_ID", DEFAULT_TENANT.to_owned()),
         ("AZURE_CLIENT_ID", WI_CLIENT.to_owned()),
@@ -705,23 +722,9 @@ fn workload_identity_rereads_a_rotated_token_file() {
     assert_eq!(assertions, ["jwt-before-rotation", "jwt-after-rotation"]);
 }
 
-/// `*.localhost` to loopback, for the library-level test above (kvrun's own resolver is private).
 /// A deadline for a token request that a test makes directly.
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(20)
-}
-
-struct LoopbackResolver;
-
-impl reqwest::dns::Resolve for LoopbackResolver {
-    fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        Box::pin(async {
-            let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(std::net::SocketAddr::from(
-                ([127, 0, 0, 1], 0),
-            )));
-            Ok(addrs)
-        })
-    }
 }
 
 #[test]

@@ -1,10 +1,5 @@
-//! Talking to Key Vault: the shared HTTP client, challenge authentication and Get Secret.
-//!
-//! One `reqwest::Client` serves the whole run, vault and token traffic alike: it trusts the OS
-//! roots (and so honours `SSL_CERT_FILE` / `SSL_CERT_DIR`), follows `HTTPS_PROXY` / `NO_PROXY`,
-//! never follows redirects (a redirect must not carry a token anywhere), and resolves
-//! `*.localhost` to loopback itself (RFC 6761, as curl and browsers do), which is how emulators and
-//! kvrun's own tests reach a vault on this machine without a hosts file.
+//! Talking to Key Vault: challenge authentication and Get Secret, over the run's one HTTP client
+//! ([`crate::http`]: h2 to a vault that offers it, so a vault's requests share one connection).
 //!
 //! This module fetches one secret at a time; [`crate::resolve`] decides what runs concurrently.
 
@@ -13,24 +8,24 @@ pub mod challenge;
 pub mod credential;
 pub mod retry;
 pub mod throttle;
-pub mod tls;
-pub mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::error::FailureClass;
+use crate::http;
 use crate::reference::SecretRef;
+use crate::timing::Phase;
 use challenge::Challenge;
 use credential::{Credentials, Token};
 use retry::{Next, Retry, Schedule};
 use throttle::Throttle;
-use transport::{Transport, TransportError};
+
+pub use crate::http::untrusted;
 
 /// The Key Vault REST API version kvrun speaks (the Rust SDK 1.0's).
 pub const API_VERSION: &str = "2025-07-01";
@@ -94,62 +89,6 @@ impl From<credential::AuthFailure> for FetchError {
     fn from(f: credential::AuthFailure) -> Self {
         Self::new(f.class, f.reason, f.hint)
     }
-}
-
-/// Text that came from a server (Key Vault's error code and message, Entra's description, a
-/// proxy's status line, a certificate's names), made safe for a terminal: control characters
-/// (ESC, CR, BEL, …) and the Unicode controls that reorder or break lines are written as Rust
-/// escapes (`\u{1b}`, `\r`), so that a hostile server can neither clear the screen nor forge a
-/// line of kvrun's output. Everything else is kept as it is.
-#[must_use]
-pub fn untrusted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || reorders {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Resolves `localhost` and `*.localhost` to loopback without asking DNS (RFC 6761 §6.3); every
-/// other name goes to the system resolver.
-pub(crate) struct Resolver;
-
-impl reqwest::dns::Resolve for Resolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = if transport::is_localhost(&host) {
-                vec![
-                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                    SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
-                ]
-            } else {
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
-            };
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// The HTTP client for token requests (`azure_identity`'s transport), with the run's TLS
-/// settings ([`tls::config`]).
-///
-/// # Errors
-/// When reqwest does not take the TLS settings (a rustls version other than its own).
-pub fn http_client(tls: rustls::ClientConfig) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .user_agent(concat!("kvrun/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .https_only(true)
-        .dns_resolver(std::sync::Arc::new(Resolver))
-        .tcp_nodelay(true)
-        .build()
 }
 
 /// What came back from one GET.
@@ -218,7 +157,7 @@ struct ErrorDetail {
 
 /// Fetches secrets from vaults, with challenge authentication.
 pub struct VaultClient {
-    transport: Arc<Transport>,
+    http: Arc<http::Client>,
     credentials: Credentials,
     /// The run's `--timeout` deadline: no retry starts that could not finish before it (moved
     /// on for each `--watch` check).
@@ -241,9 +180,9 @@ struct Vault {
 
 impl VaultClient {
     #[must_use]
-    pub fn new(transport: Arc<Transport>, credentials: Credentials, deadline: Instant) -> Self {
+    pub fn new(http: Arc<http::Client>, credentials: Credentials, deadline: Instant) -> Self {
         Self {
-            transport,
+            http,
             credentials,
             deadline: std::sync::Mutex::new(deadline),
             spent: std::sync::Mutex::default(),
@@ -318,8 +257,8 @@ impl VaultClient {
     }
 
     /// GET a secret without a token: the first request to a vault. Returns the verified challenge,
-    /// or the value if the vault (oddly) served it without one. Once its TCP connection is up,
-    /// `warm` more connections are opened for the authenticated requests that follow.
+    /// or the value if the vault (oddly) served it without one. `warm` more requests to the vault
+    /// follow it: on HTTP/1.1 their connections are opened once the first one's ALPN is known.
     ///
     /// # Errors
     /// Anything but a verifiable 401 challenge or a value.
@@ -455,23 +394,24 @@ impl VaultClient {
 
     /// One attempt: its answer, and whether another attempt could change it.
     async fn attempt(&self, secret: &SecretRef, token: Option<&Token>, warm: usize) -> Attempt {
-        let path = format!(
-            "/secrets/{}/{}?api-version={API_VERSION}",
-            secret.name,
-            secret.version.as_deref().unwrap_or("")
-        );
-        let (host, port) = secret.origin();
         let started = Instant::now();
-        let reply = self
-            .transport
-            .get(host, port, &path, token.map(Token::expose), warm, MAX_BODY)
-            .await;
+        let request = match get_secret(secret, token, warm) {
+            Ok(request) => request,
+            Err(e) => return Attempt::done(Answer::Failed(transport_error(e))),
+        };
+        let reply = {
+            // The challenge probe is timed as a whole by its caller; authenticated GETs here.
+            let _span = token.is_some().then(|| Phase::Get.span());
+            self.http.send(&request).await
+        };
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
                 let retry = match e {
-                    TransportError::Unreachable(_) => Retry::Backoff,
-                    TransportError::Untrusted(_) | TransportError::TooLarge(_) => Retry::Never,
+                    http::Error::Unreachable(_) => Retry::Backoff,
+                    http::Error::Untrusted(_)
+                    | http::Error::TooLarge(_)
+                    | http::Error::Refused(_) => Retry::Never,
                 };
                 return Attempt::new(Answer::Failed(transport_error(e)), retry);
             }
@@ -486,9 +426,12 @@ impl VaultClient {
             "GET secret"
         );
         if status == 401 {
-            return Attempt::done(Answer::Challenge(reply.www_authenticate, reply.body));
+            let header = reply
+                .header(&hyper::header::WWW_AUTHENTICATE)
+                .map(str::to_owned);
+            return Attempt::done(Answer::Challenge(header, reply.body.to_vec()));
         }
-        let retry = Retry::for_status(status, reply.retry_after);
+        let retry = Retry::for_status(status, retry::retry_after_in(&reply.headers));
         if retry != Retry::Never {
             let failure = status_error(status, &reply.body, secret);
             return Attempt {
@@ -529,6 +472,35 @@ impl VaultClient {
             Answer::Failed(status_error(status, &body, secret))
         })
     }
+}
+
+/// The Get Secret request for `secret`, with `token` if any; `warm` more requests follow.
+fn get_secret(
+    secret: &SecretRef,
+    token: Option<&Token>,
+    warm: usize,
+) -> Result<http::Request, http::Error> {
+    let (host, port) = secret.origin();
+    let url = format!(
+        "https://{host}:{port}/secrets/{}/{}?api-version={API_VERSION}",
+        secret.name,
+        secret.version.as_deref().unwrap_or("")
+    );
+    let url = url::Url::parse(&url).map_err(|e| http::Error::Refused(format!("not a URL: {e}")))?;
+    let mut request = http::Request::get(url)
+        .header(
+            hyper::header::ACCEPT,
+            hyper::header::HeaderValue::from_static("application/json"),
+            false,
+        )
+        .max_body(MAX_BODY)
+        .expect(warm + 1);
+    if let Some(token) = token {
+        let value = hyper::header::HeaderValue::try_from(format!("Bearer {}", token.expose()))
+            .map_err(|_| http::Error::Refused("the token is not a valid header value".into()))?;
+        request = request.header(hyper::header::AUTHORIZATION, value, true);
+    }
+    Ok(request)
 }
 
 /// One attempt's answer, whether another attempt could change it, and whether the vault
@@ -574,15 +546,16 @@ pub enum Probe {
 }
 
 /// A failure before a status line: connection, proxy, TLS.
-fn transport_error(err: TransportError) -> FetchError {
+fn transport_error(err: http::Error) -> FetchError {
     match err {
-        TransportError::Untrusted(detail) => FetchError::new(
+        http::Error::Untrusted(detail) => FetchError::new(
             FailureClass::Protocol,
             format!("TLS: {}", untrusted(&detail)),
             Some("the server's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
         ),
-        TransportError::TooLarge(_) => FetchError::new(FailureClass::Protocol, err.to_string(), None),
-        TransportError::Unreachable(detail) => FetchError::new(
+        http::Error::TooLarge(_) => FetchError::new(FailureClass::Protocol, err.to_string(), None),
+        http::Error::Refused(detail) => FetchError::new(FailureClass::Protocol, untrusted(&detail), None),
+        http::Error::Unreachable(detail) => FetchError::new(
             FailureClass::Unavailable,
             format!("could not reach the vault: {}", untrusted(&detail)),
             Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),

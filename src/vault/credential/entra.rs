@@ -1,9 +1,11 @@
 //! The Entra ID adapter: `azure_identity`'s client credential flows over kvrun's HTTP client
-//! ([`super::capped`]), its assertions (a workload identity's federated token file, a client
+//! ([`super::sdk_client`]), its assertions (a workload identity's federated token file, a client
 //! certificate's signed JWT), and what its errors mean for kvrun: a reason in Entra's own words,
 //! a hint, an exit class, and whether kvrun's retry rule may try again. Errors are classified by
-//! their type and the HTTP answer they carry (status, `Retry-After`), not by their text; only the
-//! one-line reason shown to the user is taken from the message.
+//! what kvrun's client saw, found by type in the error's causes: the [`EntraAnswer`] of an
+//! error status, the [`http::Error`] of a failure below HTTP. The SDK's own wording is shown only
+//! for a failure that neither carries (its settings, an assertion), and then its innermost
+//! cause's, never parsed.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,19 +18,21 @@ use azure_identity::ClientAssertion;
 
 use super::super::certificate::ClientCertificate;
 use super::super::retry::{self, Retry};
+use super::sdk_client::{self, EntraAnswer, SdkClient};
 use super::{
     AZURE_AUTHORITY_HOST, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, AuthFailure, LinkError,
-    Token, capped,
+    Token,
 };
 use crate::error::FailureClass;
+use crate::http;
 
 /// The options of every `azure_identity` credential kvrun builds: its HTTP client, the
 /// authority host, and no retries of its own (kvrun's rule decides, within the deadline).
-pub(super) fn client_options(authority_host: &str, http: &reqwest::Client) -> ClientOptions {
+pub(super) fn client_options(authority_host: &str, http: &Arc<http::Client>) -> ClientOptions {
     let mut cloud = CustomConfiguration::default();
     authority_host.clone_into(&mut cloud.authority_host);
     ClientOptions {
-        transport: Some(Transport::new(Arc::new(capped::Capped(http.clone())))),
+        transport: Some(Transport::new(Arc::new(SdkClient(http.clone())))),
         cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
         retry: RetryOptions::none(),
         ..ClientOptions::default()
@@ -117,17 +121,15 @@ pub(super) fn entra_token(
         .map_err(|e| entra_failure(&e, refused_hint))
 }
 
-/// Turn `azure_identity`'s error into a one-line reason: Entra's own words (`AADSTS…`), without the
-/// SDK's troubleshooting boilerplate, and whether another try could help.
-/// What the cause chain of an `azure_identity` error says, by type (not by its text).
+/// What the causes of an `azure_identity` error say, by type (see the module docs).
 #[derive(Default)]
 struct Causes {
-    status: Option<u16>,
-    asked: Option<Duration>,
-    transport: bool,
-    untrusted: Option<String>,
-    not_json: bool,
-    too_large: bool,
+    answer: Option<EntraAnswer>,
+    below_http: Option<http::Error>,
+    /// A 2xx whose body is not a token (`azure_identity` could not read it).
+    not_a_token: bool,
+    /// The innermost cause's text, for a failure that carries neither.
+    innermost: String,
 }
 
 impl Causes {
@@ -136,127 +138,104 @@ impl Causes {
         let mut found = Self::default();
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(e) = cause {
-            // An io::Error's source() skips the error it wraps: look inside it too.
-            let wrapped = e
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .map(|inner| inner as &(dyn std::error::Error + 'static));
-            for candidate in [Some(e), wrapped].into_iter().flatten() {
-                if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                    found.untrusted = Some(tls.to_string());
-                }
-                found.too_large |= candidate.is::<capped::TooLarge>();
+            if let Some(answer) = e.downcast_ref::<EntraAnswer>() {
+                found.answer = Some(answer.clone());
+            }
+            if let Some(below) = e.downcast_ref::<http::Error>() {
+                found.below_http = Some(below.clone());
             }
             if let Some(az) = e.downcast_ref::<azure_core::Error>() {
-                match az.kind() {
-                    ErrorKind::HttpResponse {
-                        status,
-                        raw_response,
-                        ..
-                    } => {
-                        found.status = Some(u16::from(*status));
-                        found.asked = raw_response.as_ref().and_then(|r| asked_wait(r.headers()));
-                    }
-                    ErrorKind::Connection | ErrorKind::Io => found.transport = true,
-                    ErrorKind::DataConversion => found.not_json = true,
-                    _ => {}
-                }
+                found.not_a_token |= matches!(az.kind(), ErrorKind::DataConversion);
             }
+            found.innermost = e.to_string();
             cause = e.source();
         }
         found
     }
 }
 
-/// The wait an answer's headers ask for ([`retry::retry_after`]).
-fn asked_wait(headers: &azure_core::http::headers::Headers) -> Option<Duration> {
-    retry::retry_after(
-        |name| {
-            headers
-                .get_optional_str(&azure_core::http::headers::HeaderName::from(
-                    name.to_ascii_lowercase(),
-                ))
-                .map(str::to_owned)
-        },
-        SystemTime::now(),
-    )
-}
-
 fn entra_failure(err: &azure_core::Error, refused_hint: &str) -> LinkError {
     let Causes {
-        status,
-        asked,
-        transport,
-        untrusted,
-        not_json,
-        too_large,
+        answer,
+        below_http,
+        not_a_token,
+        innermost,
     } = Causes::of(err);
-    let text = err.to_string();
-    let text = crate::vault::untrusted(
-        text.split("\nTo troubleshoot")
-            .next()
-            .unwrap_or_default()
-            .replace("ClientSecretCredential authentication failed.", "")
-            .replace("ClientAssertionCredential authentication failed.", "")
-            .trim()
-            .lines()
-            .next()
-            .unwrap_or_default(),
-    );
-    if let Some(tls) = untrusted {
-        return LinkError::failed(AuthFailure {
-            class: FailureClass::Protocol,
-            reason: format!("token request failed: TLS: {}", crate::vault::untrusted(&tls)),
-            hint: Some("Entra ID's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
-        });
+    if let Some(below) = below_http {
+        return below_http_failure(&below);
     }
-    if too_large {
+    if let Some(answer) = answer {
+        let status = answer.status;
+        let retry = Retry::for_status(status, answer.asked);
+        let (class, hint) = if retry::transient_status(status) {
+            (FailureClass::Unavailable, None)
+        } else if (300..400).contains(&status) {
+            (
+                FailureClass::Protocol,
+                Some(format!(
+                    "Entra ID answered with a redirect; check {AZURE_AUTHORITY_HOST}"
+                )),
+            )
+        } else {
+            (FailureClass::Authentication, Some(refused_hint.to_owned()))
+        };
         return LinkError::failed(AuthFailure {
+            class,
+            reason: format!(
+                "Entra ID answered {status}: {}",
+                crate::vault::untrusted(&answer.summary())
+            ),
+            hint,
+        })
+        .retry(retry);
+    }
+    let text = crate::vault::untrusted(innermost.trim().lines().next().unwrap_or_default());
+    let (class, hint) = if not_a_token {
+        // A gateway's HTML page with a 200 in place of Entra's JSON.
+        (
+            FailureClass::Unavailable,
+            Some("Entra ID's answer is not JSON; a proxy or gateway may be in the way".into()),
+        )
+    } else {
+        (FailureClass::Authentication, None)
+    };
+    LinkError::failed(AuthFailure {
+        class,
+        reason: format!("token request failed: {text}"),
+        hint,
+    })
+}
+
+/// A token request that got no HTTP answer.
+fn below_http_failure(err: &http::Error) -> LinkError {
+    match err {
+        http::Error::Untrusted(tls) => LinkError::failed(AuthFailure {
+            class: FailureClass::Protocol,
+            reason: format!("token request failed: TLS: {}", crate::vault::untrusted(tls)),
+            hint: Some("Entra ID's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
+        }),
+        http::Error::TooLarge(_) => LinkError::failed(AuthFailure {
             class: FailureClass::Protocol,
             reason: format!(
                 "token request failed: the answer is larger than {} KiB",
-                capped::MAX_BODY / 1024
+                sdk_client::MAX_BODY / 1024
             ),
             hint: Some(format!(
                 "a proxy or gateway may be in the way; check {AZURE_AUTHORITY_HOST}"
             )),
-        });
-    }
-    let retry = match status {
-        Some(s) => Retry::for_status(s, asked),
-        None if transport => Retry::Backoff,
-        None => Retry::Never,
-    };
-    let (class, hint) = match status {
-        Some(s) if retry::transient_status(s) => (FailureClass::Unavailable, None),
-        Some(s) if (300..400).contains(&s) => (
-            FailureClass::Protocol,
-            Some(format!(
-                "Entra ID answered with a redirect; check {AZURE_AUTHORITY_HOST}"
-            )),
-        ),
-        Some(_) => (FailureClass::Authentication, Some(refused_hint.to_owned())),
-        None if transport => (
-            FailureClass::Unavailable,
-            Some(format!(
+        }),
+        http::Error::Refused(why) => LinkError::failed(AuthFailure {
+            class: FailureClass::Authentication,
+            reason: format!("token request failed: {}", crate::vault::untrusted(why)),
+            hint: Some(format!("{AZURE_AUTHORITY_HOST} must be an https URL")),
+        }),
+        http::Error::Unreachable(why) => LinkError::failed(AuthFailure {
+            class: FailureClass::Unavailable,
+            reason: format!("token request failed: {}", crate::vault::untrusted(why)),
+            hint: Some(format!(
                 "Entra ID could not be reached; check the network, HTTPS_PROXY and {AZURE_AUTHORITY_HOST}"
             )),
-        ),
-        // A gateway's HTML error page in place of Entra's JSON.
-        None if not_json => (
-            FailureClass::Unavailable,
-            Some("Entra ID's answer is not JSON; a proxy or gateway may be in the way".into()),
-        ),
-        None => (FailureClass::Authentication, None),
-    };
-    let reason = match status {
-        Some(s) => format!("Entra ID answered {s}: {text}"),
-        None => format!("token request failed: {text}"),
-    };
-    LinkError::failed(AuthFailure {
-        class,
-        reason,
-        hint,
-    })
-    .retry(retry)
+        })
+        .retry(Retry::Backoff),
+    }
 }

@@ -11,12 +11,12 @@
 //! - `azure_identity`'s IMDS address is fixed; kvrun honours `AZURE_POD_IDENTITY_AUTHORITY_HOST`,
 //!   the override the official SDKs read (AAD Pod Identity's NMI, and kvrun's tests).
 //!
-//! Both endpoints are plain http on a local address by design, and never go through a proxy.
-//! Their answers are read up to 64 KiB ([`super::capped`]); their failures are retried by kvrun's
+//! Both endpoints are plain http on a local address by design, and never go through a proxy:
+//! the one exception to kvrun's https-only client ([`crate::http`]), which it makes for loopback
+//! and link-local addresses only. Answers are read up to 64 KiB; failures are retried by kvrun's
 //! rule ([`crate::vault::retry`]), with one exception the IMDS guidance documents: IMDS's 410
 //! means "not ready yet" (the first minute of a VM) and is tried again like a 503.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use azure_core::credentials::Secret;
@@ -24,9 +24,10 @@ use serde::Deserialize;
 
 use super::{
     AZURE_CLIENT_ID, AZURE_POD_IDENTITY_AUTHORITY_HOST, AuthFailure, Env, IDENTITY_ENDPOINT,
-    IDENTITY_HEADER, LinkError, Token, capped,
+    IDENTITY_HEADER, LinkError, Token, sdk_client::MAX_BODY,
 };
 use crate::error::FailureClass;
+use crate::http;
 use crate::vault::retry::{self, Retry};
 use crate::vault::untrusted;
 
@@ -43,7 +44,6 @@ pub struct ManagedIdentity {
     endpoint: Endpoint,
     /// A user-assigned identity (`AZURE_CLIENT_ID`); the system-assigned one when `None`.
     client_id: Option<String>,
-    http: OnceLock<Result<reqwest::Client, String>>,
 }
 
 #[derive(Deserialize)]
@@ -103,33 +103,10 @@ impl ManagedIdentity {
         Self {
             endpoint,
             client_id: env.get(AZURE_CLIENT_ID).map(str::to_owned),
-            http: OnceLock::new(),
         }
     }
 
-    fn http(&self, tls: Option<&rustls::ClientConfig>) -> Result<&reqwest::Client, LinkError> {
-        self.http
-            .get_or_init(|| {
-                let builder = match tls {
-                    Some(tls) => reqwest::Client::builder().tls_backend_preconfigured(tls.clone()),
-                    None => reqwest::Client::builder(),
-                };
-                builder
-                    .no_proxy()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .dns_resolver(std::sync::Arc::new(super::super::Resolver))
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| LinkError::unavailable(format!("cannot build an HTTP client: {e}"), None))
-    }
-
-    pub(crate) async fn token(
-        &self,
-        scope: &str,
-        tls: Option<&rustls::ClientConfig>,
-    ) -> Result<Token, LinkError> {
+    pub(crate) async fn token(&self, scope: &str, http: &http::Client) -> Result<Token, LinkError> {
         let resource = scope.trim_end_matches("/.default");
         let url = |base: &str, api_version: &str| {
             let mut query = vec![("api-version", api_version), ("resource", resource)];
@@ -143,21 +120,36 @@ impl ManagedIdentity {
                 )
             })
         };
-        let http = self.http(tls)?;
         let is_imds = matches!(self.endpoint, Endpoint::Imds { .. });
         let request = match &self.endpoint {
-            Endpoint::AppService { url: base, header } => http
-                .get(url(base, "2019-08-01")?)
-                .header("X-IDENTITY-HEADER", header.secret()),
+            Endpoint::AppService { url: base, header } => {
+                let value =
+                    hyper::header::HeaderValue::from_str(header.secret()).map_err(|_| {
+                        LinkError::unavailable(
+                            format!("{IDENTITY_HEADER} is not a valid header value"),
+                            None,
+                        )
+                    })?;
+                http::Request::get(url(base, "2019-08-01")?).header(
+                    hyper::header::HeaderName::from_static("x-identity-header"),
+                    value,
+                    true,
+                )
+            }
             Endpoint::Imds { authority } => {
                 let url = url(
                     &format!("{authority}/metadata/identity/oauth2/token"),
                     "2019-08-01",
                 )?;
                 probe(http, url.clone(), authority).await?;
-                http.get(url).header("Metadata", "true")
+                http::Request::get(url).header(
+                    hyper::header::HeaderName::from_static("metadata"),
+                    hyper::header::HeaderValue::from_static("true"),
+                    false,
+                )
             }
-        };
+        }
+        .max_body(MAX_BODY);
         // From here the endpoint is known to be there: its failures stop the chain.
         let unanswered = |e: &dyn std::fmt::Display| {
             LinkError::failed(AuthFailure {
@@ -170,23 +162,32 @@ impl ManagedIdentity {
             .retry(Retry::Backoff)
         };
         // Bounded by the caller's attempt timeout, as every token request is.
-        let response = request.send().await.map_err(|e| unanswered(&e))?;
-        let status = response.status().as_u16();
-        let asked = retry::retry_after_in(response.headers());
-        let body = match capped::read_body(response, capped::MAX_BODY).await {
-            Ok(body) => body,
-            Err(capped::BodyError::TooLarge) => {
+        let response = match http.send(&request).await {
+            Ok(response) => response,
+            Err(http::Error::TooLarge(_)) => {
                 return Err(LinkError::failed(AuthFailure {
                     class: FailureClass::Protocol,
                     reason: format!(
                         "the managed identity endpoint's answer is larger than {} KiB",
-                        capped::MAX_BODY / 1024
+                        MAX_BODY / 1024
                     ),
                     hint: None,
                 }));
             }
-            Err(capped::BodyError::Broken(e)) => return Err(unanswered(&e)),
+            Err(e @ http::Error::Refused(_)) => {
+                return Err(LinkError::failed(AuthFailure {
+                    class: FailureClass::Authentication,
+                    reason: untrusted(&e.to_string()),
+                    hint: Some(format!(
+                        "{IDENTITY_ENDPOINT} and {AZURE_POD_IDENTITY_AUTHORITY_HOST} must be http URLs on a loopback or link-local address"
+                    )),
+                }));
+            }
+            Err(e) => return Err(unanswered(&e)),
         };
+        let status = response.status;
+        let asked = retry::retry_after_in(&response.headers);
+        let body = response.body;
         if status == 200 {
             return serde_json::from_slice::<TokenResponse>(&body)
                 .map(|t| Token::new(t.access_token.clone(), t.expires_on()))
@@ -258,17 +259,16 @@ impl ManagedIdentity {
 /// Is the instance metadata service at `authority`? Only its own answer counts: 400 with a JSON
 /// error for the missing `Metadata` header. Another cloud's metadata service (AWS answers 401) or a
 /// proxy's page is not it, and the chain goes on.
-async fn probe(http: &reqwest::Client, url: url::Url, authority: &str) -> Result<(), LinkError> {
+async fn probe(http: &http::Client, url: url::Url, authority: &str) -> Result<(), LinkError> {
     let elsewhere = || {
         Some("not on an Azure VM, or no managed identity here; elsewhere use a service principal, workload identity or az login".to_owned())
     };
     let probe = async {
-        let response = http.get(url).send().await.map_err(|_| ())?;
-        let status = response.status().as_u16();
-        let body = capped::read_body(response, capped::MAX_BODY)
+        let response = http
+            .send(&http::Request::get(url).max_body(MAX_BODY))
             .await
             .map_err(|_| ())?;
-        Ok::<_, ()>((status, body))
+        Ok::<_, ()>((response.status, response.body))
     };
     let reason = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
         Ok(Ok((400, body)))

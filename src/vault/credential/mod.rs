@@ -22,10 +22,11 @@
 //! The pieces: [`chain`] (which links the environment configures, and the error when none
 //! works), [`cache`] (the token cache), [`entra`] (the `azure_identity` adapter and what its
 //! errors mean), [`managed`] and [`tools`] (kvrun's own managed identity client, `az`/`azd`),
-//! [`capped`] (the HTTP client handed to `azure_identity`). The tenant rule is here.
+//! [`sdk_client`] (kvrun's HTTP client as `azure_identity`'s, and what Entra answered). The
+//! tenant rule is here.
 //!
 //! Entra links go through `azure_identity` (`ClientSecretCredential`, `ClientAssertionCredential`)
-//! over kvrun's HTTP client ([`capped`]: answers of at most 64 KiB), with the authority host from
+//! over kvrun's HTTP client ([`sdk_client`]: answers of at most 64 KiB), with the authority host from
 //! `AZURE_AUTHORITY_HOST` and `azure_core`'s own retries off: kvrun's one rule
 //! ([`super::retry`]) decides, for token requests as for vault GETs, within the run's deadline.
 //!
@@ -41,10 +42,10 @@
 //! `AZURE_ADDITIONALLY_ALLOWED_TENANTS` (or `*`). Managed identities have one tenant and ignore it.
 
 mod cache;
-pub mod capped;
 mod chain;
 mod entra;
 pub mod managed;
+pub mod sdk_client;
 pub mod tools;
 
 use std::ffi::OsString;
@@ -193,9 +194,8 @@ pub struct Credentials {
     configured_tenant: Option<String>,
     allowed_tenants: Vec<String>,
     authority_host: String,
-    http: reqwest::Client,
-    /// For the managed identity endpoint's own client (no proxy, plain http allowed).
-    tls: Option<rustls::ClientConfig>,
+    /// The run's one HTTP client: Entra (through `azure_identity`) and managed identity.
+    http: std::sync::Arc<crate::http::Client>,
     environment: Vec<(OsString, OsString)>,
     tokens: cache::Tokens,
 }
@@ -205,7 +205,7 @@ impl Credentials {
     #[must_use]
     pub fn from_env(
         environment: &[(OsString, OsString)],
-        http: reqwest::Client,
+        http: std::sync::Arc<crate::http::Client>,
         only: Option<Kind>,
     ) -> Self {
         let env = Env(environment);
@@ -232,18 +232,9 @@ impl Credentials {
                 .trim_end_matches('/')
                 .to_owned(),
             http,
-            tls: None,
             environment: environment.to_vec(),
             tokens: cache::Tokens::default(),
         }
-    }
-
-    /// The TLS settings a managed identity endpoint's client uses (the run's, shared, instead of
-    /// reqwest loading the trust store once more).
-    #[must_use]
-    pub fn with_tls(mut self, tls: rustls::ClientConfig) -> Self {
-        self.tls = Some(tls);
-        self
     }
 
     /// The tenant a token will most likely be for, before any challenge has been seen, when the
@@ -385,7 +376,7 @@ impl Credentials {
         scope: &str,
     ) -> Result<Token, LinkError> {
         let started = Instant::now();
-        let span = crate::resolve::timing::Phase::Token.span();
+        let span = crate::timing::Phase::Token.span();
         let result = match link {
             Link::AzureCli | Link::Azd => self.link_token(link, tenant, scope).await,
             _ => tokio::time::timeout(retry::ATTEMPT_TIMEOUT, self.link_token(link, tenant, scope))
@@ -470,7 +461,7 @@ impl Credentials {
                 self.assertion_token(tenant, client_id, assertion, scope, &hint)
                     .await
             }
-            Link::ManagedIdentity(identity) => identity.token(scope, self.tls.as_ref()).await,
+            Link::ManagedIdentity(identity) => identity.token(scope, &self.http).await,
             Link::AzureCli | Link::Azd => {
                 self.check_tenant(self.configured_tenant.as_deref(), tenant)?;
                 let tool = if matches!(link, Link::AzureCli) {
@@ -534,6 +525,15 @@ mod tests {
 
     use super::*;
 
+    /// A client for tests that never reach the network through it.
+    fn test_http() -> std::sync::Arc<crate::http::Client> {
+        crate::http::Client::new(crate::http::Settings {
+            tls: crate::http::tls::config().unwrap(),
+            proxy: crate::http::Proxy::default(),
+            per_origin: 1,
+        })
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs
             .iter()
@@ -547,7 +547,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_credential_explains_itself() {
-        let creds = Credentials::from_env(&env(&[]), reqwest::Client::new(), Some(Kind::Env));
+        let creds = Credentials::from_env(&env(&[]), test_http(), Some(Kind::Env));
         let err = creds
             .token("t", "https://vault.azure.net/.default", soon())
             .await
@@ -573,7 +573,7 @@ mod tests {
                 (AZURE_CLIENT_ID, "c"),
                 (AZURE_CLIENT_SECRET, "hunter2"),
             ]),
-            reqwest::Client::new(),
+            test_http(),
             None,
         );
         let err = creds
@@ -622,14 +622,14 @@ mod tests {
 
     #[test]
     fn only_keeps_one_link() {
-        let creds = Credentials::from_env(&env(&[]), reqwest::Client::new(), Some(Kind::AzureCli));
+        let creds = Credentials::from_env(&env(&[]), test_http(), Some(Kind::AzureCli));
         assert_eq!(creds.links.len(), 1);
         assert_eq!(creds.links[0].0, Kind::AzureCli);
     }
 
     #[test]
     fn a_pinned_developer_tool_expects_the_configured_tenant() {
-        let http = reqwest::Client::new;
+        let http = test_http;
         let with_tenant = env(&[(AZURE_TENANT_ID, "t1")]);
         for kind in [Kind::AzureCli, Kind::Azd] {
             let creds = Credentials::from_env(&with_tenant, http(), Some(kind));

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{LinkError, Token, capped};
+use super::{LinkError, Token, sdk_client::MAX_BODY};
 
 /// A tool that has not answered after this long is given up on (`az` can be slow to start).
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -128,14 +128,12 @@ impl Tool {
         // 64 KiB: more is not a token, and the tool is killed (dropping `child`) without reading on.
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let run = async {
-            let (stdout, stderr) = tokio::try_join!(
-                read_capped(stdout, capped::MAX_BODY),
-                read_capped(stderr, capped::MAX_BODY)
-            )?;
+            let (stdout, stderr) =
+                tokio::try_join!(read_capped(stdout, MAX_BODY), read_capped(stderr, MAX_BODY))?;
             let Some(stdout) = stdout else {
                 return Ok(Err(format!(
                     "{program} printed more than {} KiB",
-                    capped::MAX_BODY / 1024
+                    MAX_BODY / 1024
                 )));
             };
             let status = child.wait().await?;

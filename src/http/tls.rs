@@ -1,6 +1,12 @@
-//! The TLS settings of every connection a run opens — vaults, Entra ID, a managed identity
-//! endpoint: the OS trust store through rustls-platform-verifier (so `SSL_CERT_FILE` /
-//! `SSL_CERT_DIR` apply), HTTP/1.1, built once and cloned (a clone shares the verifier).
+//! The TLS settings of every connection a run opens — vaults, Entra ID, App Configuration: the
+//! OS trust store through rustls-platform-verifier (so `SSL_CERT_FILE` / `SSL_CERT_DIR` apply),
+//! ALPN `h2` then `http/1.1`, built once and shared by every connection.
+//!
+//! An image with no CA certificates at all (scratch, some distroless variants) gets the Mozilla
+//! roots compiled into kvrun (`webpki-root-certs`, the set rustls-platform-verifier itself ships
+//! for platforms without a store) and a warning that says so, instead of failing every vault.
+//! Certificates from `SSL_CERT_FILE` / `SSL_CERT_DIR` or the system store, when there are any,
+//! are used and the compiled-in roots are not: they never widen a store that exists.
 //!
 //! Loading the trust store is the costliest thing kvrun does before its first request: with
 //! neither variable set, rustls-native-certs reads the CA bundle *and* the certificate directory
@@ -13,6 +19,7 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -31,7 +38,7 @@ pub fn config() -> Result<rustls::ClientConfig, rustls::Error> {
         .dangerous() // not dangerous: it is the platform verifier, loaded in the background
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
@@ -39,8 +46,51 @@ pub fn config() -> Result<rustls::ClientConfig, rustls::Error> {
 #[derive(Debug)]
 struct LoadingVerifier {
     provider: Arc<CryptoProvider>,
-    loading: Mutex<Option<JoinHandle<Result<Verifier, rustls::Error>>>>,
-    loaded: OnceLock<Result<Verifier, rustls::Error>>,
+    loading: Mutex<Option<JoinHandle<Result<Loaded, rustls::Error>>>>,
+    loaded: OnceLock<Result<Loaded, rustls::Error>>,
+}
+
+/// The verifier a run uses: the platform's, or the compiled-in roots when there is no store.
+#[derive(Debug)]
+enum Loaded {
+    Platform(Verifier),
+    Compiled(Arc<WebPkiServerVerifier>),
+}
+
+impl Loaded {
+    fn verifier(&self) -> &dyn ServerCertVerifier {
+        match self {
+            Self::Platform(v) => v,
+            Self::Compiled(v) => v.as_ref(),
+        }
+    }
+}
+
+/// The platform verifier, or the compiled-in Mozilla roots when the platform has no CA
+/// certificate at all (see the module docs).
+fn load(provider: Arc<CryptoProvider>) -> Result<Loaded, rustls::Error> {
+    match Verifier::new(provider.clone()) {
+        Ok(verifier) => Ok(Loaded::Platform(verifier)),
+        // On Linux the platform verifier fails only when it found no usable CA certificate
+        // (it ignores the ones it cannot parse): an empty store, whatever its message says.
+        Err(e) => {
+            tracing::warn!(
+                "no CA certificates on this system ({}; SSL_CERT_FILE, SSL_CERT_DIR and the system store hold none): using the Mozilla roots compiled into kvrun",
+                crate::vault::untrusted(&e.to_string())
+            );
+            compiled_roots(provider).map(Loaded::Compiled)
+        }
+    }
+}
+
+fn compiled_roots(
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))
 }
 
 impl LoadingVerifier {
@@ -48,7 +98,7 @@ impl LoadingVerifier {
         let for_loader = provider.clone();
         let loading = std::thread::Builder::new()
             .name("kvrun-trust-store".into())
-            .spawn(move || Verifier::new(for_loader))
+            .spawn(move || load(for_loader))
             .ok();
         Self {
             provider,
@@ -59,7 +109,7 @@ impl LoadingVerifier {
 
     /// The loaded verifier, waiting for the loader the first time (or loading here if the
     /// thread could not be started).
-    fn verifier(&self) -> Result<&Verifier, rustls::Error> {
+    fn verifier(&self) -> Result<&dyn ServerCertVerifier, rustls::Error> {
         self.loaded
             .get_or_init(|| {
                 let loading = self
@@ -73,10 +123,11 @@ impl LoadingVerifier {
                             "loading the trust store failed".into(),
                         ))
                     }),
-                    None => Verifier::new(self.provider.clone()),
+                    None => load(self.provider.clone()),
                 }
             })
             .as_ref()
+            .map(Loaded::verifier)
             .map_err(Clone::clone)
     }
 }
@@ -149,5 +200,25 @@ mod tests {
         assert!(loading.loaded.get().is_none(), "answered without waiting");
         let platform = Verifier::new(provider).expect("this machine has a trust store");
         assert_eq!(schemes, platform.supported_verify_schemes());
+    }
+
+    #[test]
+    fn the_compiled_in_roots_are_the_mozilla_set() {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = compiled_roots(provider).expect("the compiled-in roots load");
+        assert!(
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() > 100,
+            "the Mozilla set, not a stub"
+        );
+        assert!(!verifier.supported_verify_schemes().is_empty());
+    }
+
+    #[test]
+    fn offers_h2_then_http1() {
+        let config = config().expect("a TLS configuration");
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
     }
 }

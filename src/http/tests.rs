@@ -1,0 +1,254 @@
+//! The client against the fake Azure (real TLS with its test CA, h2 and http/1.1 by ALPN).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvrun_fake::{ConnectProxy, FakeAzure, Options, TlsSessions};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::*;
+
+/// A TLS configuration that trusts the fake's CA alone, offering what [`tls::config`] offers.
+fn trusting(fake: &FakeAzure) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(fake.ca_pem().as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = tls::config().unwrap().alpn_protocols;
+    config
+}
+
+fn client(fake: &FakeAzure, proxy: Proxy, per_origin: usize) -> Arc<Client> {
+    Client::new(Settings {
+        tls: trusting(fake),
+        proxy,
+        per_origin,
+    })
+}
+
+fn vault_url(fake: &FakeAzure, i: usize) -> url::Url {
+    format!(
+        "https://kv1.vault.localhost:{}/secrets/s{i}?api-version=2025-07-01",
+        fake.port()
+    )
+    .parse()
+    .unwrap()
+}
+
+/// `n` GETs at once (each `expect`s all `n`); every one must come back with the fake's 401.
+async fn gets(client: &Arc<Client>, fake: &FakeAzure, n: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (client, url) = (client.clone(), vault_url(fake, i));
+        tasks.spawn(async move { client.send(&Request::get(url).expect(n)).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let response = done.unwrap().expect("an answer");
+        assert_eq!(response.status, 401, "the challenge");
+    }
+}
+
+#[tokio::test]
+async fn a_vaults_requests_share_one_h2_connection() {
+    let fake = FakeAzure::start_with(Options {
+        response_delay: Duration::from_millis(5),
+        ..Options::default()
+    });
+    fake.vault("kv1");
+    let client = client(&fake, Proxy::default(), 32);
+    gets(&client, &fake, 40).await;
+    assert_eq!(fake.tls_sessions(), TlsSessions { h2: 1, http1: 0 });
+    assert_eq!(fake.streams_per_connection(), [40]);
+    gets(&client, &fake, 10).await;
+    assert_eq!(fake.connections(), 1, "kept for the next requests");
+}
+
+#[tokio::test]
+async fn a_second_h2_connection_opens_only_at_the_servers_stream_limit() {
+    let fake = FakeAzure::start_with(Options {
+        response_delay: Duration::from_millis(20),
+        max_concurrent_streams: Some(4),
+        ..Options::default()
+    });
+    fake.vault("kv1");
+    let client = client(&fake, Proxy::default(), 32);
+    gets(&client, &fake, 12).await;
+    let sessions = fake.tls_sessions();
+    assert_eq!(sessions.http1, 0);
+    assert!(
+        (2..=3).contains(&sessions.h2),
+        "12 requests at 4 streams each: {sessions:?}"
+    );
+    assert_eq!(fake.streams_per_connection().iter().sum::<usize>(), 12);
+}
+
+#[tokio::test]
+async fn an_http1_server_gets_a_pool_bounded_by_per_origin() {
+    let fake = FakeAzure::start_with(Options {
+        response_delay: Duration::from_millis(10),
+        http1_only: true,
+        ..Options::default()
+    });
+    fake.vault("kv1");
+    let client = client(&fake, Proxy::default(), 4);
+    gets(&client, &fake, 16).await;
+    let sessions = fake.tls_sessions();
+    assert_eq!(sessions.h2, 0);
+    assert_eq!(
+        sessions.http1, 4,
+        "opened once ALPN said http/1.1: {sessions:?}"
+    );
+    gets(&client, &fake, 4).await;
+    assert_eq!(fake.connections(), 4, "idle connections are reused");
+}
+
+#[tokio::test]
+async fn no_second_connection_before_the_first_one_says_its_protocol() {
+    let fake = FakeAzure::start_with(Options {
+        connect_delay: Duration::from_millis(30),
+        ..Options::default()
+    });
+    fake.vault("kv1");
+    let client = client(&fake, Proxy::default(), 32);
+    gets(&client, &fake, 20).await;
+    assert_eq!(fake.connections(), 1);
+}
+
+#[tokio::test]
+async fn alpn_is_end_to_end_through_a_connect_proxy() {
+    let fake = FakeAzure::start();
+    fake.vault("kv1");
+    let proxy = ConnectProxy::start();
+    let client = client(
+        &fake,
+        Proxy {
+            https: Some(proxy.url()),
+            ..Proxy::default()
+        },
+        32,
+    );
+    gets(&client, &fake, 5).await;
+    assert_eq!(fake.tls_sessions(), TlsSessions { h2: 1, http1: 0 });
+    assert_eq!(
+        proxy.targets(),
+        [format!("kv1.vault.localhost:{}", fake.port())]
+    );
+}
+
+#[tokio::test]
+async fn no_proxy_is_read_from_the_settings() {
+    let fake = FakeAzure::start();
+    fake.vault("kv1");
+    let proxy = ConnectProxy::start();
+    let client = client(
+        &fake,
+        Proxy {
+            https: Some(proxy.url()),
+            no: Some(".localhost".into()),
+            ..Proxy::default()
+        },
+        32,
+    );
+    gets(&client, &fake, 1).await;
+    assert!(proxy.targets().is_empty(), "{:?}", proxy.targets());
+}
+
+#[tokio::test]
+async fn a_body_over_the_cap_is_refused() {
+    let fake = FakeAzure::start();
+    fake.vault("kv1");
+    let client = client(&fake, Proxy::default(), 32);
+    let err = client
+        .send(&Request::get(vault_url(&fake, 0)).max_body(16))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge(0)), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_untrusted_server_is_a_tls_error() {
+    let fake = FakeAzure::start();
+    let stranger = FakeAzure::start();
+    stranger.vault("kv1");
+    let client = client(&fake, Proxy::default(), 32);
+    let err = client
+        .send(&Request::get(vault_url(&stranger, 0)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Untrusted(_)), "{err:?}");
+    assert_eq!(stranger.request_count(), 0);
+}
+
+#[test]
+fn plain_http_only_to_local_managed_identity_endpoints() {
+    let allowed = [
+        "http://169.254.169.254/metadata/identity/oauth2/token",
+        "http://127.0.0.1:41000/msi/token",
+        "http://[::1]:41000/msi/token",
+        "http://localhost:8081/token",
+    ];
+    for url in allowed {
+        let origin = origin(&url.parse().unwrap()).unwrap();
+        assert!(!origin.tls, "{url}");
+    }
+    for url in [
+        "http://kv1.vault.azure.net/secrets/x",
+        "http://10.0.0.4/token",
+        "ftp://127.0.0.1/x",
+    ] {
+        assert!(
+            matches!(origin(&url.parse().unwrap()), Err(Error::Refused(_))),
+            "{url}"
+        );
+    }
+    assert!(
+        origin(&"https://KV1.vault.azure.net/".parse().unwrap()).unwrap()
+            == Origin {
+                tls: true,
+                host: "kv1.vault.azure.net".into(),
+                port: 443,
+            }
+    );
+}
+
+#[tokio::test]
+async fn plain_http_never_goes_through_the_proxy() {
+    let proxy = ConnectProxy::start();
+    let fake = FakeAzure::start();
+    let client = client(
+        &fake,
+        Proxy {
+            all: Some(proxy.url()),
+            https: Some(proxy.url()),
+            ..Proxy::default()
+        },
+        32,
+    );
+    // Nothing listens on this port: the error names it, not the proxy.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url: url::Url = format!("http://127.0.0.1:{port}/token").parse().unwrap();
+    let err = client.send(&Request::get(url)).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(proxy.targets().is_empty());
+}
+
+#[test]
+fn untrusted_text_is_escaped() {
+    assert_eq!(
+        untrusted("a\u{1b}[2Jb\r\n\u{202e}c"),
+        "a\\u{1b}[2Jb\\r\\n\\u{202e}c"
+    );
+}
