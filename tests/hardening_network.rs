@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::lines::Lines;
 use common::{World, assert_no_leak, child_env, exit_status, run, stderr};
-use kvrun_fake::{Fault, SecretAttrs, VaultHandle};
+use kvrun_fake::{FakeAzure, Fault, Options, SecretAttrs, VaultHandle};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -102,6 +102,35 @@ fn watch_checks_send_no_new_challenge() {
         (unauthenticated, gets.len()),
         (1, 3),
         "one challenge for the process, then the GETs of the start and of one check"
+    );
+}
+
+#[test]
+fn a_dead_h2_connection_while_watching_costs_one_check_and_is_replaced() {
+    // The vault's connection stops answering between checks (the request is read, never
+    // answered): the check fails at its --timeout instead of hanging, that connection takes no
+    // further request, and the next check opens a new one and delivers the rotated value.
+    let world = World::with(FakeAzure::start_with(Options {
+        http1_only: false,
+        ..Options::default()
+    }));
+    let (kv, kvrun, out, err) = watching(&world);
+    let before = world.fake.connections();
+    kv.fail_next(Fault::Hang, 1);
+    kv.set_secret("rotating", "second-VALUE");
+    err.expect("a failed check", WATCH_LIMIT, |l| {
+        l.contains("the check failed")
+    });
+    err.expect("its reason", WATCH_LIMIT, |l| {
+        l.contains("timed out after 5s")
+    });
+    out.expect("stopping", WATCH_LIMIT, |l| l == "stopping");
+    out.expect("start second", WATCH_LIMIT, |l| l == "start second-VALUE");
+    stop(kvrun, &out);
+    assert_eq!(
+        world.fake.connections(),
+        before + 1,
+        "one new connection to the vault; the token was cached"
     );
 }
 

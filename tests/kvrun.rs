@@ -8,7 +8,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kvrun_fake::{ConnectProxy, DEFAULT_TENANT, DenyCode, FakeAzure, Fault, SecretAttrs};
+use kvrun_fake::{
+    ConnectProxy, DEFAULT_TENANT, DenyCode, FakeAzure, Fault, Options, SecretAttrs, TlsSessions,
+};
 
 mod common;
 
@@ -1393,4 +1395,79 @@ fn a_signal_while_resolving_starts_nothing_and_exits_128_plus_n() {
         assert_eq!(child.wait().unwrap().code(), Some(code), "{signal}");
         assert!(!marker.exists(), "{signal}: the command must not start");
     }
+}
+
+/// The benchmark's case: 50 secrets over two vaults, each a `S{i}` variable; runs `env -0`
+/// with `args` and checks every value arrived.
+fn fifty_over_two_vaults(world: &World, args: &[&str]) {
+    let mut command = world.kvrun();
+    for i in 0..50 {
+        let vault = if i % 2 == 0 { "kv1" } else { "kv2" };
+        world
+            .fake
+            .vault(vault)
+            .set_secret(&format!("s{i}"), &format!("value-{i}"));
+        command.env(format!("S{i}"), world.url(vault, &format!("s{i}")));
+    }
+    let output = run(command.args(args).args(["--", "env", "-0"]));
+    let env = child_env(&output);
+    for i in 0..50 {
+        assert_eq!(env[&format!("S{i}")], format!("value-{i}"));
+    }
+}
+
+#[test]
+fn fifty_secrets_over_two_vaults_take_one_h2_connection_per_vault_and_one_to_entra() {
+    let world = World::with(FakeAzure::start_with(Options {
+        http1_only: false,
+        ..Options::default()
+    }));
+    fifty_over_two_vaults(&world, &[]);
+    assert_eq!(world.fake.tls_sessions(), TlsSessions { h2: 3, http1: 0 });
+    assert_eq!(world.fake.connections(), 3);
+    let mut streams = world.fake.streams_per_connection();
+    streams.sort_unstable();
+    assert_eq!(
+        streams,
+        [1, 26, 26],
+        "the token request; a challenge and 25 GETs per vault"
+    );
+}
+
+#[test]
+fn an_http1_only_server_gets_concurrency_connections_per_vault_and_no_more() {
+    let world = World::with(FakeAzure::start_with(Options {
+        http1_only: true,
+        ..Options::default()
+    }));
+    fifty_over_two_vaults(&world, &["--concurrency", "8"]);
+    assert_eq!(
+        world.fake.tls_sessions(),
+        TlsSessions {
+            h2: 0,
+            http1: 8 + 8 + 1
+        },
+        "--concurrency per vault, opened once the first connection said http/1.1; one to Entra"
+    );
+}
+
+#[test]
+fn the_stream_limit_of_the_server_opens_a_second_h2_connection() {
+    let world = World::with(FakeAzure::start_with(Options {
+        http1_only: false,
+        max_concurrent_streams: Some(5),
+        response_delay: Duration::from_millis(20),
+        ..Options::default()
+    }));
+    fifty_over_two_vaults(&world, &[]);
+    let sessions = world.fake.tls_sessions();
+    assert_eq!(sessions.http1, 0);
+    // One connection per vault serves 5 streams at a time; more requests waited, so each vault
+    // got a second connection at least, but never one per request.
+    assert!((5..=15).contains(&sessions.h2), "{sessions:?}");
+    assert!(
+        world.fake.streams_per_connection().iter().all(|&n| n >= 1),
+        "no connection opened in vain: {:?}",
+        world.fake.streams_per_connection()
+    );
 }

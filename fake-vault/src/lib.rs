@@ -107,8 +107,10 @@ pub const DEFAULT_RESOURCE: &str = "https://vault.localhost";
 /// The client id of the tokens from [`FakeAzure::issue_token`].
 pub const ISSUED_CLIENT_ID: &str = "00000000-0000-0000-0000-00000000a2a2";
 
-/// Start-up options. `Default` is: no delays, an ephemeral port.
-#[derive(Clone, Copy, Debug, Default)]
+/// Start-up options. `Default` is: no delays, an ephemeral port, `h2` and `http/1.1` offered —
+/// or `http/1.1` only when [`HTTP1_ONLY_VARIABLE`] is set, so that a whole test suite can be run
+/// against an HTTP/1.1-only server ([`http1_only_by_default`]).
+#[derive(Clone, Copy, Debug)]
 pub struct Options {
     /// Slept after accepting a TCP connection, before its TLS handshake.
     pub connect_delay: Duration,
@@ -134,6 +136,30 @@ pub struct Options {
     /// The `SETTINGS_MAX_CONCURRENT_STREAMS` advertised on h2 connections (`None`: hyper's
     /// default, 200 today). Changed later by [`FakeAzure::set_max_concurrent_streams`].
     pub max_concurrent_streams: Option<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            connect_delay: Duration::ZERO,
+            response_delay: Duration::ZERO,
+            port: 0,
+            expired_certificate: false,
+            public_cloud_names: false,
+            http1_only: http1_only_by_default(),
+            max_concurrent_streams: None,
+        }
+    }
+}
+
+/// Set (to anything) in the environment of a test run, it makes [`Options::default`] offer
+/// only `http/1.1`.
+pub const HTTP1_ONLY_VARIABLE: &str = "KVRUN_FAKE_HTTP1_ONLY";
+
+/// Whether [`Options::default`] offers only `http/1.1` in this process ([`HTTP1_ONLY_VARIABLE`]).
+#[must_use]
+pub fn http1_only_by_default() -> bool {
+    std::env::var_os(HTTP1_ONLY_VARIABLE).is_some_and(|v| !v.is_empty())
 }
 
 /// TLS sessions by the protocol they negotiated, from [`FakeAzure::tls_sessions`].

@@ -26,6 +26,14 @@ fn trusting(fake: &FakeAzure) -> rustls::ClientConfig {
     config
 }
 
+/// A fake that offers `h2` and `http/1.1`, whatever the suite's default ([`kvrun_fake::http1_only_by_default`]).
+fn h2_fake(options: Options) -> FakeAzure {
+    FakeAzure::start_with(Options {
+        http1_only: false,
+        ..options
+    })
+}
+
 fn client(fake: &FakeAzure, proxy: Proxy, per_origin: usize) -> Arc<Client> {
     Client::new(Settings {
         tls: trusting(fake),
@@ -58,7 +66,7 @@ async fn gets(client: &Arc<Client>, fake: &FakeAzure, n: usize) {
 
 #[tokio::test]
 async fn a_vaults_requests_share_one_h2_connection() {
-    let fake = FakeAzure::start_with(Options {
+    let fake = h2_fake(Options {
         response_delay: Duration::from_millis(5),
         ..Options::default()
     });
@@ -73,7 +81,7 @@ async fn a_vaults_requests_share_one_h2_connection() {
 
 #[tokio::test]
 async fn a_second_h2_connection_opens_only_at_the_servers_stream_limit() {
-    let fake = FakeAzure::start_with(Options {
+    let fake = h2_fake(Options {
         response_delay: Duration::from_millis(20),
         max_concurrent_streams: Some(4),
         ..Options::default()
@@ -112,7 +120,7 @@ async fn an_http1_server_gets_a_pool_bounded_by_per_origin() {
 
 #[tokio::test]
 async fn no_second_connection_before_the_first_one_says_its_protocol() {
-    let fake = FakeAzure::start_with(Options {
+    let fake = h2_fake(Options {
         connect_delay: Duration::from_millis(30),
         ..Options::default()
     });
@@ -124,7 +132,7 @@ async fn no_second_connection_before_the_first_one_says_its_protocol() {
 
 #[tokio::test]
 async fn alpn_is_end_to_end_through_a_connect_proxy() {
-    let fake = FakeAzure::start();
+    let fake = h2_fake(Options::default());
     fake.vault("kv1");
     let proxy = ConnectProxy::start();
     let client = client(
@@ -145,7 +153,7 @@ async fn alpn_is_end_to_end_through_a_connect_proxy() {
 
 #[tokio::test]
 async fn no_proxy_is_read_from_the_settings() {
-    let fake = FakeAzure::start();
+    let fake = h2_fake(Options::default());
     fake.vault("kv1");
     let proxy = ConnectProxy::start();
     let client = client(
@@ -163,7 +171,7 @@ async fn no_proxy_is_read_from_the_settings() {
 
 #[tokio::test]
 async fn a_body_over_the_cap_is_refused() {
-    let fake = FakeAzure::start();
+    let fake = h2_fake(Options::default());
     fake.vault("kv1");
     let client = client(&fake, Proxy::default(), 32);
     let err = client
@@ -175,8 +183,8 @@ async fn a_body_over_the_cap_is_refused() {
 
 #[tokio::test]
 async fn an_untrusted_server_is_a_tls_error() {
-    let fake = FakeAzure::start();
-    let stranger = FakeAzure::start();
+    let fake = h2_fake(Options::default());
+    let stranger = h2_fake(Options::default());
     stranger.vault("kv1");
     let client = client(&fake, Proxy::default(), 32);
     let err = client
@@ -222,7 +230,7 @@ fn plain_http_only_to_local_managed_identity_endpoints() {
 #[tokio::test]
 async fn plain_http_never_goes_through_the_proxy() {
     let proxy = ConnectProxy::start();
-    let fake = FakeAzure::start();
+    let fake = h2_fake(Options::default());
     let client = client(
         &fake,
         Proxy {
