@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use azure_core::credentials::Secret;
 
-use super::super::certificate::ClientCertificate;
+use super::certificate::ClientCertificate;
 use super::{
     AZURE_CLIENT_CERTIFICATE_PASSWORD, AZURE_CLIENT_CERTIFICATE_PATH, AZURE_CLIENT_ID,
     AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, AuthFailure, Env, Kind,

@@ -22,7 +22,8 @@
 //! The pieces: [`chain`] (which links the environment configures, and the error when none
 //! works), [`cache`] (the token cache), [`entra`] (the `azure_identity` adapter and what its
 //! errors mean), [`managed`] and [`tools`] (kvrun's own managed identity client, `az`/`azd`),
-//! [`capped`] (the HTTP client handed to `azure_identity`). The tenant rule is here.
+//! [`capped`] (the HTTP client handed to `azure_identity`), [`certificate`] (a client
+//! certificate and the assertion it signs). The tenant rule is here.
 //!
 //! Entra links go through `azure_identity` (`ClientSecretCredential`, `ClientAssertionCredential`)
 //! over kvrun's HTTP client ([`capped`]: answers of at most 64 KiB), with the authority host from
@@ -42,6 +43,7 @@
 
 mod cache;
 pub mod capped;
+mod certificate;
 mod chain;
 mod entra;
 pub mod managed;
