@@ -28,13 +28,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p12_keystore::Pkcs12Archive;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{self, PemObject, SectionKind};
+use x509_parser::prelude::FromDer as _;
+use x509_parser::public_key::{PublicKey, RSAPublicKey};
 
 /// How long an assertion is valid, as MSAL makes them (10 minutes).
 const ASSERTION_LIFETIME_SECS: u64 = 600;
 const PEM_FILE: &str = "PEM file";
 const PKCS12_FILE: &str = "PKCS#12 file";
-/// The DER contents of the rsaEncryption OID, 1.2.840.113549.1.1.1.
-const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 
 /// A certificate and its RSA private key, loaded from PEM or PKCS#12.
 pub struct ClientCertificate {
@@ -373,100 +373,38 @@ fn pkcs12_error(e: &p12_keystore::error::Error, password_given: bool) -> Certifi
     })
 }
 
-/// Whether the certificate `cert` (DER) carries `key`'s public key.
+/// Whether the certificate `cert` (DER) carries `key`'s public key: the same RSA modulus and
+/// exponent. A certificate for another algorithm (EC, DSA, …), or whose RSA key does not decode,
+/// does not.
 ///
 /// # Errors
 /// When `cert` is not an X.509 certificate.
 fn key_matches(key: &RsaKeyPair, cert: &[u8]) -> Result<bool, CertificateError> {
-    let (algorithm, public) =
-        subject_public_key(cert).ok_or(CertificateError::MalformedCertificate)?;
-    if algorithm != RSA_ENCRYPTION_OID {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|_| CertificateError::MalformedCertificate)?;
+    let Ok(PublicKey::RSA(certified)) = cert.public_key().parsed() else {
         return Ok(false);
-    }
-    Ok(rsa_public_numbers(public).is_some()
-        && rsa_public_numbers(public) == rsa_public_numbers(key.public_key().as_ref()))
+    };
+    // aws-lc's public key is a DER `RSAPublicKey`, as the certificate's key bits are.
+    let Ok((_, own)) = RSAPublicKey::from_der(key.public_key().as_ref()) else {
+        return Ok(false);
+    };
+    Ok(rsa_numbers(&certified) == rsa_numbers(&own))
 }
 
-/// One DER element at the start of `input`: its tag, its contents and what follows it.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (len, rest) = rest.split_at(n);
-        (
-            len.iter().fold(0, |acc, &b| (acc << 8) | usize::from(b)),
-            rest,
-        )
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (contents, rest) = rest.split_at(len);
-    Some((tag, contents, rest))
-}
-
-/// An X.509 certificate's subject public key: its algorithm OID and key bits (for RSA, the DER
-/// `RSAPublicKey`).
-fn subject_public_key(cert: &[u8]) -> Option<(&[u8], &[u8])> {
-    const SEQUENCE: u8 = 0x30;
-    let (SEQUENCE, cert, _) = der_element(cert)? else {
-        return None;
-    };
-    let (SEQUENCE, mut tbs, _) = der_element(cert)? else {
-        return None;
-    };
-    // [0] version (absent in v1), serial, signature, issuer, validity, subject.
-    if tbs.first() == Some(&0xa0) {
-        tbs = der_element(tbs)?.2;
-    }
-    for _ in 0..5 {
-        tbs = der_element(tbs)?.2;
-    }
-    let (SEQUENCE, spki, _) = der_element(tbs)? else {
-        return None;
-    };
-    let (SEQUENCE, algorithm, rest) = der_element(spki)? else {
-        return None;
-    };
-    let (0x06, oid, _) = der_element(algorithm)? else {
-        return None;
-    };
-    let (0x03, bits, _) = der_element(rest)? else {
-        return None;
-    };
-    match bits.split_first()? {
-        (0, key) => Some((oid, key)),
-        _ => None,
-    }
-}
-
-/// The modulus and exponent of a DER `RSAPublicKey`, without leading zero bytes.
-fn rsa_public_numbers(der: &[u8]) -> Option<(&[u8], &[u8])> {
+/// An RSA public key's modulus and exponent, without the leading zero bytes DER may add.
+fn rsa_numbers<'a>(key: &RSAPublicKey<'a>) -> (&'a [u8], &'a [u8]) {
     fn strip(n: &[u8]) -> &[u8] {
         let zeros = n.iter().take_while(|&&b| b == 0).count();
         &n[zeros..]
     }
-    let (0x30, seq, _) = der_element(der)? else {
-        return None;
-    };
-    let (0x02, modulus, rest) = der_element(seq)? else {
-        return None;
-    };
-    let (0x02, exponent, _) = der_element(rest)? else {
-        return None;
-    };
-    Some((strip(modulus), strip(exponent)))
+    (strip(key.modulus), strip(key.exponent))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
     use aws_lc_rs::rsa::KeySize;
     use aws_lc_rs::signature::{
         ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
@@ -657,6 +595,13 @@ mod tests {
                 CertificateError::KeyMismatch,
             ),
             (
+                err(
+                    &[&fixture("test-only-key.pkcs8.pem")[..], &ec_cert_pem()].concat(),
+                    None,
+                ),
+                CertificateError::KeyMismatch,
+            ),
+            (
                 err(&truncated_pem, None),
                 CertificateError::MalformedPem("a section has no END line"),
             ),
@@ -825,17 +770,94 @@ mod tests {
         }
     }
 
-    #[test]
-    fn der_reader_finds_the_rsa_key_in_v1_and_v3_certificates() {
-        // test-only-chained-cert.pem is X.509 v1 (no version field); test-only-cert.pem is v3.
-        for name in ["test-only-cert.pem", "test-only-chained-cert.pem"] {
-            let der = leaf_der(name);
-            let (oid, key) = subject_public_key(&der).unwrap();
-            assert_eq!(oid, RSA_ENCRYPTION_OID);
-            let (modulus, exponent) = rsa_public_numbers(key).unwrap();
-            assert_eq!((modulus.len(), exponent), (256, &[1, 0, 1][..]));
+    /// A DER element: `tag`, the shortest length, `contents`.
+    fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let len = contents.len().to_be_bytes();
+        let len = &len[len.iter().take_while(|&&b| b == 0).count()..];
+        let mut out = vec![tag];
+        if contents.len() >= 0x80 {
+            out.push(0x80 | u8::try_from(len.len()).unwrap());
         }
-        assert!(subject_public_key(b"\x30\x84\xff\xff\xff\xff").is_none());
-        assert!(subject_public_key(b"").is_none());
+        out.extend_from_slice(len);
+        out.extend_from_slice(contents);
+        out
+    }
+
+    /// The contents of the DER element `der` (without its tag and length).
+    fn der_contents(der: &[u8]) -> &[u8] {
+        let skip = match der[1] {
+            0..0x80 => 2,
+            n => 2 + usize::from(n & 0x7f),
+        };
+        &der[skip..]
+    }
+
+    /// `cert` (DER) with its `SubjectPublicKeyInfo` replaced by `spki` (DER). Its signature no
+    /// longer verifies; reading the key does not check it.
+    fn with_spki(cert: &[u8], spki: &[u8]) -> Vec<u8> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert).unwrap();
+        let tbs = parsed.tbs_certificate.as_ref();
+        let old = parsed.public_key().raw;
+        let fields = der_contents(tbs);
+        let at = fields.windows(old.len()).position(|w| w == old).unwrap();
+        let tbs_new = der(
+            0x30,
+            &[&fields[..at], spki, &fields[at + old.len()..]].concat(),
+        );
+        der(0x30, &[&tbs_new, &der_contents(cert)[tbs.len()..]].concat())
+    }
+
+    /// test-only-cert.pem, but certifying a fresh P-256 key instead of its RSA key.
+    fn ec_cert_pem() -> Vec<u8> {
+        let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let spki = AsDer::<PublicKeyX509Der>::as_der(ec.public_key()).unwrap();
+        pem(
+            "CERTIFICATE",
+            &with_spki(&leaf_der("test-only-cert.pem"), spki.as_ref()),
+        )
+    }
+
+    #[test]
+    fn key_matches_reads_the_rsa_key_of_v1_and_v3_certificates() {
+        // test-only-cert.pem is X.509 v3; test-only-chained-cert.pem is v1 (no version field),
+        // its key only in test-only-chain.p12.
+        let v3_key = load(
+            &cat(&["test-only-cert.pem", "test-only-key.pkcs8.pem"]),
+            None,
+        )
+        .key;
+        let v1_key = load(&fixture("test-only-chain.p12"), Some(PASSWORD)).key;
+        let v3 = leaf_der("test-only-cert.pem");
+        let v1 = leaf_der("test-only-chained-cert.pem");
+        assert_eq!(key_matches(&v3_key, &v3), Ok(true));
+        assert_eq!(key_matches(&v1_key, &v1), Ok(true));
+        assert_eq!(key_matches(&v3_key, &v1), Ok(false));
+        assert_eq!(key_matches(&v1_key, &v3), Ok(false));
+
+        // Not RSA, or RSA by its OID but key bits that are not an `RSAPublicKey`: no match.
+        let ec = CertificateDer::from_pem_slice(&ec_cert_pem()).unwrap();
+        assert_eq!(key_matches(&v3_key, &ec), Ok(false));
+        // rsaEncryption, 1.2.840.113549.1.1.1.
+        let rsa_oid = der(
+            0x06,
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+        );
+        let algorithm = der(0x30, &[&rsa_oid[..], &[0x05, 0x00]].concat());
+        let bits = der(0x03, b"\0not an RSA key");
+        let garbled = with_spki(&v3, &der(0x30, &[algorithm, bits].concat()));
+        assert_eq!(key_matches(&v3_key, &garbled), Ok(false));
+
+        // Not DER, or not a certificate.
+        for bytes in [
+            &b""[..],
+            b"\x30\x84\xff\xff\xff\xff",
+            b"\x30\x03\x02\x01\x01",
+            &v3[..v3.len() - 1],
+        ] {
+            assert_eq!(
+                key_matches(&v3_key, bytes),
+                Err(CertificateError::MalformedCertificate)
+            );
+        }
     }
 }
