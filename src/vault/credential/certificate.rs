@@ -30,6 +30,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{self, PemObject, SectionKind};
 use x509_parser::prelude::FromDer as _;
 use x509_parser::public_key::{PublicKey, RSAPublicKey};
+use zeroize::Zeroizing;
 
 /// How long an assertion is valid, as MSAL makes them (10 minutes).
 const ASSERTION_LIFETIME_SECS: u64 = 600;
@@ -220,20 +221,18 @@ impl ClientCertificate {
             match kind {
                 SectionKind::Certificate => chain.push(CertificateDer::from(der)),
                 SectionKind::PrivateKey | SectionKind::RsaPrivateKey if key.is_none() => {
-                    key = Some((kind, der));
+                    key = Some((kind, Zeroizing::new(der)));
                 }
-                SectionKind::PrivateKey
-                | SectionKind::RsaPrivateKey
-                | SectionKind::EcPrivateKey => {
+                // A second key, an EC key, or a section kvrun does not use: wiped all the same.
+                _ => {
                     other_key |= kind == SectionKind::EcPrivateKey;
-                    wipe(der);
+                    drop(Zeroizing::new(der));
                 }
-                _ => {}
             }
         }
         let key = match key {
-            Some((SectionKind::RsaPrivateKey, der)) => rsa_key(der, RsaKeyPair::from_der)?,
-            Some((_, der)) => rsa_key(der, RsaKeyPair::from_pkcs8)?,
+            Some((SectionKind::RsaPrivateKey, der)) => rsa_key(&der, RsaKeyPair::from_der)?,
+            Some((_, der)) => rsa_key(&der, RsaKeyPair::from_pkcs8)?,
             None if other_key => return Err(CertificateError::NotRsa),
             None => return Err(CertificateError::NoPrivateKey(PEM_FILE)),
         };
@@ -256,7 +255,7 @@ impl ClientCertificate {
             return Err(CertificateError::NoCertificate(PKCS12_FILE));
         }
         for bag in &archive.keys {
-            let key = rsa_key(bag.key.as_der().to_vec(), RsaKeyPair::from_pkcs8)?;
+            let key = rsa_key(bag.key.as_der(), RsaKeyPair::from_pkcs8)?;
             // The leaf holds the key's public key; among several (a renewal that kept its key),
             // the one the key's bag names by local key ID.
             let mut leaf = None;
@@ -309,26 +308,18 @@ impl ClientCertificate {
     }
 }
 
-/// Parse an RSA private key from DER, then overwrite the DER.
+/// Parse an RSA private key from DER. The buffer stays its owner's: from a PEM file, `Zeroizing`;
+/// from a PKCS#12 file, p12-keystore's archive.
 fn rsa_key(
-    der: Vec<u8>,
+    der: &[u8],
     parse: fn(&[u8]) -> Result<RsaKeyPair, KeyRejected>,
 ) -> Result<RsaKeyPair, CertificateError> {
-    let parsed = parse(&der);
-    wipe(der);
-    parsed.map_err(|e| match e.description_() {
+    parse(der).map_err(|e| match e.description_() {
         "WrongAlgorithm" => CertificateError::NotRsa,
         "TooSmall" => CertificateError::InvalidKey("it is shorter than 2048 bits"),
         "TooLarge" => CertificateError::InvalidKey("it is longer than 8192 bits"),
         _ => CertificateError::InvalidKey("it is not a valid RSA private key"),
     })
-}
-
-/// Overwrite a buffer that held key material before it is freed. `black_box` keeps the writes
-/// from being optimised away as dead stores (best effort; kvrun has no `zeroize`).
-fn wipe(mut buf: Vec<u8>) {
-    buf.fill(0);
-    std::hint::black_box(&buf);
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
