@@ -9,13 +9,18 @@
 //!
 //! Why not `azure_identity::ClientCertificateCredential`: it links OpenSSL (a system library to
 //! build against and ship with) and takes only PKCS#12, while `az ad sp create-for-rbac
-//! --create-cert` writes a PEM file. Here PKCS#12 is read by `p12-keystore` (pure Rust), PEM by
-//! rustls' `pki_types`, and the key signs through aws-lc-rs, which rustls already brings.
+//! --create-cert` writes a PEM file. So kvrun signs the client assertion itself, without OpenSSL.
+//! Hand-written here is only what no crate does for it: telling PEM from PKCS#12, finding the leaf
+//! (the certificate that holds the key's public key) and ordering its chain, the JWT, and errors
+//! in kvrun's words. Parsing and cryptography are crates': PKCS#12 is read by `p12-keystore` (pure
+//! Rust), PEM by rustls' `pki_types`, the certificate's public key by `x509-parser` (which
+//! p12-keystore already brings), and the key signs through aws-lc-rs, which rustls already brings.
 //!
 //! Nothing here prints key material, the file's contents or the password: `Debug` shows the
-//! thumbprint only, and every error is a fixed sentence about what is wrong. Buffers this module
-//! owns that held a private key are overwritten before they are freed (best effort: the key also
-//! lives in aws-lc, and briefly in the PEM and PKCS#12 parsers' own buffers).
+//! thumbprint only, and every error is a fixed sentence about what is wrong. The certificate file
+//! as read (by `chain`) and a PEM key's DER are `zeroize::Zeroizing`, wiped when they are dropped,
+//! on errors too (best effort: the key also lives in aws-lc, in p12-keystore's decrypted archive,
+//! which is freed unwiped, and briefly in the PEM parser's own buffers).
 
 use std::fmt::{self, Write as _};
 
