@@ -158,6 +158,10 @@ pub const HTTP1_ONLY_VARIABLE: &str = "KVRUN_FAKE_HTTP1_ONLY";
 
 /// Whether [`Options::default`] offers only `http/1.1` in this process ([`HTTP1_ONLY_VARIABLE`]).
 #[must_use]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a test suite's switch, read where the fake's defaults are made"
+)]
 pub fn http1_only_by_default() -> bool {
     std::env::var_os(HTTP1_ONLY_VARIABLE).is_some_and(|v| !v.is_empty())
 }

@@ -3,7 +3,6 @@
 //!
 //! This module fetches one secret at a time; [`crate::resolve`] decides what runs concurrently.
 
-pub mod certificate;
 pub mod challenge;
 pub mod credential;
 pub mod retry;

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use azure_core::credentials::Secret;
+use zeroize::Zeroizing;
 
-use super::super::certificate::ClientCertificate;
+use super::certificate::ClientCertificate;
 use super::{
     AZURE_CLIENT_CERTIFICATE_PASSWORD, AZURE_CLIENT_CERTIFICATE_PATH, AZURE_CLIENT_ID,
     AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, AuthFailure, Env, Kind,
@@ -140,13 +141,14 @@ pub(super) fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
 }
 
 /// A certificate file: a regular file of at most 1 MiB (not a FIFO that blocks, not /dev/zero).
-fn read_small_file(path: &str) -> std::io::Result<Vec<u8>> {
+/// It holds the private key (PEM) or the PKCS#12 archive: wiped when dropped.
+fn read_small_file(path: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
     const LIMIT: u64 = 1024 * 1024;
     let metadata = std::fs::metadata(path)?;
     if !metadata.is_file() || metadata.len() > LIMIT {
         return Err(std::io::Error::other("not a regular file of at most 1 MiB"));
     }
-    std::fs::read(path)
+    std::fs::read(path).map(Zeroizing::new)
 }
 
 /// The error when no link produced a token: every link tried and why, one per line.

@@ -16,8 +16,8 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientMethodOptions, ClientOptions, RetryOptions, Transport};
 use azure_identity::ClientAssertion;
 
-use super::super::certificate::ClientCertificate;
 use super::super::retry::{self, Retry};
+use super::certificate::ClientCertificate;
 use super::sdk_client::{self, EntraAnswer, SdkClient};
 use super::{
     AZURE_AUTHORITY_HOST, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, AuthFailure, LinkError,

@@ -22,8 +22,8 @@
 //! The pieces: [`chain`] (which links the environment configures, and the error when none
 //! works), [`cache`] (the token cache), [`entra`] (the `azure_identity` adapter and what its
 //! errors mean), [`managed`] and [`tools`] (kvrun's own managed identity client, `az`/`azd`),
-//! [`sdk_client`] (kvrun's HTTP client as `azure_identity`'s, and what Entra answered). The
-//! tenant rule is here.
+//! [`sdk_client`] (kvrun's HTTP client as `azure_identity`'s, and what Entra answered),
+//! [`certificate`] (a client certificate and the assertion it signs). The tenant rule is here.
 //!
 //! Entra links go through `azure_identity` (`ClientSecretCredential`, `ClientAssertionCredential`)
 //! over kvrun's HTTP client ([`sdk_client`]: answers of at most 64 KiB), with the authority host from
@@ -42,6 +42,7 @@
 //! `AZURE_ADDITIONALLY_ALLOWED_TENANTS` (or `*`). Managed identities have one tenant and ignore it.
 
 mod cache;
+mod certificate;
 mod chain;
 mod entra;
 pub mod managed;

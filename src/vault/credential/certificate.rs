@@ -9,13 +9,18 @@
 //!
 //! Why not `azure_identity::ClientCertificateCredential`: it links OpenSSL (a system library to
 //! build against and ship with) and takes only PKCS#12, while `az ad sp create-for-rbac
-//! --create-cert` writes a PEM file. Here PKCS#12 is read by `p12-keystore` (pure Rust), PEM by
-//! rustls' `pki_types`, and the key signs through aws-lc-rs, which rustls already brings.
+//! --create-cert` writes a PEM file. So kvrun signs the client assertion itself, without OpenSSL.
+//! Hand-written here is only what no crate does for it: telling PEM from PKCS#12, finding the leaf
+//! (the certificate that holds the key's public key) and ordering its chain, the JWT, and errors
+//! in kvrun's words. Parsing and cryptography are crates': PKCS#12 is read by `p12-keystore` (pure
+//! Rust), PEM by rustls' `pki_types`, the certificate's public key by `x509-parser` (which
+//! p12-keystore already brings), and the key signs through aws-lc-rs, which rustls already brings.
 //!
 //! Nothing here prints key material, the file's contents or the password: `Debug` shows the
-//! thumbprint only, and every error is a fixed sentence about what is wrong. Buffers this module
-//! owns that held a private key are overwritten before they are freed (best effort: the key also
-//! lives in aws-lc, and briefly in the PEM and PKCS#12 parsers' own buffers).
+//! thumbprint only, and every error is a fixed sentence about what is wrong. The certificate file
+//! as read (by `chain`) and a PEM key's DER are `zeroize::Zeroizing`, wiped when they are dropped,
+//! on errors too (best effort: the key also lives in aws-lc, in p12-keystore's decrypted archive,
+//! which is freed unwiped, and briefly in the PEM parser's own buffers).
 
 use std::fmt::{self, Write as _};
 
@@ -28,18 +33,23 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p12_keystore::Pkcs12Archive;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{self, PemObject, SectionKind};
+use x509_parser::prelude::FromDer as _;
+use x509_parser::public_key::{PublicKey, RSAPublicKey};
+use zeroize::Zeroizing;
 
 /// How long an assertion is valid, as MSAL makes them (10 minutes).
 const ASSERTION_LIFETIME_SECS: u64 = 600;
 const PEM_FILE: &str = "PEM file";
 const PKCS12_FILE: &str = "PKCS#12 file";
-/// The DER contents of the rsaEncryption OID, 1.2.840.113549.1.1.1.
-const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 
 /// A certificate and its RSA private key, loaded from PEM or PKCS#12.
 pub struct ClientCertificate {
     key: RsaKeyPair,
     /// Leaf first, then its issuers as far as the file has them.
+    #[allow(
+        dead_code,
+        reason = "for an x5c header (subject name/issuer authentication); kvrun sends x5t only"
+    )]
     chain: Vec<CertificateDer<'static>>,
     x5t: String,
 }
@@ -145,6 +155,7 @@ impl ClientCertificate {
     /// base64url (no padding) SHA-1 thumbprint of the leaf certificate's DER: the `x5t` by which
     /// Entra ID finds the certificate registered on the application.
     #[must_use]
+    #[allow(dead_code, reason = "the tests read it; the assertion reads the field")]
     pub fn x5t(&self) -> &str {
         &self.x5t
     }
@@ -152,6 +163,10 @@ impl ClientCertificate {
     /// The certificates as DER, leaf first, then its issuers as far as the file has them (for an
     /// `x5c` header, which subject name/issuer authentication needs).
     #[must_use]
+    #[allow(
+        dead_code,
+        reason = "for an x5c header (subject name/issuer authentication); kvrun sends x5t only"
+    )]
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain
     }
@@ -211,20 +226,18 @@ impl ClientCertificate {
             match kind {
                 SectionKind::Certificate => chain.push(CertificateDer::from(der)),
                 SectionKind::PrivateKey | SectionKind::RsaPrivateKey if key.is_none() => {
-                    key = Some((kind, der));
+                    key = Some((kind, Zeroizing::new(der)));
                 }
-                SectionKind::PrivateKey
-                | SectionKind::RsaPrivateKey
-                | SectionKind::EcPrivateKey => {
+                // A second key, an EC key, or a section kvrun does not use: wiped all the same.
+                _ => {
                     other_key |= kind == SectionKind::EcPrivateKey;
-                    wipe(der);
+                    drop(Zeroizing::new(der));
                 }
-                _ => {}
             }
         }
         let key = match key {
-            Some((SectionKind::RsaPrivateKey, der)) => rsa_key(der, RsaKeyPair::from_der)?,
-            Some((_, der)) => rsa_key(der, RsaKeyPair::from_pkcs8)?,
+            Some((SectionKind::RsaPrivateKey, der)) => rsa_key(&der, RsaKeyPair::from_der)?,
+            Some((_, der)) => rsa_key(&der, RsaKeyPair::from_pkcs8)?,
             None if other_key => return Err(CertificateError::NotRsa),
             None => return Err(CertificateError::NoPrivateKey(PEM_FILE)),
         };
@@ -247,7 +260,7 @@ impl ClientCertificate {
             return Err(CertificateError::NoCertificate(PKCS12_FILE));
         }
         for bag in &archive.keys {
-            let key = rsa_key(bag.key.as_der().to_vec(), RsaKeyPair::from_pkcs8)?;
+            let key = rsa_key(bag.key.as_der(), RsaKeyPair::from_pkcs8)?;
             // The leaf holds the key's public key; among several (a renewal that kept its key),
             // the one the key's bag names by local key ID.
             let mut leaf = None;
@@ -300,26 +313,18 @@ impl ClientCertificate {
     }
 }
 
-/// Parse an RSA private key from DER, then overwrite the DER.
+/// Parse an RSA private key from DER. The buffer stays its owner's: from a PEM file, `Zeroizing`;
+/// from a PKCS#12 file, p12-keystore's archive.
 fn rsa_key(
-    der: Vec<u8>,
+    der: &[u8],
     parse: fn(&[u8]) -> Result<RsaKeyPair, KeyRejected>,
 ) -> Result<RsaKeyPair, CertificateError> {
-    let parsed = parse(&der);
-    wipe(der);
-    parsed.map_err(|e| match e.description_() {
+    parse(der).map_err(|e| match e.description_() {
         "WrongAlgorithm" => CertificateError::NotRsa,
         "TooSmall" => CertificateError::InvalidKey("it is shorter than 2048 bits"),
         "TooLarge" => CertificateError::InvalidKey("it is longer than 8192 bits"),
         _ => CertificateError::InvalidKey("it is not a valid RSA private key"),
     })
-}
-
-/// Overwrite a buffer that held key material before it is freed. `black_box` keeps the writes
-/// from being optimised away as dead stores (best effort; kvrun has no `zeroize`).
-fn wipe(mut buf: Vec<u8>) {
-    buf.fill(0);
-    std::hint::black_box(&buf);
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -364,100 +369,38 @@ fn pkcs12_error(e: &p12_keystore::error::Error, password_given: bool) -> Certifi
     })
 }
 
-/// Whether the certificate `cert` (DER) carries `key`'s public key.
+/// Whether the certificate `cert` (DER) carries `key`'s public key: the same RSA modulus and
+/// exponent. A certificate for another algorithm (EC, DSA, …), or whose RSA key does not decode,
+/// does not.
 ///
 /// # Errors
 /// When `cert` is not an X.509 certificate.
 fn key_matches(key: &RsaKeyPair, cert: &[u8]) -> Result<bool, CertificateError> {
-    let (algorithm, public) =
-        subject_public_key(cert).ok_or(CertificateError::MalformedCertificate)?;
-    if algorithm != RSA_ENCRYPTION_OID {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|_| CertificateError::MalformedCertificate)?;
+    let Ok(PublicKey::RSA(certified)) = cert.public_key().parsed() else {
         return Ok(false);
-    }
-    Ok(rsa_public_numbers(public).is_some()
-        && rsa_public_numbers(public) == rsa_public_numbers(key.public_key().as_ref()))
+    };
+    // aws-lc's public key is a DER `RSAPublicKey`, as the certificate's key bits are.
+    let Ok((_, own)) = RSAPublicKey::from_der(key.public_key().as_ref()) else {
+        return Ok(false);
+    };
+    Ok(rsa_numbers(&certified) == rsa_numbers(&own))
 }
 
-/// One DER element at the start of `input`: its tag, its contents and what follows it.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (len, rest) = rest.split_at(n);
-        (
-            len.iter().fold(0, |acc, &b| (acc << 8) | usize::from(b)),
-            rest,
-        )
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (contents, rest) = rest.split_at(len);
-    Some((tag, contents, rest))
-}
-
-/// An X.509 certificate's subject public key: its algorithm OID and key bits (for RSA, the DER
-/// `RSAPublicKey`).
-fn subject_public_key(cert: &[u8]) -> Option<(&[u8], &[u8])> {
-    const SEQUENCE: u8 = 0x30;
-    let (SEQUENCE, cert, _) = der_element(cert)? else {
-        return None;
-    };
-    let (SEQUENCE, mut tbs, _) = der_element(cert)? else {
-        return None;
-    };
-    // [0] version (absent in v1), serial, signature, issuer, validity, subject.
-    if tbs.first() == Some(&0xa0) {
-        tbs = der_element(tbs)?.2;
-    }
-    for _ in 0..5 {
-        tbs = der_element(tbs)?.2;
-    }
-    let (SEQUENCE, spki, _) = der_element(tbs)? else {
-        return None;
-    };
-    let (SEQUENCE, algorithm, rest) = der_element(spki)? else {
-        return None;
-    };
-    let (0x06, oid, _) = der_element(algorithm)? else {
-        return None;
-    };
-    let (0x03, bits, _) = der_element(rest)? else {
-        return None;
-    };
-    match bits.split_first()? {
-        (0, key) => Some((oid, key)),
-        _ => None,
-    }
-}
-
-/// The modulus and exponent of a DER `RSAPublicKey`, without leading zero bytes.
-fn rsa_public_numbers(der: &[u8]) -> Option<(&[u8], &[u8])> {
+/// An RSA public key's modulus and exponent, without the leading zero bytes DER may add.
+fn rsa_numbers<'a>(key: &RSAPublicKey<'a>) -> (&'a [u8], &'a [u8]) {
     fn strip(n: &[u8]) -> &[u8] {
         let zeros = n.iter().take_while(|&&b| b == 0).count();
         &n[zeros..]
     }
-    let (0x30, seq, _) = der_element(der)? else {
-        return None;
-    };
-    let (0x02, modulus, rest) = der_element(seq)? else {
-        return None;
-    };
-    let (0x02, exponent, _) = der_element(rest)? else {
-        return None;
-    };
-    Some((strip(modulus), strip(exponent)))
+    (strip(key.modulus), strip(key.exponent))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
     use aws_lc_rs::rsa::KeySize;
     use aws_lc_rs::signature::{
         ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
@@ -648,6 +591,13 @@ mod tests {
                 CertificateError::KeyMismatch,
             ),
             (
+                err(
+                    &[&fixture("test-only-key.pkcs8.pem")[..], &ec_cert_pem()].concat(),
+                    None,
+                ),
+                CertificateError::KeyMismatch,
+            ),
+            (
                 err(&truncated_pem, None),
                 CertificateError::MalformedPem("a section has no END line"),
             ),
@@ -816,17 +766,94 @@ mod tests {
         }
     }
 
-    #[test]
-    fn der_reader_finds_the_rsa_key_in_v1_and_v3_certificates() {
-        // test-only-chained-cert.pem is X.509 v1 (no version field); test-only-cert.pem is v3.
-        for name in ["test-only-cert.pem", "test-only-chained-cert.pem"] {
-            let der = leaf_der(name);
-            let (oid, key) = subject_public_key(&der).unwrap();
-            assert_eq!(oid, RSA_ENCRYPTION_OID);
-            let (modulus, exponent) = rsa_public_numbers(key).unwrap();
-            assert_eq!((modulus.len(), exponent), (256, &[1, 0, 1][..]));
+    /// A DER element: `tag`, the shortest length, `contents`.
+    fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let len = contents.len().to_be_bytes();
+        let len = &len[len.iter().take_while(|&&b| b == 0).count()..];
+        let mut out = vec![tag];
+        if contents.len() >= 0x80 {
+            out.push(0x80 | u8::try_from(len.len()).unwrap());
         }
-        assert!(subject_public_key(b"\x30\x84\xff\xff\xff\xff").is_none());
-        assert!(subject_public_key(b"").is_none());
+        out.extend_from_slice(len);
+        out.extend_from_slice(contents);
+        out
+    }
+
+    /// The contents of the DER element `der` (without its tag and length).
+    fn der_contents(der: &[u8]) -> &[u8] {
+        let skip = match der[1] {
+            0..0x80 => 2,
+            n => 2 + usize::from(n & 0x7f),
+        };
+        &der[skip..]
+    }
+
+    /// `cert` (DER) with its `SubjectPublicKeyInfo` replaced by `spki` (DER). Its signature no
+    /// longer verifies; reading the key does not check it.
+    fn with_spki(cert: &[u8], spki: &[u8]) -> Vec<u8> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert).unwrap();
+        let tbs = parsed.tbs_certificate.as_ref();
+        let old = parsed.public_key().raw;
+        let fields = der_contents(tbs);
+        let at = fields.windows(old.len()).position(|w| w == old).unwrap();
+        let tbs_new = der(
+            0x30,
+            &[&fields[..at], spki, &fields[at + old.len()..]].concat(),
+        );
+        der(0x30, &[&tbs_new, &der_contents(cert)[tbs.len()..]].concat())
+    }
+
+    /// test-only-cert.pem, but certifying a fresh P-256 key instead of its RSA key.
+    fn ec_cert_pem() -> Vec<u8> {
+        let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let spki = AsDer::<PublicKeyX509Der>::as_der(ec.public_key()).unwrap();
+        pem(
+            "CERTIFICATE",
+            &with_spki(&leaf_der("test-only-cert.pem"), spki.as_ref()),
+        )
+    }
+
+    #[test]
+    fn key_matches_reads_the_rsa_key_of_v1_and_v3_certificates() {
+        // test-only-cert.pem is X.509 v3; test-only-chained-cert.pem is v1 (no version field),
+        // its key only in test-only-chain.p12.
+        let v3_key = load(
+            &cat(&["test-only-cert.pem", "test-only-key.pkcs8.pem"]),
+            None,
+        )
+        .key;
+        let v1_key = load(&fixture("test-only-chain.p12"), Some(PASSWORD)).key;
+        let v3 = leaf_der("test-only-cert.pem");
+        let v1 = leaf_der("test-only-chained-cert.pem");
+        assert_eq!(key_matches(&v3_key, &v3), Ok(true));
+        assert_eq!(key_matches(&v1_key, &v1), Ok(true));
+        assert_eq!(key_matches(&v3_key, &v1), Ok(false));
+        assert_eq!(key_matches(&v1_key, &v3), Ok(false));
+
+        // Not RSA, or RSA by its OID but key bits that are not an `RSAPublicKey`: no match.
+        let ec = CertificateDer::from_pem_slice(&ec_cert_pem()).unwrap();
+        assert_eq!(key_matches(&v3_key, &ec), Ok(false));
+        // rsaEncryption, 1.2.840.113549.1.1.1.
+        let rsa_oid = der(
+            0x06,
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+        );
+        let algorithm = der(0x30, &[&rsa_oid[..], &[0x05, 0x00]].concat());
+        let bits = der(0x03, b"\0not an RSA key");
+        let garbled = with_spki(&v3, &der(0x30, &[algorithm, bits].concat()));
+        assert_eq!(key_matches(&v3_key, &garbled), Ok(false));
+
+        // Not DER, or not a certificate.
+        for bytes in [
+            &b""[..],
+            b"\x30\x84\xff\xff\xff\xff",
+            b"\x30\x03\x02\x01\x01",
+            &v3[..v3.len() - 1],
+        ] {
+            assert_eq!(
+                key_matches(&v3_key, bytes),
+                Err(CertificateError::MalformedCertificate)
+            );
+        }
     }
 }
