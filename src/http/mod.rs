@@ -290,6 +290,16 @@ impl Client {
         };
         lease.answered();
         let status = answer.status().as_u16();
+        // Names no header, query or body: those may carry a token or the identity header.
+        tracing::trace!(
+            origin = %origin.authority(),
+            method = %request.method,
+            path = request.url.path(),
+            version = ?answer.version(),
+            status,
+            reused,
+            "HTTP answer"
+        );
         let (parts, body) = answer.into_parts();
         let max = request.max_body;
         let declared = parts
