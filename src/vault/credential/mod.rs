@@ -23,7 +23,8 @@
 //! works), [`cache`] (the token cache), [`entra`] (the `azure_identity` adapter and what its
 //! errors mean), [`managed`] and [`tools`] (kvrun's own managed identity client, `az`/`azd`),
 //! [`sdk_client`] (kvrun's HTTP client as `azure_identity`'s, and what Entra answered),
-//! [`certificate`] (a client certificate and the assertion it signs). The tenant rule is here.
+//! [`certificate`] (a client certificate and the assertion it signs), [`tenant`] (which tenants a
+//! challenge may lead to).
 //!
 //! Entra links go through `azure_identity` (`ClientSecretCredential`, `ClientAssertionCredential`)
 //! over kvrun's HTTP client ([`sdk_client`]: answers of at most 64 KiB), with the authority host from
@@ -47,6 +48,7 @@ mod chain;
 mod entra;
 pub mod managed;
 pub mod sdk_client;
+mod tenant;
 pub mod tools;
 
 use std::ffi::OsString;
@@ -193,7 +195,7 @@ pub struct Credentials {
     /// The link that produced the first token; later tokens come from it directly.
     chosen: OnceLock<usize>,
     configured_tenant: Option<String>,
-    allowed_tenants: Vec<String>,
+    tenants: tenant::Policy,
     authority_host: String,
     /// The run's one HTTP client: Entra (through `azure_identity`) and managed identity.
     http: std::sync::Arc<crate::http::Client>,
@@ -215,18 +217,11 @@ impl Credentials {
             .filter(|kind| only.is_none_or(|o| o == *kind))
             .map(|kind| (kind, configure(kind, &env)))
             .collect();
-        let allowed_tenants = env
-            .get(AZURE_ADDITIONALLY_ALLOWED_TENANTS)
-            .unwrap_or_default()
-            .split([',', ';'])
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty())
-            .collect();
         Self {
             links,
             chosen: OnceLock::new(),
             configured_tenant: env.get(AZURE_TENANT_ID).map(str::to_owned),
-            allowed_tenants,
+            tenants: tenant::Policy::from_env(&env),
             authority_host: env
                 .get(AZURE_AUTHORITY_HOST)
                 .unwrap_or(DEFAULT_AUTHORITY_HOST)
@@ -413,7 +408,7 @@ impl Credentials {
                 client_id,
                 secret,
             } => {
-                self.check_tenant(Some(own), tenant)?;
+                self.tenants.check(Some(own), tenant)?;
                 let credential = ClientSecretCredential::new(
                     tenant,
                     client_id.clone(),
@@ -435,7 +430,7 @@ impl Credentials {
                 client_id,
                 certificate,
             } => {
-                self.check_tenant(Some(own), tenant)?;
+                self.tenants.check(Some(own), tenant)?;
                 let assertion = CertificateAssertion {
                     certificate: certificate.clone(),
                     client_id: client_id.clone(),
@@ -452,7 +447,7 @@ impl Credentials {
                 client_id,
                 token_file,
             } => {
-                self.check_tenant(Some(own), tenant)?;
+                self.tenants.check(Some(own), tenant)?;
                 let assertion = FileAssertion {
                     path: token_file.clone(),
                 };
@@ -464,7 +459,8 @@ impl Credentials {
             }
             Link::ManagedIdentity(identity) => identity.token(scope, &self.http).await,
             Link::AzureCli | Link::Azd => {
-                self.check_tenant(self.configured_tenant.as_deref(), tenant)?;
+                self.tenants
+                    .check(self.configured_tenant.as_deref(), tenant)?;
                 let tool = if matches!(link, Link::AzureCli) {
                     tools::Tool::AzureCli
                 } else {
@@ -493,30 +489,6 @@ impl Credentials {
         )
         .map_err(|e| settings_error(&e))?;
         entra_token(credential.get_token(&[scope], None).await, refused_hint)
-    }
-
-    /// The SDKs' multi-tenant rule: follow the challenge to another tenant only when allowed.
-    fn check_tenant(&self, configured: Option<&str>, requested: &str) -> Result<(), LinkError> {
-        let Some(own) = configured else {
-            return Ok(());
-        };
-        if requested.eq_ignore_ascii_case(own)
-            || self
-                .allowed_tenants
-                .iter()
-                .any(|t| t == "*" || t.eq_ignore_ascii_case(requested))
-        {
-            return Ok(());
-        }
-        Err(LinkError::failed(AuthFailure {
-            class: FailureClass::Authentication,
-            reason: format!(
-                "the vault belongs to tenant {requested}, but {AZURE_TENANT_ID} is {own}"
-            ),
-            hint: Some(format!(
-                "set {AZURE_TENANT_ID} to the tenant ID the vault names ({requested}) if it is the same directory under another name; to sign in to another tenant, add it to {AZURE_ADDITIONALLY_ALLOWED_TENANTS} (or '*')"
-            )),
-        }))
     }
 }
 
