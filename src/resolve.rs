@@ -135,8 +135,9 @@ async fn resolve_vault(
             let _ = client.token(&tenant, &scope).await;
         });
     }
-    // Open the connections the authenticated requests will use while the challenge and the
-    // token are in flight (none in sequential mode, which uses one).
+    // How many requests follow the probe at once: on an HTTP/1.1-only vault their connections
+    // are opened while the challenge and the token are in flight (an h2 vault needs none; nor
+    // does sequential mode, which uses one).
     let warm = if global.is_some() {
         0
     } else {
