@@ -26,12 +26,13 @@ fn trusting(fake: &FakeAzure) -> rustls::ClientConfig {
     config
 }
 
-/// A fake that offers `h2` and `http/1.1`, whatever the suite's default ([`kvrun_fake::http1_only_by_default`]).
-fn h2_fake(options: Options) -> FakeAzure {
-    FakeAzure::start_with(Options {
+/// The fake's defaults, offering `h2` and `http/1.1` whatever the suite's default
+/// ([`kvrun_fake::http1_only_by_default`]).
+fn both() -> Options {
+    Options {
         http1_only: false,
-        ..options
-    })
+        ..Options::default()
+    }
 }
 
 fn client(fake: &FakeAzure, proxy: Proxy, per_origin: usize) -> Arc<Client> {
@@ -40,6 +41,15 @@ fn client(fake: &FakeAzure, proxy: Proxy, per_origin: usize) -> Arc<Client> {
         proxy,
         per_origin,
     })
+}
+
+/// A fake started with `options` with vault `kv1`, and a client
+/// for it, without a proxy.
+fn vault_and_client(options: Options, per_origin: usize) -> (FakeAzure, Arc<Client>) {
+    let fake = FakeAzure::start_with(options);
+    fake.vault("kv1");
+    let client = client(&fake, Proxy::default(), per_origin);
+    (fake, client)
 }
 
 fn vault_url(fake: &FakeAzure, i: usize) -> url::Url {
@@ -66,12 +76,13 @@ async fn gets(client: &Arc<Client>, fake: &FakeAzure, n: usize) {
 
 #[tokio::test]
 async fn a_vaults_requests_share_one_h2_connection() {
-    let fake = h2_fake(Options {
-        response_delay: Duration::from_millis(5),
-        ..Options::default()
-    });
-    fake.vault("kv1");
-    let client = client(&fake, Proxy::default(), 32);
+    let (fake, client) = vault_and_client(
+        Options {
+            response_delay: Duration::from_millis(5),
+            ..both()
+        },
+        32,
+    );
     gets(&client, &fake, 40).await;
     assert_eq!(fake.tls_sessions(), TlsSessions { h2: 1, http1: 0 });
     assert_eq!(fake.streams_per_connection(), [40]);
@@ -81,13 +92,14 @@ async fn a_vaults_requests_share_one_h2_connection() {
 
 #[tokio::test]
 async fn a_second_h2_connection_opens_only_at_the_servers_stream_limit() {
-    let fake = h2_fake(Options {
-        response_delay: Duration::from_millis(20),
-        max_concurrent_streams: Some(4),
-        ..Options::default()
-    });
-    fake.vault("kv1");
-    let client = client(&fake, Proxy::default(), 32);
+    let (fake, client) = vault_and_client(
+        Options {
+            response_delay: Duration::from_millis(20),
+            max_concurrent_streams: Some(4),
+            ..both()
+        },
+        32,
+    );
     gets(&client, &fake, 12).await;
     let sessions = fake.tls_sessions();
     assert_eq!(sessions.http1, 0);
@@ -100,13 +112,14 @@ async fn a_second_h2_connection_opens_only_at_the_servers_stream_limit() {
 
 #[tokio::test]
 async fn an_http1_server_gets_a_pool_bounded_by_per_origin() {
-    let fake = FakeAzure::start_with(Options {
-        response_delay: Duration::from_millis(10),
-        http1_only: true,
-        ..Options::default()
-    });
-    fake.vault("kv1");
-    let client = client(&fake, Proxy::default(), 4);
+    let (fake, client) = vault_and_client(
+        Options {
+            response_delay: Duration::from_millis(10),
+            http1_only: true,
+            ..both()
+        },
+        4,
+    );
     gets(&client, &fake, 16).await;
     let sessions = fake.tls_sessions();
     assert_eq!(sessions.h2, 0);
@@ -120,19 +133,20 @@ async fn an_http1_server_gets_a_pool_bounded_by_per_origin() {
 
 #[tokio::test]
 async fn no_second_connection_before_the_first_one_says_its_protocol() {
-    let fake = h2_fake(Options {
-        connect_delay: Duration::from_millis(30),
-        ..Options::default()
-    });
-    fake.vault("kv1");
-    let client = client(&fake, Proxy::default(), 32);
+    let (fake, client) = vault_and_client(
+        Options {
+            connect_delay: Duration::from_millis(30),
+            ..both()
+        },
+        32,
+    );
     gets(&client, &fake, 20).await;
     assert_eq!(fake.connections(), 1);
 }
 
 #[tokio::test]
 async fn alpn_is_end_to_end_through_a_connect_proxy() {
-    let fake = h2_fake(Options::default());
+    let fake = FakeAzure::start_with(both());
     fake.vault("kv1");
     let proxy = ConnectProxy::start();
     let client = client(
@@ -153,7 +167,7 @@ async fn alpn_is_end_to_end_through_a_connect_proxy() {
 
 #[tokio::test]
 async fn no_proxy_is_read_from_the_settings() {
-    let fake = h2_fake(Options::default());
+    let fake = FakeAzure::start_with(both());
     fake.vault("kv1");
     let proxy = ConnectProxy::start();
     let client = client(
@@ -171,9 +185,7 @@ async fn no_proxy_is_read_from_the_settings() {
 
 #[tokio::test]
 async fn a_body_over_the_cap_is_refused() {
-    let fake = h2_fake(Options::default());
-    fake.vault("kv1");
-    let client = client(&fake, Proxy::default(), 32);
+    let (fake, client) = vault_and_client(both(), 32);
     let err = client
         .send(&Request::get(vault_url(&fake, 0)).max_body(16))
         .await
@@ -183,8 +195,8 @@ async fn a_body_over_the_cap_is_refused() {
 
 #[tokio::test]
 async fn an_untrusted_server_is_a_tls_error() {
-    let fake = h2_fake(Options::default());
-    let stranger = h2_fake(Options::default());
+    let fake = FakeAzure::start_with(both());
+    let stranger = FakeAzure::start_with(both());
     stranger.vault("kv1");
     let client = client(&fake, Proxy::default(), 32);
     let err = client
@@ -230,7 +242,7 @@ fn plain_http_only_to_local_managed_identity_endpoints() {
 #[tokio::test]
 async fn plain_http_never_goes_through_the_proxy() {
     let proxy = ConnectProxy::start();
-    let fake = h2_fake(Options::default());
+    let fake = FakeAzure::start_with(both());
     let client = client(
         &fake,
         Proxy {
