@@ -1,15 +1,22 @@
 //! Start-up benchmark: how long it takes to start a command with N Key Vault secrets in its
 //! environment, with kvrun and with the launchers a team would otherwise use, all in the same run,
 //! against the fake vault with injected latency on every new connection and every response
-//! (default 20 ms, as within an Azure region). `scripts/bench` installs the peers and runs this.
+//! (20 ms, as within an Azure region, then 5 ms and 1 ms). `scripts/bench` installs the peers and
+//! runs this.
 //!
 //! Launchers, each starting the same command (`sh -c` checking every value, then `exit 7`):
 //!
 //! - the command run directly with the values already in its environment (the floor);
-//! - kvrun, and kvrun `--sequential` (one request at a time);
+//! - kvrun (`--concurrency 32`, its default, pinned), and kvrun `--sequential` (one request at a
+//!   time);
 //! - `akv run` (crate `akv-cli` 1.0.0, installed by `scripts/bench` into `target/bench-tools/`);
 //! - the Node launcher of `benches/node-launcher/` (dotenv + `@azure/keyvault-secrets`, as the
 //!   Key Vault quickstart writes it), awaiting each `getSecret` in turn, and with `Promise.all`.
+//!
+//! The cases: every size of [`CASES`] at the first latency; N = 50 over two vaults at that latency
+//! against the fake offering only http/1.1 (kvrun only; otherwise the fake offers `h2` and
+//! `http/1.1` by ALPN, as Key Vault does); and some sizes (`KVRUN_BENCH_OTHER_SIZES`) at each
+//! further latency. The fake's latency and protocols are changed between cases, at run time.
 //!
 //! Every launcher reaches the fake the same way: as `https://benchN.vault.azure.net` and
 //! `login.microsoftonline.com`, through a loopback CONNECT proxy (`HTTPS_PROXY`; `NO_PROXY` empty)
@@ -27,8 +34,9 @@
 //!
 //! Settings (environment): `KVRUN_BENCH_RUNS` (runs per case, default 21),
 //! `KVRUN_BENCH_BUDGET_S` (fewer runs for a case whose first run shows it would take longer than
-//! this, default 10, at least `KVRUN_BENCH_MIN_RUNS`, default 3), `KVRUN_BENCH_LATENCY_MS`
-//! (default 20), `KVRUN_BENCH_SIZES` (e.g. `0,50`; default `0,1,10,50,200,1000`),
+//! this, default 10, at least `KVRUN_BENCH_MIN_RUNS`, default 3), `KVRUN_BENCH_LATENCIES_MS`
+//! (default `20,5,1`), `KVRUN_BENCH_SIZES` (at the first latency, e.g. `0,50`; default
+//! `0,1,10,50,200,1000`), `KVRUN_BENCH_OTHER_SIZES` (at each further latency, default `50,1000`),
 //! `KVRUN_BENCH_AKV` (default `target/bench-tools/bin/akv`), `KVRUN_BENCH_NODE` (default `node`),
 //! `KVRUN_BENCH_LAUNCHERS` (some of `direct,kvrun,sequential,akv,node-each,node-all`; default all),
 //! `KVRUN_BENCH_VERBOSE=1` (kvrun with `-v`; shows its timing line for each case),
@@ -43,6 +51,7 @@
 )]
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -62,6 +71,10 @@ const CASES: [(usize, usize); 6] = [(0, 1), (1, 1), (10, 1), (50, 2), (200, 2), 
 const CHECKED: i32 = 7;
 /// A run that has not finished after this long is killed and fails the benchmark.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+/// The case measured against the fake offering only http/1.1 (at the first latency).
+const HTTP1_CASE: (usize, usize) = (50, 2);
+/// kvrun's `--concurrency` (its default, pinned so that the N = 1000 target means the same).
+const CONCURRENCY: &str = "32";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Launcher {
@@ -107,12 +120,51 @@ impl Launcher {
     }
 }
 
+/// One row of the report: a size of [`CASES`], and how the fake behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Row {
+    /// Injected per new connection and per response.
+    latency: Duration,
+    /// The fake offers only `http/1.1` (otherwise `h2` and `http/1.1`).
+    http1_only: bool,
+    n: usize,
+    vaults: usize,
+}
+
+impl Row {
+    /// The row of size `n` of [`CASES`].
+    fn of(latency_ms: u64, http1_only: bool, n: usize) -> Row {
+        let vaults = CASES
+            .iter()
+            .find_map(|&(size, vaults)| (size == n).then_some(vaults))
+            .expect("a size of CASES");
+        Row {
+            latency: Duration::from_millis(latency_ms),
+            http1_only,
+            n,
+            vaults,
+        }
+    }
+
+    /// `20 ms` or `20 ms, http/1.1-only fake`.
+    fn network(self) -> String {
+        let ms = self.latency.as_millis();
+        if self.http1_only {
+            format!("{ms} ms, http/1.1-only fake")
+        } else {
+            format!("{ms} ms")
+        }
+    }
+}
+
 struct Settings {
     runs: usize,
     min_runs: usize,
     budget: Duration,
-    latency: Duration,
+    /// The first measures `sizes` (and [`HTTP1_CASE`]), each further one `other_sizes`.
+    latencies: Vec<Duration>,
     sizes: Vec<usize>,
+    other_sizes: Vec<usize>,
     launchers: Vec<Launcher>,
     kvrun: PathBuf,
     akv: PathBuf,
@@ -130,26 +182,54 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The sizes listed in the setting `name` (each one of [`CASES`]), or `default`.
+fn sizes(name: &str, default: &[usize]) -> Result<Vec<usize>, String> {
+    let Ok(list) = std::env::var(name) else {
+        return Ok(default.to_vec());
+    };
+    list.split(',')
+        .map(|n| {
+            let n = n
+                .trim()
+                .parse::<usize>()
+                .map_err(|e| format!("{name}: {e}"))?;
+            if CASES.iter().any(|&(size, _)| size == n) {
+                Ok(n)
+            } else {
+                Err(format!("{name}: {n} is not one of {CASES:?}"))
+            }
+        })
+        .collect()
+}
+
+/// `KVRUN_BENCH_LATENCIES_MS`: distinct latencies, the first measured most.
+fn latencies() -> Result<Vec<Duration>, String> {
+    if std::env::var_os("KVRUN_BENCH_LATENCY_MS").is_some() {
+        return Err(
+            "KVRUN_BENCH_LATENCY_MS is now KVRUN_BENCH_LATENCIES_MS (a list, e.g. 20 or 20,5,1)"
+                .into(),
+        );
+    }
+    let list = std::env::var("KVRUN_BENCH_LATENCIES_MS").unwrap_or_else(|_| "20,5,1".into());
+    let mut latencies: Vec<Duration> = Vec::new();
+    for ms in list.split(',') {
+        let ms = ms
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| format!("KVRUN_BENCH_LATENCIES_MS: '{ms}': {e}"))?;
+        let latency = Duration::from_millis(ms);
+        if latencies.contains(&latency) {
+            return Err(format!("KVRUN_BENCH_LATENCIES_MS: {ms} is listed twice"));
+        }
+        latencies.push(latency);
+    }
+    Ok(latencies)
+}
+
 impl Settings {
     fn from_env() -> Result<Settings, String> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let sizes = match std::env::var("KVRUN_BENCH_SIZES") {
-            Ok(list) => list
-                .split(',')
-                .map(|n| {
-                    let n = n
-                        .trim()
-                        .parse::<usize>()
-                        .map_err(|e| format!("KVRUN_BENCH_SIZES: {e}"))?;
-                    if CASES.iter().any(|&(size, _)| size == n) {
-                        Ok(n)
-                    } else {
-                        Err(format!("KVRUN_BENCH_SIZES: {n} is not one of {CASES:?}"))
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-            Err(_) => CASES.iter().map(|&(n, _)| n).collect(),
-        };
+        let all: Vec<usize> = CASES.iter().map(|&(n, _)| n).collect();
         let launchers = match std::env::var("KVRUN_BENCH_LAUNCHERS") {
             Ok(list) => list
                 .split(',')
@@ -174,8 +254,9 @@ impl Settings {
                 .unwrap_or(3)
                 .clamp(1, runs),
             budget: Duration::from_secs(setting("KVRUN_BENCH_BUDGET_S", 10)),
-            latency: Duration::from_millis(setting("KVRUN_BENCH_LATENCY_MS", 20)),
-            sizes,
+            latencies: latencies()?,
+            sizes: sizes("KVRUN_BENCH_SIZES", &all)?,
+            other_sizes: sizes("KVRUN_BENCH_OTHER_SIZES", &[50, 1000])?,
             launchers,
             kvrun: PathBuf::from(env!("CARGO_BIN_EXE_kvrun")),
             akv: std::env::var_os("KVRUN_BENCH_AKV")
@@ -199,6 +280,40 @@ impl Settings {
             ));
         }
         Ok(settings)
+    }
+
+    /// Every row this run measures, in order, with its launchers: every size at the first
+    /// latency, then [`HTTP1_CASE`] against the http/1.1-only fake (kvrun only), then the other
+    /// sizes at each further latency.
+    fn rows(&self) -> Vec<(Row, Vec<Launcher>)> {
+        let mut rows = Vec::new();
+        for (i, &latency) in self.latencies.iter().enumerate() {
+            let sizes = if i == 0 {
+                &self.sizes
+            } else {
+                &self.other_sizes
+            };
+            for &(n, vaults) in CASES.iter().filter(|(n, _)| sizes.contains(n)) {
+                let row = Row {
+                    latency,
+                    http1_only: false,
+                    n,
+                    vaults,
+                };
+                rows.push((row, self.launchers.clone()));
+            }
+            if i == 0 && self.launchers.contains(&Launcher::Kvrun) {
+                let (n, vaults) = HTTP1_CASE;
+                let row = Row {
+                    latency,
+                    http1_only: true,
+                    n,
+                    vaults,
+                };
+                rows.push((row, vec![Launcher::Kvrun]));
+            }
+        }
+        rows
     }
 }
 
@@ -328,11 +443,12 @@ impl World {
                 let mut c = Command::new(&settings.kvrun);
                 if launcher == Launcher::KvrunSequential {
                     c.arg("--sequential");
+                } else {
+                    c.args(["--concurrency", CONCURRENCY]);
                 }
                 if settings.verbose {
                     c.arg("-v");
                 }
-
                 c.arg("--");
                 c
             }
@@ -389,12 +505,14 @@ struct Stats {
     connections: usize,
 }
 
-/// Runs `launcher` on `case` until it has enough samples: `settings.runs`, or fewer (at least
-/// `settings.min_runs`) when the first run shows they would take longer than the budget.
+/// Runs `launcher` on `case` (on the fake as `row` describes it) until it has enough samples:
+/// `settings.runs`, or fewer (at least `settings.min_runs`) when the first run shows they would
+/// take longer than the budget.
 fn measure(
     world: &World,
     settings: &Settings,
     launcher: Launcher,
+    row: Row,
     case: &Case,
 ) -> Result<Stats, String> {
     let stderr_path = world.dir.path().join("stderr.log");
@@ -407,7 +525,14 @@ fn measure(
             std::fs::File::create(&stderr_path).map_err(|e| format!("stderr file: {e}"))?;
         let command = world.command(settings, launcher, case);
         let sample = process::run_measured(&command, &world.dir.path().join("sample"), stderr)
-            .map_err(|e| format!("{}, N={}: cannot run: {e}", launcher.label(), case.n))?;
+            .map_err(|e| {
+                format!(
+                    "{}, N={} at {}: cannot run: {e}",
+                    launcher.label(),
+                    case.n,
+                    row.network()
+                )
+            })?;
         requests = world.fake.request_count() - before.0;
         connections = world.fake.connections() - before.1;
         if sample.exit != CHECKED {
@@ -428,10 +553,11 @@ fn measure(
                 code => format!("exit code {code}"),
             };
             return Err(format!(
-                "{}, N={} over {} vault(s), run {}: expected exit {CHECKED}, got {}: {why}\n--- its stderr (end) ---\n{tail}",
+                "{}, N={} over {} vault(s) at {}, run {}: expected exit {CHECKED}, got {}: {why}\n--- its stderr (end) ---\n{tail}",
                 launcher.label(),
                 case.n,
                 case.vaults,
+                row.network(),
                 samples.len() + 1,
                 sample.exit,
             ));
@@ -680,7 +806,7 @@ fn version(program: &OsString, args: &[&str]) -> String {
         )
 }
 
-type Results = BTreeMap<(usize, Launcher), Stats>;
+type Results = BTreeMap<(Row, Launcher), Stats>;
 
 fn main() -> ExitCode {
     if let Some(code) = process::helper() {
@@ -696,25 +822,48 @@ fn main() -> ExitCode {
     }
 }
 
+/// `20, 5 and 1 ms`.
+fn latency_list(latencies: &[Duration]) -> String {
+    let ms: Vec<String> = latencies
+        .iter()
+        .map(|l| l.as_millis().to_string())
+        .collect();
+    match ms.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last} ms", rest.join(", ")),
+        _ => format!("{} ms", ms.join("")),
+    }
+}
+
 fn run() -> Result<(), String> {
     let settings = Settings::from_env()?;
-    let world = World::start(settings.latency)?;
+    let world = World::start(settings.latencies[0])?;
     let tag = format!("v{:x}", std::process::id() ^ 0x5eed);
     let node_version = version(&settings.node, &["--version"]);
     let akv_version = version(&settings.akv.clone().into_os_string(), &["--version"]);
     eprintln!(
-        "kvrun start-up benchmark: {} ms per new connection and per response; {}; akv: {akv_version}; node: {node_version}",
-        settings.latency.as_millis(),
+        "kvrun start-up benchmark: {} per new connection and per response; {}; akv: {akv_version}; node: {node_version}",
+        latency_list(&settings.latencies),
         machine(),
     );
 
+    let rows = settings.rows();
+    let mut cases: BTreeMap<usize, Case> = BTreeMap::new();
+    for (row, _) in &rows {
+        if let Entry::Vacant(entry) = cases.entry(row.n) {
+            entry.insert(world.case(row.n, row.vaults, &tag)?);
+        }
+    }
     let mut results = Results::new();
-    for &(n, vaults) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
-        let case = world.case(n, vaults, &tag)?;
-        for &launcher in &settings.launchers {
-            let stats = measure(&world, &settings, launcher, &case)?;
+    for (row, launchers) in &rows {
+        world.fake.set_delays(row.latency, row.latency);
+        world.fake.set_http1_only(row.http1_only);
+        let case = &cases[&row.n];
+        for &launcher in launchers {
+            let stats = measure(&world, &settings, launcher, *row, case)?;
             eprintln!(
-                "  N={n:<4} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB",
+                "  N={:<4} {:<24} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB",
+                row.n,
+                row.network(),
                 launcher.label(),
                 stats.runs,
                 time(stats.median),
@@ -725,9 +874,10 @@ fn run() -> Result<(), String> {
             if let Some(line) = &stats.timing {
                 eprintln!("      {line}");
             }
-            results.insert((n, launcher), stats);
+            results.insert((*row, launcher), stats);
         }
     }
+    world.fake.set_http1_only(false);
     let refused = world.proxy.refused();
     if !refused.is_empty() {
         return Err(format!(
@@ -735,15 +885,24 @@ fn run() -> Result<(), String> {
         ));
     }
     let binary = std::fs::metadata(&settings.kvrun).map_or(0, |m| m.len());
+    let rows: Vec<Row> = rows.iter().map(|&(row, _)| row).collect();
     print!(
         "{}",
-        report(&settings, &results, binary, &akv_version, &node_version)
+        report(
+            &settings,
+            &rows,
+            &results,
+            binary,
+            &akv_version,
+            &node_version
+        )
     );
     Ok(())
 }
 
 fn report(
     settings: &Settings,
+    rows: &[Row],
     results: &Results,
     binary: u64,
     akv_version: &str,
@@ -751,32 +910,31 @@ fn report(
 ) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let get = |n: usize, l: Launcher| results.get(&(n, l));
-    let ratio = |n: usize, peer: Launcher| match (get(n, Launcher::Kvrun), get(n, peer)) {
+    let get = |row: Row, l: Launcher| results.get(&(row, l));
+    let ratio = |row: Row, peer: Launcher| match (get(row, Launcher::Kvrun), get(row, peer)) {
         (Some(k), Some(p)) => format!("{:.3}", ms(k.median) / ms(p.median)),
         _ => String::new(),
     };
     let _ = writeln!(
         w,
-        "Medians of wall time, spawn to exit; {} ms injected per new connection and per response; {}; akv-cli {}, Node {node_version}. Runs per cell in parentheses.\n",
-        settings.latency.as_millis(),
+        "Medians of wall time, spawn to exit; the latency is injected per new connection and per response, and the fake offers h2 and http/1.1 unless marked; {}; akv-cli {}, Node {node_version}. Runs per cell in parentheses.\n",
         machine(),
         akv_version.trim_start_matches("akv "),
     );
-    let _ = write!(w, "| N (vaults) |");
+    let _ = write!(w, "| latency | N (vaults) |");
     for l in Launcher::ALL {
         let _ = write!(w, " {} |", l.label());
     }
     let _ = writeln!(w, " kvrun/akv | kvrun/Node each | kvrun/Node all |");
     let _ = writeln!(
         w,
-        "|---|{}---:|---:|---:|",
+        "|---|---|{}---:|---:|---:|",
         "---:|".repeat(Launcher::ALL.len())
     );
-    for &(n, vaults) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
-        let _ = write!(w, "| {n} ({vaults}) |");
+    for &row in rows {
+        let _ = write!(w, "| {} | {} ({}) |", row.network(), row.n, row.vaults);
         for l in Launcher::ALL {
-            match get(n, l) {
+            match get(row, l) {
                 Some(s) => {
                     let _ = write!(w, " {} ({}) |", time(s.median), s.runs);
                 }
@@ -788,58 +946,71 @@ fn report(
         let _ = writeln!(
             w,
             " {} | {} | {} |",
-            ratio(n, Launcher::Akv),
-            ratio(n, Launcher::NodeEach),
-            ratio(n, Launcher::NodeAll)
+            ratio(row, Launcher::Akv),
+            ratio(row, Launcher::NodeEach),
+            ratio(row, Launcher::NodeAll)
         );
     }
+    let launchers = &Launcher::ALL[1..];
     launcher_table(
         w,
-        settings,
+        rows,
         results,
+        launchers,
         "Peak RSS (largest `ru_maxrss` of any run, MB = 10^6 bytes)",
         |s| format!("{:.1}", megabytes(s.max_rss_kib)),
     );
     launcher_table(
         w,
-        settings,
+        rows,
         results,
+        launchers,
         "Requests / connections per run (the last run's; vaults and token endpoint, through the proxy)",
         |s| format!("{} / {}", s.requests, s.connections),
     );
-    out.push_str(&targets(results, binary));
+    out.push_str(&targets(settings, results, binary));
     out
 }
 
-/// A table of one figure per size and launcher (every launcher but the command run directly).
+/// A table of one figure per row and launcher (rows with none of `launchers` left out).
 fn launcher_table(
     w: &mut String,
-    settings: &Settings,
+    rows: &[Row],
     results: &Results,
+    launchers: &[Launcher],
     title: &str,
     cell: impl Fn(&Stats) -> String,
 ) {
     let _ = writeln!(w, "\n{title}:\n");
-    let _ = write!(w, "| N |");
-    for l in &Launcher::ALL[1..] {
+    let _ = write!(w, "| latency | N |");
+    for l in launchers {
         let _ = write!(w, " {} |", l.label());
     }
-    let _ = writeln!(w, "\n|---|{}", "---:|".repeat(Launcher::ALL.len() - 1));
-    for &(n, _) in CASES.iter().filter(|(n, _)| settings.sizes.contains(n)) {
-        let _ = write!(w, "| {n} |");
-        for &l in &Launcher::ALL[1..] {
-            let text = results.get(&(n, l)).map_or_else(String::new, &cell);
-            let _ = write!(w, " {text} |");
+    let _ = writeln!(w, "\n|---|---|{}", "---:|".repeat(launchers.len()));
+    for &row in rows {
+        let cells: Vec<String> = launchers
+            .iter()
+            .map(|&l| results.get(&(row, l)).map_or_else(String::new, &cell))
+            .collect();
+        if cells.iter().all(String::is_empty) {
+            continue;
         }
-        let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} |",
+            row.network(),
+            row.n,
+            cells.join(" | ")
+        );
     }
 }
 
-/// The issue's targets, each met or missed, from the results.
-fn targets(results: &Results, binary: u64) -> String {
+/// The issue's targets, each met or missed, from the results at the first latency.
+fn targets(settings: &Settings, results: &Results, binary: u64) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let get = |n: usize, l: Launcher| results.get(&(n, l));
+    let latency = u64::try_from(settings.latencies[0].as_millis()).unwrap_or(u64::MAX);
+    let get = |n: usize, l: Launcher| results.get(&(Row::of(latency, false, n), l));
     let _ = writeln!(w, "\nTargets (issue 7):\n");
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let median = |n, l| get(n, l).map(|s| ms(s.median));
