@@ -30,7 +30,9 @@
 //! launcher must pass that exit code on. A wrong value, a failed launcher or a missing peer fails
 //! the benchmark (exit 1) with the reason; nothing is skipped. Wall time is measured from spawn to
 //! exit; peak RSS is the child's `ru_maxrss` from `wait4` (the launcher, or anything it waited
-//! for: the stand-in `az`, the command; kvrun's includes the command it execs into).
+//! for: the stand-in `az`, the command; kvrun's includes the command it execs into). Connections
+//! are what the fake saw during the run (so through the proxy, every launcher alike): TLS sessions
+//! by negotiated protocol, and TCP connections.
 //!
 //! Settings (environment): `KVRUN_BENCH_RUNS` (runs per case, default 21),
 //! `KVRUN_BENCH_BUDGET_S` (fewer runs for a case whose first run shows it would take longer than
@@ -58,7 +60,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use kvrun_fake::{ConnectProxy, DEFAULT_TENANT, FakeAzure, Options};
+use kvrun_fake::{ConnectProxy, DEFAULT_TENANT, FakeAzure, Options, TlsSessions};
 
 /// The resource the vaults' challenges name (the public cloud's), so that the peers' challenge
 /// checks (host must end with `.vault.azure.net`) pass.
@@ -499,10 +501,53 @@ struct Stats {
     max_rss_kib: u64,
     /// kvrun's `-v` timing line of the last run (`KVRUN_BENCH_VERBOSE=1`).
     timing: Option<String>,
-    /// What the last run asked of the fake: HTTP requests (vaults and token endpoint) and TCP
-    /// connections (through the proxy).
+    /// Medians per run of what the fake saw: HTTP requests (vaults and token endpoint), TCP
+    /// connections (each tunnel through the proxy is one).
     requests: usize,
-    connections: usize,
+    tcp: usize,
+    /// TLS sessions by protocol, of the run with the median number of them.
+    tls: TlsSessions,
+}
+
+/// What the fake has counted so far: (requests, TCP connections, TLS sessions).
+type Counts = (usize, usize, TlsSessions);
+
+/// The fake's counts once they have stopped changing (for 2 ms, waiting at most 100 ms): a
+/// launcher that has just exited may leave a handshake or a request that the fake has not
+/// finished counting, which would otherwise be counted in the next run.
+fn settled_counts(fake: &FakeAzure) -> Counts {
+    let read = || {
+        (
+            fake.request_count(),
+            fake.connections(),
+            fake.tls_sessions(),
+        )
+    };
+    let mut counts = read();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(2));
+        let now = read();
+        if now == counts {
+            break;
+        }
+        counts = now;
+    }
+    counts
+}
+
+/// One run's figures.
+struct RunResult {
+    sample: process::Sample,
+    requests: usize,
+    tcp: usize,
+    tls: TlsSessions,
+}
+
+/// The element with the median `key` (the upper one of an even count); `items` is not empty.
+fn median_by<T, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> &T {
+    let mut sorted: Vec<&T> = items.iter().collect();
+    sorted.sort_by_key(|&item| key(item));
+    sorted[sorted.len() / 2]
 }
 
 /// Runs `launcher` on `case` (on the fake as `row` describes it) until it has enough samples:
@@ -516,81 +561,102 @@ fn measure(
     case: &Case,
 ) -> Result<Stats, String> {
     let stderr_path = world.dir.path().join("stderr.log");
-    let mut samples: Vec<process::Sample> = Vec::new();
+    let what = || {
+        format!(
+            "{}, N={} over {} vault(s) at {}",
+            launcher.label(),
+            case.n,
+            case.vaults,
+            row.network()
+        )
+    };
+    let mut runs: Vec<RunResult> = Vec::new();
     let mut wanted = settings.runs;
-    let (mut requests, mut connections) = (0, 0);
-    while samples.len() < wanted {
-        let before = (world.fake.request_count(), world.fake.connections());
-        let stderr =
+    let mut stderr = String::new();
+    let mut counts = settled_counts(&world.fake);
+    while runs.len() < wanted {
+        let before = counts;
+        let stderr_file =
             std::fs::File::create(&stderr_path).map_err(|e| format!("stderr file: {e}"))?;
         let command = world.command(settings, launcher, case);
-        let sample = process::run_measured(&command, &world.dir.path().join("sample"), stderr)
-            .map_err(|e| {
-                format!(
-                    "{}, N={} at {}: cannot run: {e}",
-                    launcher.label(),
-                    case.n,
-                    row.network()
-                )
-            })?;
-        requests = world.fake.request_count() - before.0;
-        connections = world.fake.connections() - before.1;
+        let sample = process::run_measured(&command, &world.dir.path().join("sample"), stderr_file)
+            .map_err(|e| format!("{}: cannot run: {e}", what()))?;
+        let after = settled_counts(&world.fake);
+        counts = after;
+        stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         if sample.exit != CHECKED {
-            let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            let tail: String = stderr
-                .chars()
-                .rev()
-                .take(3000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            let why = match sample.exit {
-                1 => "the command did not get the right values".to_owned(),
-                code if code > 128 => {
-                    format!("killed by signal {} (timeout {RUN_TIMEOUT:?}?)", code - 128)
-                }
-                code => format!("exit code {code}"),
-            };
             return Err(format!(
-                "{}, N={} over {} vault(s) at {}, run {}: expected exit {CHECKED}, got {}: {why}\n--- its stderr (end) ---\n{tail}",
-                launcher.label(),
-                case.n,
-                case.vaults,
-                row.network(),
-                samples.len() + 1,
-                sample.exit,
+                "{}, run {}: {}",
+                what(),
+                runs.len() + 1,
+                failure(sample.exit, &stderr)
             ));
         }
-        if samples.is_empty() && !sample.wall.is_zero() {
+        if runs.is_empty() && !sample.wall.is_zero() {
             let affordable = settings.budget.as_nanos() / sample.wall.as_nanos();
             wanted = usize::try_from(affordable)
                 .unwrap_or(usize::MAX)
                 .clamp(settings.min_runs, settings.runs);
         }
-        samples.push(sample);
+        runs.push(RunResult {
+            sample,
+            requests: after.0 - before.0,
+            tcp: after.1 - before.1,
+            tls: TlsSessions {
+                h2: after.2.h2 - before.2.h2,
+                http1: after.2.http1 - before.2.http1,
+            },
+        });
     }
     let timing = settings
         .verbose
-        .then(|| std::fs::read_to_string(&stderr_path).unwrap_or_default())
-        .and_then(|stderr| {
+        .then(|| {
             stderr
                 .lines()
                 .find(|l| l.contains("time: "))
                 .map(|l| l.trim().to_owned())
-        });
-    let mut times: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
-    times.sort();
-    Ok(Stats {
-        runs: times.len(),
-        median: times[times.len() / 2],
-        min: times[0],
-        max: times[times.len() - 1],
-        max_rss_kib: samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0),
-        timing,
-        requests,
-        connections,
-    })
+        })
+        .flatten();
+    Ok(Stats::of(&runs, timing))
+}
+
+/// Why a run that did not exit [`CHECKED`] failed, with the end of its stderr.
+fn failure(exit: i32, stderr: &str) -> String {
+    let tail: String = stderr
+        .chars()
+        .rev()
+        .take(3000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let why = match exit {
+        1 => "the command did not get the right values".to_owned(),
+        code if code > 128 => {
+            format!("killed by signal {} (timeout {RUN_TIMEOUT:?}?)", code - 128)
+        }
+        code => format!("exit code {code}"),
+    };
+    format!("expected exit {CHECKED}, got {exit}: {why}\n--- its stderr (end) ---\n{tail}")
+}
+
+impl Stats {
+    /// The statistics of `runs` (not empty).
+    fn of(runs: &[RunResult], timing: Option<String>) -> Stats {
+        let mut times: Vec<Duration> = runs.iter().map(|r| r.sample.wall).collect();
+        times.sort();
+        Stats {
+            runs: times.len(),
+            median: times[times.len() / 2],
+            min: times[0],
+            max: times[times.len() - 1],
+            max_rss_kib: runs.iter().map(|r| r.sample.max_rss_kib).max().unwrap_or(0),
+            timing,
+            requests: median_by(runs, |r| r.requests).requests,
+            tcp: median_by(runs, |r| r.tcp).tcp,
+            tls: median_by(runs, |r| (r.tls.h2 + r.tls.http1, r.tls.h2)).tls,
+        }
+    }
 }
 
 /// Spawning a child and reaping it with `wait4`, for its peak RSS.
@@ -861,7 +927,7 @@ fn run() -> Result<(), String> {
         for &launcher in launchers {
             let stats = measure(&world, &settings, launcher, *row, case)?;
             eprintln!(
-                "  N={:<4} {:<24} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB",
+                "  N={:<4} {:<24} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB  {}",
                 row.n,
                 row.network(),
                 launcher.label(),
@@ -870,6 +936,7 @@ fn run() -> Result<(), String> {
                 time(stats.min),
                 time(stats.max),
                 megabytes(stats.max_rss_kib),
+                sessions(&stats),
             );
             if let Some(line) = &stats.timing {
                 eprintln!("      {line}");
@@ -898,6 +965,22 @@ fn run() -> Result<(), String> {
         )
     );
     Ok(())
+}
+
+/// The TLS sessions of a run by protocol (`2 h2`, `50 h1`, `2 h2 + 1 h1`), with the TCP count
+/// where it differs (a connection that never completed its handshake).
+fn sessions(s: &Stats) -> String {
+    let TlsSessions { h2, http1 } = s.tls;
+    let mut text = match (h2, http1) {
+        (0, 0) => "0".to_owned(),
+        (h2, 0) => format!("{h2} h2"),
+        (0, h1) => format!("{h1} h1"),
+        (h2, h1) => format!("{h2} h2 + {h1} h1"),
+    };
+    if s.tcp != h2 + http1 {
+        let _ = write!(text, " ({} TCP)", s.tcp);
+    }
+    text
 }
 
 fn report(
@@ -965,8 +1048,8 @@ fn report(
         rows,
         results,
         launchers,
-        "Requests / connections per run (the last run's; vaults and token endpoint, through the proxy)",
-        |s| format!("{} / {}", s.requests, s.connections),
+        "Requests / connections per run (medians of what the fake saw, through the proxy: HTTP requests to the vaults and the token endpoint / TLS sessions by negotiated protocol, and TCP connections in parentheses where they differ)",
+        |s| format!("{} / {}", s.requests, sessions(s)),
     );
     out.push_str(&targets(settings, results, binary));
     out
