@@ -32,7 +32,10 @@
 //! exit; peak RSS is the child's `ru_maxrss` from `wait4` (the launcher, or anything it waited
 //! for: the stand-in `az`, the command; kvrun's includes the command it execs into). Connections
 //! are what the fake saw during the run (so through the proxy, every launcher alike): TLS sessions
-//! by negotiated protocol, and TCP connections.
+//! by negotiated protocol, and TCP connections. kvrun's own CPU time is the figure of its timing
+//! line (`src/resolve/timing.rs`: CPU before the resolution — process start, sources, plan — and
+//! during it), which every kvrun run prints: kvrun runs with `KVRUN_LOG` enabling that one line
+//! ([`TIMING_LOG`]), not with `-v`, whose line per GET would cost CPU itself.
 //!
 //! Settings (environment): `KVRUN_BENCH_RUNS` (runs per case, default 21),
 //! `KVRUN_BENCH_BUDGET_S` (fewer runs for a case whose first run shows it would take longer than
@@ -41,8 +44,9 @@
 //! `0,1,10,50,200,1000`), `KVRUN_BENCH_OTHER_SIZES` (at each further latency, default `50,1000`),
 //! `KVRUN_BENCH_AKV` (default `target/bench-tools/bin/akv`), `KVRUN_BENCH_NODE` (default `node`),
 //! `KVRUN_BENCH_LAUNCHERS` (some of `direct,kvrun,sequential,akv,node-each,node-all`; default all),
-//! `KVRUN_BENCH_VERBOSE=1` (kvrun with `-v`; shows its timing line for each case),
-//! `KVRUN_BENCH_CERT_DIR` (also trust this directory, e.g. `/etc/ssl/certs`, through
+//! `KVRUN_BENCH_TIMING=0` (kvrun without its timing line: no CPU figures; to check that printing
+//! it costs nothing measurable), `KVRUN_BENCH_VERBOSE=1` (shows kvrun's timing line of the last run
+//! of each case), `KVRUN_BENCH_CERT_DIR` (also trust this directory, e.g. `/etc/ssl/certs`, through
 //! `SSL_CERT_DIR`: every launcher built on rustls then loads a trust store the size of a real
 //! container's, as it does when neither `SSL_CERT_FILE` nor `SSL_CERT_DIR` is set).
 //! Prints progress on stderr and a markdown report on stdout.
@@ -77,6 +81,11 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 const HTTP1_CASE: (usize, usize) = (50, 2);
 /// kvrun's `--concurrency` (its default, pinned so that the N = 1000 target means the same).
 const CONCURRENCY: &str = "32";
+/// The `KVRUN_LOG` filter every kvrun run gets (unless `KVRUN_BENCH_TIMING=0`): kvrun's default
+/// (`warn`), and `info` for the one module whose only `info` event is the timing line. A
+/// directive for a module that no longer exists enables nothing: the benchmark then fails, as it
+/// finds no timing line.
+const TIMING_LOG: &str = "kvrun=warn,kvrun::resolve::timing=info";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Launcher {
@@ -172,8 +181,10 @@ struct Settings {
     akv: PathBuf,
     node: OsString,
     node_launcher: PathBuf,
-    /// `KVRUN_BENCH_VERBOSE=1`: kvrun runs with `-v`, and the timing line of its last run in
-    /// each case is shown.
+    /// kvrun prints its timing line ([`TIMING_LOG`]), for its CPU time (`KVRUN_BENCH_TIMING`,
+    /// default on).
+    timing: bool,
+    /// `KVRUN_BENCH_VERBOSE=1`: the timing line of kvrun's last run in each case is shown.
     verbose: bool,
 }
 
@@ -265,6 +276,7 @@ impl Settings {
                 .map_or_else(|| root.join("target/bench-tools/bin/akv"), PathBuf::from),
             node: std::env::var_os("KVRUN_BENCH_NODE").unwrap_or_else(|| "node".into()),
             node_launcher: root.join("benches/node-launcher/launch.js"),
+            timing: setting("KVRUN_BENCH_TIMING", 1) != 0,
             verbose: setting("KVRUN_BENCH_VERBOSE", 0) == 1,
         };
         if settings.launchers.contains(&Launcher::Akv) && !settings.akv.is_file() {
@@ -448,9 +460,6 @@ impl World {
                 } else {
                     c.args(["--concurrency", CONCURRENCY]);
                 }
-                if settings.verbose {
-                    c.arg("-v");
-                }
                 c.arg("--");
                 c
             }
@@ -472,6 +481,9 @@ impl World {
         command
             .env_clear()
             .envs(self.base_env.iter().map(|(k, v)| (k, v)));
+        if settings.timing && matches!(launcher, Launcher::Kvrun | Launcher::KvrunSequential) {
+            command.env("KVRUN_LOG", TIMING_LOG);
+        }
         if launcher == Launcher::Direct {
             // The floor: the command with its values already in its environment.
             command
@@ -499,7 +511,7 @@ struct Stats {
     max: Duration,
     /// The largest peak RSS of any run, KiB.
     max_rss_kib: u64,
-    /// kvrun's `-v` timing line of the last run (`KVRUN_BENCH_VERBOSE=1`).
+    /// kvrun's timing line of the last run (`KVRUN_BENCH_VERBOSE=1`).
     timing: Option<String>,
     /// Medians per run of what the fake saw: HTTP requests (vaults and token endpoint), TCP
     /// connections (each tunnel through the proxy is one).
@@ -507,6 +519,44 @@ struct Stats {
     tcp: usize,
     /// TLS sessions by protocol, of the run with the median number of them.
     tls: TlsSessions,
+    /// kvrun's own CPU time, of the run with the median total (kvrun with its timing line, and
+    /// N > 0: without references it resolves nothing and prints no timing line).
+    cpu: Option<KvrunCpu>,
+}
+
+/// kvrun's CPU time in one run, from its timing line.
+#[derive(Clone, Copy, Debug)]
+struct KvrunCpu {
+    /// Before the resolution: process start, reading the sources, planning.
+    before: Duration,
+    /// During the resolution (runtime, TLS, requests), up to the timing line.
+    during: Duration,
+}
+
+impl KvrunCpu {
+    fn total(self) -> Duration {
+        self.before + self.during
+    }
+
+    /// The CPU figures of the timing line in `stderr` (its last one), which reads
+    /// `time: total …; CPU 6.2 ms (+2.9 ms before: start, sources, plan)[; peak RSS …]`.
+    fn parse(stderr: &str) -> Option<KvrunCpu> {
+        let line = stderr.lines().rev().find(|l| l.contains("time: "))?;
+        let (_, cpu) = line.rsplit_once("; CPU ")?;
+        let (during, rest) = cpu.split_once(" ms")?;
+        let (before, _) = rest
+            .trim_start()
+            .strip_prefix("(+")?
+            .split_once(" ms before")?;
+        let ms = |text: &str| {
+            let ms = text.trim().parse::<f64>().ok()?;
+            Duration::try_from_secs_f64(ms / 1000.0).ok()
+        };
+        Some(KvrunCpu {
+            before: ms(before)?,
+            during: ms(during)?,
+        })
+    }
 }
 
 /// What the fake has counted so far: (requests, TCP connections, TLS sessions).
@@ -541,6 +591,7 @@ struct RunResult {
     requests: usize,
     tcp: usize,
     tls: TlsSessions,
+    cpu: Option<KvrunCpu>,
 }
 
 /// The element with the median `key` (the upper one of an even count); `items` is not empty.
@@ -570,6 +621,9 @@ fn measure(
             row.network()
         )
     };
+    let wants_cpu = settings.timing
+        && case.n > 0
+        && matches!(launcher, Launcher::Kvrun | Launcher::KvrunSequential);
     let mut runs: Vec<RunResult> = Vec::new();
     let mut wanted = settings.runs;
     let mut stderr = String::new();
@@ -592,6 +646,17 @@ fn measure(
                 failure(sample.exit, &stderr)
             ));
         }
+        let cpu = if wants_cpu {
+            Some(KvrunCpu::parse(&stderr).ok_or_else(|| {
+                format!(
+                    "{}, run {}: no CPU figures in kvrun's timing line (KVRUN_LOG={TIMING_LOG}; has src/resolve/timing.rs moved or changed its line?)\n--- its stderr ---\n{stderr}",
+                    what(),
+                    runs.len() + 1,
+                )
+            })?)
+        } else {
+            None
+        };
         if runs.is_empty() && !sample.wall.is_zero() {
             let affordable = settings.budget.as_nanos() / sample.wall.as_nanos();
             wanted = usize::try_from(affordable)
@@ -606,6 +671,7 @@ fn measure(
                 h2: after.2.h2 - before.2.h2,
                 http1: after.2.http1 - before.2.http1,
             },
+            cpu,
         });
     }
     let timing = settings
@@ -645,6 +711,7 @@ impl Stats {
     fn of(runs: &[RunResult], timing: Option<String>) -> Stats {
         let mut times: Vec<Duration> = runs.iter().map(|r| r.sample.wall).collect();
         times.sort();
+        let cpus: Vec<KvrunCpu> = runs.iter().filter_map(|r| r.cpu).collect();
         Stats {
             runs: times.len(),
             median: times[times.len() / 2],
@@ -655,6 +722,7 @@ impl Stats {
             requests: median_by(runs, |r| r.requests).requests,
             tcp: median_by(runs, |r| r.tcp).tcp,
             tls: median_by(runs, |r| (r.tls.h2 + r.tls.http1, r.tls.h2)).tls,
+            cpu: (!cpus.is_empty()).then(|| *median_by(&cpus, |c| c.total())),
         }
     }
 }
@@ -926,8 +994,11 @@ fn run() -> Result<(), String> {
         let case = &cases[&row.n];
         for &launcher in launchers {
             let stats = measure(&world, &settings, launcher, *row, case)?;
+            let cpu = stats
+                .cpu
+                .map_or_else(String::new, |c| format!("  kvrun CPU {}", time(c.total())));
             eprintln!(
-                "  N={:<4} {:<24} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB  {}",
+                "  N={:<4} {:<24} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB  {}{cpu}",
                 row.n,
                 row.network(),
                 launcher.label(),
@@ -1051,6 +1122,25 @@ fn report(
         "Requests / connections per run (medians of what the fake saw, through the proxy: HTTP requests to the vaults and the token endpoint / TLS sessions by negotiated protocol, and TCP connections in parentheses where they differ)",
         |s| format!("{} / {}", s.requests, sessions(s)),
     );
+    if settings.timing {
+        launcher_table(
+            w,
+            rows,
+            results,
+            &[Launcher::Kvrun, Launcher::KvrunSequential],
+            "kvrun's own CPU time per run (median; from its timing line: before the resolution — process start, sources, plan — plus during it; not the stand-in `az` nor the command it execs into; none at N = 0, where nothing is resolved)",
+            |s| {
+                s.cpu.map_or_else(String::new, |c| {
+                    format!(
+                        "{} ({:.1} + {:.1})",
+                        time(c.total()),
+                        ms(c.before),
+                        ms(c.during)
+                    )
+                })
+            },
+        );
+    }
     out.push_str(&targets(settings, results, binary));
     out
 }
