@@ -998,7 +998,7 @@ fn run() -> Result<(), String> {
                 .cpu
                 .map_or_else(String::new, |c| format!("  kvrun CPU {}", time(c.total())));
             eprintln!(
-                "  N={:<4} {:<24} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB  {}{cpu}",
+                "  N={:<4} {:<25} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB  {}{cpu}",
                 row.n,
                 row.network(),
                 launcher.label(),
