@@ -85,7 +85,7 @@ const CONCURRENCY: &str = "32";
 /// (`warn`), and `info` for the one module whose only `info` event is the timing line. A
 /// directive for a module that no longer exists enables nothing: the benchmark then fails, as it
 /// finds no timing line.
-const TIMING_LOG: &str = "kvrun=warn,kvrun::resolve::timing=info";
+const TIMING_LOG: &str = "kvrun=warn,kvrun::timing=info";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Launcher {
