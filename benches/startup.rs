@@ -33,7 +33,7 @@
 //! for: the stand-in `az`, the command; kvrun's includes the command it execs into). Connections
 //! are what the fake saw during the run (so through the proxy, every launcher alike): TLS sessions
 //! by negotiated protocol, and TCP connections. kvrun's own CPU time is the figure of its timing
-//! line (`src/resolve/timing.rs`: CPU before the resolution — process start, sources, plan — and
+//! line (`src/timing.rs`: CPU before the resolution — process start, sources, plan — and
 //! during it), which every kvrun run prints: kvrun runs with `KVRUN_LOG` enabling that one line
 //! ([`TIMING_LOG`]), not with `-v`, whose line per GET would cost CPU itself.
 //!
@@ -649,7 +649,7 @@ fn measure(
         let cpu = if wants_cpu {
             Some(KvrunCpu::parse(&stderr).ok_or_else(|| {
                 format!(
-                    "{}, run {}: no CPU figures in kvrun's timing line (KVRUN_LOG={TIMING_LOG}; has src/resolve/timing.rs moved or changed its line?)\n--- its stderr ---\n{stderr}",
+                    "{}, run {}: no CPU figures in kvrun's timing line (KVRUN_LOG={TIMING_LOG}; has src/timing.rs moved or changed its line?)\n--- its stderr ---\n{stderr}",
                     what(),
                     runs.len() + 1,
                 )
