@@ -1452,6 +1452,25 @@ fn an_http1_only_server_gets_concurrency_connections_per_vault_and_no_more() {
 }
 
 #[test]
+fn an_http1_only_server_gets_one_connection_per_request_in_flight_not_the_whole_concurrency() {
+    // 25 secrets per vault under the default --concurrency of 32: the 24 connections opened
+    // while the challenge is in flight serve the GETs; none opens a 26th meanwhile.
+    let world = World::with(FakeAzure::start_with(Options {
+        http1_only: true,
+        connect_delay: Duration::from_millis(20),
+        ..Options::default()
+    }));
+    fifty_over_two_vaults(&world, &[]);
+    assert_eq!(
+        world.fake.tls_sessions(),
+        TlsSessions {
+            h2: 0,
+            http1: 25 + 25 + 1
+        }
+    );
+}
+
+#[test]
 fn the_stream_limit_of_the_server_opens_a_second_h2_connection() {
     let world = World::with(FakeAzure::start_with(Options {
         http1_only: false,

@@ -9,7 +9,8 @@
 //! - **HTTP/1.1:** one request per connection, at most `per_origin` connections (`--concurrency`),
 //!   kept idle for the next request. When the first connection says HTTP/1.1 and the caller
 //!   expects more requests, that many more are opened at once (bounded by `per_origin`), while the
-//!   first request is in flight.
+//!   first request is in flight; a request opens one of its own only when fewer are on their way
+//!   than requests wait for them.
 //! - **Health:** a connection the server closed is dropped before it is lent; an idle HTTP/1.1
 //!   connection older than [`IDLE`] is closed instead of lent; h2 connections are health-checked
 //!   with PINGs ([`super::connect`]). A request abandoned before its answer was read (its attempt
@@ -63,6 +64,23 @@ struct State {
     idle: Vec<(H1, Instant)>,
     /// HTTP/1.1 connections lent out.
     lent: usize,
+    /// Requests waiting for a connection.
+    waiting: usize,
+}
+
+/// A request counted in [`State::waiting`] while it waits; uncounted when it looks again or is
+/// dropped (its attempt timed out).
+struct Waiter<'a> {
+    slot: &'a Slot,
+    counted: bool,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.slot.lock().waiting -= 1;
+        }
+    }
 }
 
 /// An h2 connection and the streams open on it.
@@ -193,12 +211,16 @@ impl Pool {
     /// are about to go there (see the module docs).
     pub(super) async fn acquire(&self, dial: &Dial<'_>, expect: usize) -> Result<Lease, Error> {
         let slot = self.slot(dial.origin);
+        let mut waiter = Waiter {
+            slot: &slot,
+            counted: false,
+        };
         loop {
             let changed = slot.changed.clone();
             let notified = changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.step(&slot) {
+            match self.step(&slot, &mut waiter) {
                 Step::Lent(lease) => return Ok(lease),
                 Step::Wait => notified.await,
                 Step::Open => return self.open(&slot, dial, expect).await,
@@ -206,8 +228,11 @@ impl Pool {
         }
     }
 
-    fn step(&self, slot: &Arc<Slot>) -> Step {
+    fn step(&self, slot: &Arc<Slot>, waiter: &mut Waiter<'_>) -> Step {
         let mut state = slot.lock();
+        if std::mem::take(&mut waiter.counted) {
+            state.waiting -= 1;
+        }
         state
             .streams
             .retain(|c| c.usable() || c.open.load(Ordering::Acquire) > 0);
@@ -242,12 +267,18 @@ impl Pool {
                         .filter(|c| c.usable())
                         .all(|c| c.limit.settled())
             }
-            Some(false) => state.lent + state.connecting < self.per_origin,
+            // Only when fewer connections are on their way than requests wait for them (this
+            // one included), within `per_origin`.
+            Some(false) => {
+                state.connecting <= state.waiting && state.lent + state.connecting < self.per_origin
+            }
         };
         if may_open {
             state.connecting += 1;
             Step::Open
         } else {
+            state.waiting += 1;
+            waiter.counted = true;
             Step::Wait
         }
     }
