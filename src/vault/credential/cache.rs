@@ -84,14 +84,17 @@ impl Tokens {
     }
 
     /// The token for (tenant, scope): the cached one while fresh, else the outcome of `request`
-    /// (shared with the callers waiting meanwhile), bounded by `deadline`.
-    pub(super) async fn token(
+    /// (shared with the callers waiting meanwhile; made only then), bounded by `deadline`.
+    pub(super) async fn token<F>(
         &self,
         tenant: &str,
         scope: &str,
         deadline: Instant,
-        request: impl Future<Output = Result<Token, AuthFailure>>,
-    ) -> Result<Token, AuthFailure> {
+        request: impl FnOnce() -> F,
+    ) -> Result<Token, AuthFailure>
+    where
+        F: Future<Output = Result<Token, AuthFailure>>,
+    {
         let slot = self.slot(tenant, scope);
         if let Some(token) = slot.fresh(Instant::now()) {
             return Ok(token);
@@ -106,7 +109,7 @@ impl Tokens {
             // This resolution's request failed (perhaps while this caller waited for it).
             return Err(failure.clone());
         }
-        let outcome = tokio::time::timeout_at(deadline.into(), request)
+        let outcome = tokio::time::timeout_at(deadline.into(), request())
             .await
             .unwrap_or_else(|_| {
                 Err(AuthFailure {
@@ -182,12 +185,12 @@ mod tests {
         let tokens = Tokens::default();
         let first = Instant::now() + Duration::from_secs(30);
         let failed = tokens
-            .token("t", "s", first, async { Err(failure("refused")) })
+            .token("t", "s", first, || async { Err(failure("refused")) })
             .await;
         assert_eq!(failed.unwrap_err().reason, "refused");
         // The same resolution: the failure is the answer, no new request.
         let again = tokens
-            .token("t", "s", first, async {
+            .token("t", "s", first, || async {
                 panic!("asked again within the resolution")
             })
             .await;
@@ -195,14 +198,14 @@ mod tests {
         // The next resolution asks again, and keeps the token it gets.
         let next = first + Duration::from_secs(10);
         let token = tokens
-            .token("T", "s", next, async {
+            .token("T", "s", next, || async {
                 Ok(Token::new("fresh".into(), None))
             })
             .await
             .unwrap();
         assert_eq!(token.expose(), "fresh");
         let cached = tokens
-            .token("t", "s", next + Duration::from_secs(10), async {
+            .token("t", "s", next + Duration::from_secs(10), || async {
                 panic!("the token is fresh")
             })
             .await
@@ -210,7 +213,7 @@ mod tests {
         assert_eq!(cached.expose(), "fresh");
         tokens.invalidate("t", "s", &cached);
         let refreshed = tokens
-            .token("t", "s", next, async {
+            .token("t", "s", next, || async {
                 Ok(Token::new("after-401".into(), None))
             })
             .await
@@ -223,7 +226,7 @@ mod tests {
         let tokens = Tokens::default();
         let deadline = Instant::now() + Duration::from_secs(5);
         let hung = tokens
-            .token("t", "s", deadline, std::future::pending())
+            .token("t", "s", deadline, std::future::pending)
             .await;
         assert_eq!(
             hung.unwrap_err().reason,
@@ -231,7 +234,9 @@ mod tests {
         );
         let later = Instant::now() + Duration::from_secs(5);
         let token = tokens
-            .token("t", "s", later, async { Ok(Token::new("ok".into(), None)) })
+            .token("t", "s", later, || async {
+                Ok(Token::new("ok".into(), None))
+            })
             .await;
         assert_eq!(token.unwrap().expose(), "ok");
     }

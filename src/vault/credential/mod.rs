@@ -272,7 +272,9 @@ impl Credentials {
                 tenant,
                 scope,
                 deadline,
-                self.request(tenant, scope, deadline),
+                // Made only when no fresh token is cached, and boxed: a token request's state
+                // is most of a GET's future, which every request in flight would otherwise hold.
+                || Box::pin(self.request(tenant, scope, deadline)),
             )
             .await
     }
