@@ -178,7 +178,7 @@ pub fn retry_after(header: impl Fn(&str) -> Option<String>, now: SystemTime) -> 
         })
 }
 
-/// [`retry_after`] from a response's headers (hyper's, and reqwest's, `HeaderMap`), now.
+/// [`retry_after`] from a response's headers (the `HeaderMap` of kvrun's client), now.
 #[must_use]
 pub fn retry_after_in(headers: &hyper::HeaderMap) -> Option<Duration> {
     retry_after(

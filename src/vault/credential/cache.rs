@@ -225,9 +225,7 @@ mod tests {
     async fn a_request_that_hangs_past_the_deadline_is_abandoned() {
         let tokens = Tokens::default();
         let deadline = Instant::now() + Duration::from_secs(5);
-        let hung = tokens
-            .token("t", "s", deadline, std::future::pending)
-            .await;
+        let hung = tokens.token("t", "s", deadline, std::future::pending).await;
         assert_eq!(
             hung.unwrap_err().reason,
             "no token before the --timeout deadline"
