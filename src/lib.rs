@@ -582,8 +582,15 @@ fn http_settings(
     let env = source::Env(environment);
     let either =
         |upper: &str, lower: &str| env.get(upper).or_else(|| env.get(lower)).map(str::to_owned);
+    // rustls-native-certs reads these itself; the snapshot says whether they name the store.
+    let store = if env.get("SSL_CERT_FILE").is_some() || env.get("SSL_CERT_DIR").is_some() {
+        http::tls::Store::Named
+    } else {
+        http::tls::Store::System
+    };
     Ok(http::Settings {
-        tls: http::tls::config().map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?,
+        tls: http::tls::config(store)
+            .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?,
         proxy: http::Proxy {
             all: either("ALL_PROXY", "all_proxy"),
             https: either("HTTPS_PROXY", "https_proxy"),

@@ -36,9 +36,9 @@ const PING_AFTER: Duration = Duration::from_secs(10);
 /// …and the connection is closed if its answer takes longer than this.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A Get Secret answer is a few hundred bytes (25 KiB at most): HTTP/1.1 reads in 4 KiB steps
-/// instead of hyper's adaptive buffer, which starts at 8 KiB per connection and keeps it.
-const H1_READ_BUFFER: usize = 4096;
+/// The most an HTTP/1.1 read buffer grows to, which bounds a response head (a TLS-inspecting
+/// proxy's headers can be long); bodies are capped by the caller.
+const H1_MAX_BUFFER: usize = 64 * 1024;
 
 pub(super) type H1 = http1::SendRequest<Full<Bytes>>;
 pub(super) type H2 = http2::SendRequest<Full<Bytes>>;
@@ -141,7 +141,8 @@ async fn open_unbounded(
     let Some(tls) = tls else {
         return h1(io).await;
     };
-    let name = ServerName::try_from(origin.host.clone())
+    let bare = origin.host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(bare.to_owned())
         .map_err(|_| Error::Unreachable(format!("'{}' is not a valid server name", origin.host)))?;
     let stream = tls.connect(name, io).await.map_err(|e| {
         match e
@@ -162,7 +163,7 @@ async fn open_unbounded(
 
 async fn h1(io: impl Io) -> Result<Conn, Error> {
     let (sender, connection) = http1::Builder::new()
-        .read_buf_exact_size(Some(H1_READ_BUFFER))
+        .max_buf_size(H1_MAX_BUFFER)
         .handshake(TokioIo::new(io))
         .await
         .map_err(|e| Error::Unreachable(e.to_string()))?;

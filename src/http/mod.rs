@@ -51,8 +51,8 @@ pub struct Settings {
 }
 
 /// The proxy variables, as kvrun's environment snapshot has them (`HTTPS_PROXY` or
-/// `https_proxy`, …).
-#[derive(Clone, Debug, Default)]
+/// `https_proxy`, …). No `Debug`: a proxy URL may carry a password.
+#[derive(Clone, Default)]
 pub struct Proxy {
     pub all: Option<String>,
     pub https: Option<String>,
@@ -148,12 +148,22 @@ impl Request {
     }
 }
 
-/// The parts of an answer kvrun reads.
-#[derive(Debug)]
+/// The parts of an answer kvrun reads. Its `Debug` shows no header values and no body (a secret's
+/// value, a token).
 pub struct Response {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .finish()
+    }
 }
 
 impl Response {

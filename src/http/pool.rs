@@ -178,6 +178,33 @@ impl Slot {
     }
 }
 
+/// A connection being opened for a request, counted in [`State::connecting`]. If the request is
+/// dropped before the connection is up (its attempt timed out), the count is given back and the
+/// waiters are told: someone else may open one.
+struct Opening<'a> {
+    slot: &'a Slot,
+    armed: bool,
+}
+
+impl<'a> Opening<'a> {
+    /// The opening is over: uncount it, and hold the state for what follows.
+    fn done(mut self) -> MutexGuard<'a, State> {
+        self.armed = false;
+        let mut state = self.slot.lock();
+        state.connecting -= 1;
+        state
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.slot.lock().connecting -= 1;
+            self.slot.changed.notify_waiters();
+        }
+    }
+}
+
 /// What a request does next.
 enum Step {
     Lent(Lease),
@@ -285,6 +312,7 @@ impl Pool {
 
     /// Open a connection for the caller (counted in `connecting` already).
     async fn open(&self, slot: &Arc<Slot>, dial: &Dial<'_>, expect: usize) -> Result<Lease, Error> {
+        let opening = Opening { slot, armed: true };
         // Boxed: a connection's set-up (tunnel, TLS, handshake) is most of a request's future.
         let opened = Box::pin(connect::open(
             dial.origin,
@@ -293,8 +321,7 @@ impl Pool {
             slot.changed.clone(),
         ))
         .await;
-        let mut state = slot.lock();
-        state.connecting -= 1;
+        let mut state = opening.done();
         let first = state.h2.is_none();
         let lease = match opened {
             Err(e) => {

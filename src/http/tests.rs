@@ -22,7 +22,7 @@ fn trusting(fake: &FakeAzure) -> rustls::ClientConfig {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = tls::config().unwrap().alpn_protocols;
+    config.alpn_protocols = tls::config(tls::Store::System).unwrap().alpn_protocols;
     config
 }
 
@@ -271,4 +271,31 @@ fn untrusted_text_is_escaped() {
         untrusted("a\u{1b}[2Jb\r\n\u{202e}c"),
         "a\\u{1b}[2Jb\\r\\n\\u{202e}c"
     );
+}
+
+#[tokio::test]
+async fn a_request_abandoned_while_its_connection_opens_lets_the_next_one_open() {
+    // A server that accepts TCP and never answers (a blackholed TLS handshake): the first
+    // request's attempt times out while it opens the connection; the next must open its own
+    // rather than wait for one that will never come.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let fake = FakeAzure::start_with(both());
+    let client = client(&fake, Proxy::default(), 32);
+    let url: url::Url = format!("https://127.0.0.1:{port}/").parse().unwrap();
+    let request = Request::get(url);
+    for attempt in 1..=2 {
+        let sent = tokio::time::timeout(Duration::from_millis(100), client.send(&request)).await;
+        assert!(sent.is_err(), "attempt {attempt} timed out");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

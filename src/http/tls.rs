@@ -5,8 +5,10 @@
 //! An image with no CA certificates at all (scratch, some distroless variants) gets the Mozilla
 //! roots compiled into kvrun (`webpki-root-certs`, the set rustls-platform-verifier itself ships
 //! for platforms without a store) and a warning that says so, instead of failing every vault.
-//! Certificates from `SSL_CERT_FILE` / `SSL_CERT_DIR` or the system store, when there are any,
-//! are used and the compiled-in roots are not: they never widen a store that exists.
+//! Certificates from the system store, when there are any, are used and the compiled-in roots are
+//! not. When `SSL_CERT_FILE` or `SSL_CERT_DIR` names the store, it is the only one: if it holds
+//! nothing (a typo, a DER file), every vault fails with that error instead of trusting the public
+//! roots that the variable was perhaps set to exclude.
 //!
 //! Loading the trust store is the costliest thing kvrun does before its first request: with
 //! neither variable set, rustls-native-certs reads the CA bundle *and* the certificate directory
@@ -30,9 +32,9 @@ use rustls_platform_verifier::Verifier;
 ///
 /// # Errors
 /// When the crypto provider supports none of the safe protocol versions (it does).
-pub fn config() -> Result<rustls::ClientConfig, rustls::Error> {
+pub fn config(store: Store) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = LoadingVerifier::start(provider.clone());
+    let verifier = LoadingVerifier::start(provider.clone(), store);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous() // not dangerous: it is the platform verifier, loaded in the background
@@ -46,6 +48,7 @@ pub fn config() -> Result<rustls::ClientConfig, rustls::Error> {
 #[derive(Debug)]
 struct LoadingVerifier {
     provider: Arc<CryptoProvider>,
+    store: Store,
     loading: Mutex<Option<JoinHandle<Result<Loaded, rustls::Error>>>>,
     loaded: OnceLock<Result<Loaded, rustls::Error>>,
 }
@@ -66,17 +69,35 @@ impl Loaded {
     }
 }
 
-/// The platform verifier, or the compiled-in Mozilla roots when the platform has no CA
+/// Where the trust store comes from, as kvrun's environment snapshot says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// The system's (neither `SSL_CERT_FILE` nor `SSL_CERT_DIR` set).
+    System,
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR`.
+    Named,
+}
+
+/// The platform verifier, or the compiled-in Mozilla roots when the system has no CA
 /// certificate at all (see the module docs).
-fn load(provider: Arc<CryptoProvider>) -> Result<Loaded, rustls::Error> {
-    match Verifier::new(provider.clone()) {
+fn load(provider: Arc<CryptoProvider>, store: Store) -> Result<Loaded, rustls::Error> {
+    choose(Verifier::new(provider.clone()), provider, store)
+}
+
+fn choose(
+    platform: Result<Verifier, rustls::Error>,
+    provider: Arc<CryptoProvider>,
+    store: Store,
+) -> Result<Loaded, rustls::Error> {
+    match platform {
         Ok(verifier) => Ok(Loaded::Platform(verifier)),
+        Err(e) if store == Store::Named => Err(e),
         // On Linux the platform verifier fails only when it found no usable CA certificate
         // (it ignores the ones it cannot parse): an empty store, whatever its message says.
         Err(e) => {
             tracing::warn!(
-                "no CA certificates on this system ({}; SSL_CERT_FILE, SSL_CERT_DIR and the system store hold none): using the Mozilla roots compiled into kvrun",
-                crate::vault::untrusted(&e.to_string())
+                "no CA certificates on this system ({}): using the Mozilla roots compiled into kvrun",
+                super::untrusted(&e.to_string())
             );
             compiled_roots(provider).map(Loaded::Compiled)
         }
@@ -94,14 +115,15 @@ fn compiled_roots(
 }
 
 impl LoadingVerifier {
-    fn start(provider: Arc<CryptoProvider>) -> Self {
+    fn start(provider: Arc<CryptoProvider>, store: Store) -> Self {
         let for_loader = provider.clone();
         let loading = std::thread::Builder::new()
             .name("kvrun-trust-store".into())
-            .spawn(move || load(for_loader))
+            .spawn(move || load(for_loader, store))
             .ok();
         Self {
             provider,
+            store,
             loading: Mutex::new(loading),
             loaded: OnceLock::new(),
         }
@@ -123,7 +145,7 @@ impl LoadingVerifier {
                             "loading the trust store failed".into(),
                         ))
                     }),
-                    None => load(self.provider.clone()),
+                    None => load(self.provider.clone(), self.store),
                 }
             })
             .as_ref()
@@ -195,7 +217,7 @@ mod tests {
     #[test]
     fn answers_what_the_platform_verifier_answers_before_the_store_is_loaded() {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let loading = LoadingVerifier::start(provider.clone());
+        let loading = LoadingVerifier::start(provider.clone(), Store::System);
         let schemes = loading.supported_verify_schemes();
         assert!(loading.loaded.get().is_none(), "answered without waiting");
         let platform = Verifier::new(provider).expect("this machine has a trust store");
@@ -214,8 +236,26 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_system_store_falls_back_but_an_empty_named_one_fails() {
+        let provider = || Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let empty = || {
+            Err(rustls::Error::General(
+                "No CA certificates were loaded".into(),
+            ))
+        };
+        assert!(matches!(
+            choose(empty(), provider(), Store::System),
+            Ok(Loaded::Compiled(_))
+        ));
+        assert!(matches!(
+            choose(empty(), provider(), Store::Named),
+            Err(rustls::Error::General(e)) if e == "No CA certificates were loaded"
+        ));
+    }
+
+    #[test]
     fn offers_h2_then_http1() {
-        let config = config().expect("a TLS configuration");
+        let config = config(Store::System).expect("a TLS configuration");
         assert_eq!(
             config.alpn_protocols,
             [b"h2".to_vec(), b"http/1.1".to_vec()]

@@ -503,7 +503,7 @@ mod tests {
     /// A client for tests that never reach the network through it.
     fn test_http() -> std::sync::Arc<crate::http::Client> {
         crate::http::Client::new(crate::http::Settings {
-            tls: crate::http::tls::config().unwrap(),
+            tls: crate::http::tls::config(crate::http::tls::Store::System).unwrap(),
             proxy: crate::http::Proxy::default(),
             per_origin: 1,
         })
