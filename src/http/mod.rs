@@ -267,21 +267,19 @@ impl Client {
     ) -> Result<Response, Failure> {
         let reused = lease.reused;
         let before = |e: hyper::Error| Failure::BeforeAnswer(e.to_string(), reused);
-        let path = match request.url.query() {
-            Some(query) => format!("{}?{query}", request.url.path()),
-            None => request.url.path().to_owned(),
-        };
+        let path = &request.url[url::Position::BeforePath..url::Position::AfterQuery];
         let mut builder = hyper::Request::builder().method(request.method.clone());
-        builder = match lease.sender() {
-            // h2 takes the authority from the URI (`:authority`); HTTP/1.1 from `Host`.
-            pool::Sender::H2(_) => builder.uri(format!(
+        // h2 takes the authority from the URI (`:authority`); HTTP/1.1 from `Host`.
+        builder = if lease.is_h2() {
+            builder.uri(format!(
                 "{}://{}{path}",
                 if origin.tls { "https" } else { "http" },
                 origin.authority()
-            )),
-            pool::Sender::H1(_) => builder
+            ))
+        } else {
+            builder
                 .uri(path)
-                .header(hyper::header::HOST, origin.authority()),
+                .header(hyper::header::HOST, origin.authority())
         };
         let mut outgoing = builder
             .header(hyper::header::USER_AGENT, self.user_agent.clone())

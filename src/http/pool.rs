@@ -125,6 +125,10 @@ pub(super) enum Sender<'a> {
 }
 
 impl Lease {
+    pub(super) fn is_h2(&self) -> bool {
+        matches!(self.kind, Leased::H2(_))
+    }
+
     pub(super) fn sender(&mut self) -> Sender<'_> {
         match &mut self.kind {
             Leased::H1(Some(sender)) => Sender::H1(sender),
