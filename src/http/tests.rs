@@ -299,3 +299,20 @@ async fn a_request_abandoned_while_its_connection_opens_lets_the_next_one_open()
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[test]
+fn a_responses_debug_shows_no_body_and_no_header_value() {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-ms-token", HeaderValue::from_static("tok-NEVER-PRINT"));
+    let response = Response {
+        status: 200,
+        headers,
+        body: Bytes::from_static(br#"{"value":"hunter2-NEVER-PRINT"}"#),
+    };
+    let shown = format!("{response:?}");
+    assert!(!shown.contains("NEVER-PRINT"), "{shown}");
+    assert!(
+        shown.contains("200") && shown.contains("x-ms-token") && shown.contains("[31 bytes]"),
+        "{shown}"
+    );
+}
