@@ -43,6 +43,8 @@
 //! (default `20,5,1`), `KVRUN_BENCH_SIZES` (at the first latency, e.g. `0,50`; default
 //! `0,1,10,50,200,1000`), `KVRUN_BENCH_OTHER_SIZES` (at each further latency, default `50,1000`),
 //! `KVRUN_BENCH_AKV` (default `target/bench-tools/bin/akv`), `KVRUN_BENCH_NODE` (default `node`),
+//! `KVRUN_BENCH_KVRUN` (another kvrun binary, e.g. one built with other settings; default the
+//! release build's),
 //! `KVRUN_BENCH_LAUNCHERS` (some of `direct,kvrun,sequential,akv,node-each,node-all`; default all),
 //! `KVRUN_BENCH_TIMING=0` (kvrun without its timing line: no CPU figures; to check that printing
 //! it costs nothing measurable), `KVRUN_BENCH_VERBOSE=1` (shows kvrun's timing line of the last run
@@ -271,7 +273,8 @@ impl Settings {
             sizes: sizes("KVRUN_BENCH_SIZES", &all)?,
             other_sizes: sizes("KVRUN_BENCH_OTHER_SIZES", &[50, 1000])?,
             launchers,
-            kvrun: PathBuf::from(env!("CARGO_BIN_EXE_kvrun")),
+            kvrun: std::env::var_os("KVRUN_BENCH_KVRUN")
+                .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kvrun")), PathBuf::from),
             akv: std::env::var_os("KVRUN_BENCH_AKV")
                 .map_or_else(|| root.join("target/bench-tools/bin/akv"), PathBuf::from),
             node: std::env::var_os("KVRUN_BENCH_NODE").unwrap_or_else(|| "node".into()),
@@ -957,6 +960,20 @@ fn main() -> ExitCode {
 }
 
 /// `20, 5 and 1 ms`.
+/// How long the fake's delay of each latency actually lasts (`kvrun_fake::delay`): the median of
+/// 21, measured here, before any launcher runs.
+fn delay_accuracy(latencies: &[Duration]) -> String {
+    let took: Vec<String> = latencies
+        .iter()
+        .map(|&latency| {
+            let mut runs = kvrun_fake::delay::measure(latency, 21);
+            runs.sort();
+            format!("{} lasts {:.2} ms", time(latency), ms(runs[runs.len() / 2]))
+        })
+        .collect();
+    format!("the fake's delay of {}, median of 21", took.join(", "))
+}
+
 fn latency_list(latencies: &[Duration]) -> String {
     let ms: Vec<String> = latencies
         .iter()
@@ -974,8 +991,9 @@ fn run() -> Result<(), String> {
     let tag = format!("v{:x}", std::process::id() ^ 0x5eed);
     let node_version = version(&settings.node, &["--version"]);
     let akv_version = version(&settings.akv.clone().into_os_string(), &["--version"]);
+    let delays = delay_accuracy(&settings.latencies);
     eprintln!(
-        "kvrun start-up benchmark: {} per new connection and per response; {}; akv: {akv_version}; node: {node_version}",
+        "kvrun start-up benchmark: {} per new connection and per response ({delays}); {}; akv: {akv_version}; node: {node_version}",
         latency_list(&settings.latencies),
         machine(),
     );
@@ -1032,7 +1050,8 @@ fn run() -> Result<(), String> {
             &results,
             binary,
             &akv_version,
-            &node_version
+            &node_version,
+            &delays,
         )
     );
     Ok(())
@@ -1061,6 +1080,7 @@ fn report(
     binary: u64,
     akv_version: &str,
     node_version: &str,
+    delays: &str,
 ) -> String {
     let mut out = String::new();
     let w = &mut out;
@@ -1071,7 +1091,7 @@ fn report(
     };
     let _ = writeln!(
         w,
-        "Medians of wall time, spawn to exit; the latency is injected per new connection and per response, and the fake offers h2 and http/1.1 unless marked; {}; akv-cli {}, Node {node_version}. Runs per cell in parentheses.\n",
+        "Medians of wall time, spawn to exit; the latency is injected per new connection and per response ({delays}), and the fake offers h2 and http/1.1 unless marked; {}; akv-cli {}, Node {node_version}. Runs per cell in parentheses.\n",
         machine(),
         akv_version.trim_start_matches("akv "),
     );

@@ -52,6 +52,7 @@
 //! Each records what it was sent ([`Recorded`], headers included).
 
 mod cert;
+pub mod delay;
 mod entra;
 mod msi;
 mod proxy;
@@ -794,7 +795,7 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener, acceptors: Acceptors)
         let (shared, acceptors) = (Arc::clone(&shared), acceptors.clone());
         tokio::spawn(async move {
             let delay = shared.lock().connect_delay;
-            tokio::time::sleep(delay).await;
+            delay::sleep(delay).await;
             let acceptor = if shared.lock().http1_only {
                 acceptors.http1_only
             } else {
@@ -851,7 +852,7 @@ async fn handle(shared: Arc<Shared>, session: usize, request: Request<Incoming>)
         state.requests.push(record);
         state.response_delay
     };
-    tokio::time::sleep(delay).await;
+    delay::sleep(delay).await;
 
     let (path, query) = (parts.uri.path(), parts.uri.query().unwrap_or(""));
     let outcome = {
