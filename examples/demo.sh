@@ -4,7 +4,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-cargo build --release --quiet -p kvrun -p kvrun-fake
+# The first build takes a few minutes on two cores; cargo shows its progress (later runs: seconds).
+echo "demo: building kvrun and the fake vault (release; the first time takes a few minutes)" >&2
+cargo build --release -p kvrun -p kvrun-fake
 
 tmp=$(mktemp -d)
 fake_pid=
