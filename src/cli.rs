@@ -106,7 +106,7 @@ pub enum Command {
     Export {
         /// dotenv (npm dotenv quoting), shell (POSIX `export`), json (one object), docker (`--env-file`).
         #[arg(long, value_enum, default_value = "dotenv")]
-        format: crate::export::Format,
+        format: crate::commands::export::Format,
         #[command(flatten)]
         run: Box<RunArgs>,
     },
@@ -165,6 +165,28 @@ fn hide_launch_option(arg: clap::Arg) -> clap::Arg {
         arg.hide(true)
     } else {
         arg
+    }
+}
+
+/// `--credential`: one link of the chain, by the name the command line gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Credential {
+    Env,
+    WorkloadIdentity,
+    ManagedIdentity,
+    AzureCli,
+    Azd,
+}
+
+impl From<Credential> for crate::vault::credential::Kind {
+    fn from(credential: Credential) -> Self {
+        match credential {
+            Credential::Env => Self::Env,
+            Credential::WorkloadIdentity => Self::WorkloadIdentity,
+            Credential::ManagedIdentity => Self::ManagedIdentity,
+            Credential::AzureCli => Self::AzureCli,
+            Credential::Azd => Self::Azd,
+        }
     }
 }
 
@@ -232,7 +254,7 @@ pub struct RunArgs {
     /// Use only this credential instead of trying the chain (env, workload identity, managed
     /// identity, Azure CLI, azd) in order.
     #[arg(long, value_name = "KIND", env = env::CREDENTIAL, value_enum)]
-    pub credential: Option<crate::vault::credential::Kind>,
+    pub credential: Option<Credential>,
 
     /// Remove kvrun's own secret material from the command's environment (`AZURE_CLIENT_SECRET`,
     /// `AZURE_CLIENT_CERTIFICATE_PATH`/`_PASSWORD`, `AZURE_FEDERATED_TOKEN_FILE`, `IDENTITY_HEADER`).
@@ -369,8 +391,7 @@ fn at_most(duration: Duration, limit: Duration, spelled: &str) -> Result<Duratio
     Ok(duration)
 }
 
-/// The shortest `--watch` interval (see README, "Watching for rotated secrets").
-pub const MIN_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+pub use crate::launch::MIN_WATCH_INTERVAL;
 
 fn parse_watch_interval(text: &str) -> Result<Duration, String> {
     let interval = at_most(parse_duration(text)?, MAX_WATCH_INTERVAL, "30d")?;

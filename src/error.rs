@@ -1,14 +1,14 @@
 //! kvrun's errors, their exit codes and their user-facing text.
 //!
 //! Every failure kvrun can report is a variant of [`Error`]; each maps to one documented exit code
-//! (sysexits.h vocabulary, 126/127 as `env(1)`), listed in [`ExitCode`] and in the README. Messages
+//! (sysexits.h vocabulary, 126/127 as `env(1)`), listed in [`ExitCode`] and in `docs/failures.md`. Messages
 //! are lowercase fragments; hints follow on their own line. Nothing here ever holds a secret value
 //! or a token: failures carry names, vaults, statuses and Key Vault's error codes only.
 
 use std::fmt::{self, Write as _};
 use std::path::PathBuf;
 
-/// The process exit codes. The README's table is generated from the same words.
+/// The process exit codes. `docs/failures.md` lists the same codes, kept in step by hand.
 pub struct ExitCode;
 
 impl ExitCode {

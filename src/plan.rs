@@ -16,9 +16,10 @@ use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 
 use crate::error::Error;
-use crate::launch::files::FileSpec;
 use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts, VaultOrigin};
-use crate::source::{Origin, dotenv, manifest};
+use crate::source::FileSpec;
+use crate::source::files::DotEnvFile;
+use crate::source::{Origin, manifest};
 
 /// What kvrun will do: the child's variables, in order, and the distinct secrets to fetch.
 #[derive(Debug, Default)]
@@ -74,12 +75,6 @@ impl std::fmt::Debug for Value {
 pub enum Part {
     Text(String),
     Secret(usize),
-}
-
-/// A `.env` file that has been read: its path (for origins) and its entries.
-pub struct DotEnvFile {
-    pub path: std::path::PathBuf,
-    pub parsed: dotenv::Parsed,
 }
 
 /// The inputs to planning, all already read.
@@ -351,7 +346,7 @@ mod tests {
     fn dotenv_file(path: &str, text: &str) -> DotEnvFile {
         DotEnvFile {
             path: PathBuf::from(path),
-            parsed: dotenv::parse(text.as_bytes()).unwrap(),
+            parsed: crate::source::dotenv::parse(text.as_bytes()).unwrap(),
         }
     }
 

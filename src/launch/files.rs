@@ -29,42 +29,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-/// How a file secret is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileSpec {
-    pub mode: u32,
-    /// `user[:group]`, names or numbers; `None`: kvrun's own user.
-    pub owner: Option<String>,
-}
-
-impl FileSpec {
-    pub const DEFAULT_MODE: u32 = 0o400;
-
-    /// # Errors
-    /// A mode beyond `0777` (no set-id or sticky bits on a secret), an empty owner.
-    pub fn new(mode: u32, owner: Option<String>) -> Result<Self, String> {
-        if mode > 0o777 {
-            return Err(format!(
-                "mode {mode:o} is not a permission mode between 0000 and 0777"
-            ));
-        }
-        if owner.as_deref().is_some_and(|o| {
-            o.is_empty() || o.starts_with(':') || o.ends_with(':') || o.matches(':').count() > 1
-        }) {
-            return Err("owner is written user or user:group (names or numbers)".to_owned());
-        }
-        Ok(Self { mode, owner })
-    }
-}
-
-impl Default for FileSpec {
-    fn default() -> Self {
-        Self {
-            mode: Self::DEFAULT_MODE,
-            owner: None,
-        }
-    }
-}
+pub use crate::source::FileSpec;
 
 /// A value to deliver as a file. `Debug` shows the variable and the size, never the contents.
 #[derive(Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 //! The environment is built from one snapshot plus resolved values and handed over whole
 //! (`env_clear` + `envs`); kvrun never changes its own environment.
 
+pub mod environment;
 pub mod files;
 #[cfg(target_os = "linux")]
 pub mod panic_guard;
@@ -23,6 +24,9 @@ use std::process::Command;
 
 use crate::error::Error;
 use files::FileSecret;
+
+/// The shortest `--watch` interval (see docs/running.md, "Watching for rotated secrets").
+pub const MIN_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the command starts with: its variables, and the secrets it gets as files (each file's
 /// path is added to the variables when the file is made).

@@ -353,7 +353,7 @@ impl Supervisor {
                 }
                 result = join_opt(&mut check) => {
                     check = None;
-                    let interval = watch.unwrap_or(crate::cli::MIN_WATCH_INTERVAL);
+                    let interval = watch.unwrap_or(super::MIN_WATCH_INTERVAL);
                     match result {
                         Refreshed::Unchanged => failures = 0,
                         Refreshed::Failed => failures = failures.saturating_add(1),
@@ -462,8 +462,7 @@ fn spawn(command: &[OsString], vars: &[(OsString, OsString)]) -> Result<Pid, Err
 /// A wait of about `interval`: uniformly within ±10%, so that replicas started together drift
 /// apart instead of checking in step.
 fn jittered(interval: Duration) -> Duration {
-    let unit =
-        f64::from(u32::try_from(crate::vault::retry::random() % 10_001).unwrap_or(0)) / 10_000.0;
+    let unit = f64::from(u32::try_from(crate::jitter::random() % 10_001).unwrap_or(0)) / 10_000.0;
     interval.mul_f64(0.9 + 0.2 * unit)
 }
 

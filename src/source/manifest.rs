@@ -29,9 +29,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
+use super::FileSpec;
 use super::Origin;
 use crate::error::Error;
-use crate::launch::files::FileSpec;
 use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts, VaultOrigin};
 
 /// The value a manifest entry gives its variable.

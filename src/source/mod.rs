@@ -5,6 +5,7 @@
 //! reference classification are [`crate::plan`]'s job.
 
 pub mod dotenv;
+pub mod files;
 pub mod manifest;
 
 use std::ffi::OsString;
@@ -45,6 +46,44 @@ impl fmt::Display for Origin {
             Self::DotEnv { path, line } | Self::Manifest { path, line } => {
                 write!(f, "{}:{line}", path.display())
             }
+        }
+    }
+}
+
+/// How a variable's value is to be written as a file (manifest `file = true`, `--file-var`):
+/// what the sources ask for; [`crate::launch::files`] writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub mode: u32,
+    /// `user[:group]`, names or numbers; `None`: kvrun's own user.
+    pub owner: Option<String>,
+}
+
+impl FileSpec {
+    pub const DEFAULT_MODE: u32 = 0o400;
+
+    /// # Errors
+    /// A mode beyond `0777` (no set-id or sticky bits on a secret), an empty owner.
+    pub fn new(mode: u32, owner: Option<String>) -> Result<Self, String> {
+        if mode > 0o777 {
+            return Err(format!(
+                "mode {mode:o} is not a permission mode between 0000 and 0777"
+            ));
+        }
+        if owner.as_deref().is_some_and(|o| {
+            o.is_empty() || o.starts_with(':') || o.ends_with(':') || o.matches(':').count() > 1
+        }) {
+            return Err("owner is written user or user:group (names or numbers)".to_owned());
+        }
+        Ok(Self { mode, owner })
+    }
+}
+
+impl Default for FileSpec {
+    fn default() -> Self {
+        Self {
+            mode: Self::DEFAULT_MODE,
+            owner: None,
         }
     }
 }

@@ -36,6 +36,12 @@ const MAX_BODY: usize = 256 * 1024;
 pub struct SecretValue(String, Option<String>);
 
 impl SecretValue {
+    /// A value as if a vault had answered it, for other modules' tests.
+    #[cfg(test)]
+    pub(crate) fn answered(value: &str, content_type: Option<&str>) -> SecretValue {
+        SecretValue(value.to_owned(), content_type.map(str::to_owned))
+    }
+
     #[must_use]
     pub fn expose(&self) -> &str {
         &self.0
@@ -365,8 +371,12 @@ impl VaultClient {
             } else if retry == Retry::Never {
                 throttle.succeeded();
             }
-            let wait = match schedule.next(retry, Instant::now(), self.deadline(), retry::random())
-            {
+            let wait = match schedule.next(
+                retry,
+                Instant::now(),
+                self.deadline(),
+                crate::jitter::random(),
+            ) {
                 Next::Wait(wait) => wait,
                 Next::GiveUp(why) => {
                     return match (answer, why) {

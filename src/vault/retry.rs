@@ -218,16 +218,6 @@ fn jitter(ceiling: Duration, random: u64) -> Duration {
     Duration::from_millis(random % (ceiling_ms + 1))
 }
 
-/// A random number for jitter.
-#[must_use]
-pub fn random() -> u64 {
-    use aws_lc_rs::rand::SecureRandom as _;
-    let mut bytes = [0u8; 8];
-    // Jitter only spreads retries; should the system source fail, no jitter is still correct.
-    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes);
-    u64::from_le_bytes(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,8 +90,8 @@ pub const SECRET_VARIABLES: [&str; 5] = [
     IDENTITY_HEADER,
 ];
 
-/// The links of the chain, as `--credential` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// The links of the chain (`--credential` names them: [`crate::cli::Credential`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Env,
     WorkloadIdentity,
@@ -339,7 +339,12 @@ impl Credentials {
                 Ok(token) => return Ok(token),
                 Err(e) => e,
             };
-            match schedule.next(error.retry, Instant::now(), deadline, retry::random()) {
+            match schedule.next(
+                error.retry,
+                Instant::now(),
+                deadline,
+                crate::jitter::random(),
+            ) {
                 Next::Wait(wait) => {
                     tracing::info!(
                         credential = kind.name(),

@@ -15,6 +15,12 @@
 //! | `json` | one object, `{"NAME": "value"}` | a name or value that is not UTF-8 |
 //! | `docker` | `NAME=value`, as `docker run --env-file` reads it: no quoting at all | a line break in a value; a name with whitespace or `=`, or starting with `#` |
 
+use super::{plan_run, print, resolve_plan, several};
+use crate::cli::RunArgs;
+use crate::error::Error;
+use crate::launch::environment::child_env;
+use crate::plan::{self, Value};
+
 use std::ffi::OsString;
 use std::fmt::Write as _;
 
@@ -144,6 +150,48 @@ fn docker_line(name: &str, value: &str) -> Result<String, &'static str> {
     let mut line = String::new();
     let _ = write!(line, "{name}={value}");
     Ok(line)
+}
+
+/// `kvrun export`: resolve as a run would, print the managed variables in `format`.
+pub(crate) fn export(
+    format: Format,
+    args: &RunArgs,
+    environment: &[(OsString, OsString)],
+) -> Result<(), Error> {
+    use std::io::IsTerminal as _;
+    let mut plan = plan_run(args, environment)?;
+    plan.vars.retain(plan::Var::is_managed);
+    // A variable that a run delivers as a file holds the file's *path* in a run: printing its
+    // value would hand key material to an app that expects a path. Refused by name, before any
+    // request. (A plain value there, a path set by hand, is exported as it is.)
+    let refused: Vec<Error> = plan
+        .vars
+        .iter()
+        .filter(|var| var.file.is_some() && !matches!(var.value, Value::Literal(_)))
+        .map(|var| Error::BadInput {
+            location: plan::location(&var.name, &var.origin),
+            message: "a run delivers this secret as a file and puts the file's path in the variable; export cannot write a file, so it refuses the variable".into(),
+            hint: Some("leave the variable out of the export (or drop --file-var / `file = true` for it)".into()),
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(several(refused));
+    }
+    let outcomes = resolve_plan(&plan, args, environment)?;
+    let env = child_env(&plan, &outcomes, super::hidden(args.hide_credentials))?;
+    let text = render(format, &env.vars).map_err(|refused| {
+        several(
+            refused
+                .into_iter()
+                .map(|r| Error::bad_input(r.variable, r.reason))
+                .collect(),
+        )
+    })?;
+    let text = zeroize::Zeroizing::new(text);
+    if std::io::stdout().is_terminal() {
+        tracing::warn!("writing secret values to a terminal");
+    }
+    print(text.as_bytes())
 }
 
 #[cfg(test)]

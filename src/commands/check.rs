@@ -1,0 +1,244 @@
+//! `kvrun check`: resolve every reference without running anything and report, per variable and
+//! secret, where it came from, what was asked for, how it went and how long it took — never a
+//! value. For CI and deploy pipelines: "will this pod start?" The exit code is a run's, with one
+//! deliberate exception: finding no reference at all (no `.env`, no manifest, nothing in the
+//! environment) fails with 66, so that a gate run in the wrong directory does not pass — a run
+//! with nothing to fetch would still start its command. A value that resolves but that a run
+//! would refuse (a NUL byte, too large for the environment) is reported in its row as such.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::run::preflight;
+use super::{fetch_all, plan_run, print, vault_client};
+use crate::cli::RunArgs;
+use crate::error::{Error, Failure, FailureClass};
+use crate::launch::environment::child_env;
+use crate::plan::{self, Part};
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One secret of one variable.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub variable: String,
+    /// `file:line` or `environment`.
+    pub origin: String,
+    pub vault: String,
+    pub secret: String,
+    /// The pinned version, or `latest`.
+    pub version: String,
+    /// `ok`, `optional, not found`, or the failure class.
+    pub status: String,
+    /// Why it failed; `None` when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Time spent on this secret's requests, retries included.
+    pub latency_ms: Option<u64>,
+}
+
+impl Row {
+    #[must_use]
+    pub fn latency(duration: Option<Duration>) -> Option<u64> {
+        duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A table with aligned columns; failure reasons on their own indented lines below their row.
+#[must_use]
+pub fn table(rows: &[Row]) -> String {
+    let header = [
+        "VARIABLE", "ORIGIN", "VAULT", "SECRET", "VERSION", "STATUS", "LATENCY",
+    ];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.variable.clone(),
+                r.origin.clone(),
+                r.vault.clone(),
+                r.secret.clone(),
+                r.version.clone(),
+                r.status.clone(),
+                r.latency_ms
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms")),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, row: &[String]| {
+        let mut text = String::new();
+        for (cell, w) in row.iter().zip(widths) {
+            let _ = write!(text, "{cell:<w$}  ");
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut out, &header.map(str::to_owned));
+    for (row, r) in cells.iter().zip(rows) {
+        line(&mut out, row);
+        if let Some(reason) = &r.reason {
+            let _ = writeln!(out, "    {reason}");
+        }
+    }
+    out
+}
+
+/// `kvrun check`: resolve as a run would, report every secret of every variable, exit as a run —
+/// except with nothing to check at all, which fails (66): a deploy gate run in the wrong
+/// directory must not pass. (A run with nothing to fetch still starts its command.)
+pub(crate) fn check(
+    json: bool,
+    args: &RunArgs,
+    environment: &[(OsString, OsString)],
+) -> Result<(), Error> {
+    let plan = plan_run(args, environment)?;
+    // A literal the run would refuse fails the check the same way.
+    preflight(&plan, &[])?;
+    if plan.secrets.is_empty() {
+        return Err(Error::NoReferences {
+            looked: where_check_looked(args),
+        });
+    }
+    let client = vault_client(args, environment)?;
+    let outcomes = fetch_all(&plan, args, client.clone())?;
+    // The run's verdict, computed first so that each row carries what would fail it (a value no
+    // environment variable can hold resolves fine but fails the run).
+    let verdict = child_env(&plan, &outcomes, super::hidden(args.hide_credentials)).map(|_| ());
+    let refused: &[Failure] = match &verdict {
+        Err(Error::Unresolved { failures }) => failures,
+        _ => &[],
+    };
+    let mut rows = Vec::new();
+    for var in &plan.vars {
+        let (indices, optional) = match &var.value {
+            plan::Value::Literal(_) => continue,
+            plan::Value::Secret { index, optional } => (vec![*index], *optional),
+            plan::Value::Template(parts) => (
+                parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Secret(i) => Some(*i),
+                        Part::Text(_) => None,
+                    })
+                    .collect(),
+                false,
+            ),
+        };
+        for index in indices {
+            let secret = &plan.secrets[index];
+            let variable = var.name.to_string_lossy();
+            let refusal = refused.iter().find(|f| {
+                f.class == FailureClass::BadValue
+                    && f.variable == variable
+                    && f.secret == secret.to_string()
+            });
+            let (status, reason) = match &outcomes[index] {
+                Ok(_) if refusal.is_some() => (
+                    FailureClass::BadValue.to_string(),
+                    refusal.map(|f| f.reason.clone()),
+                ),
+                Ok(_) => ("ok".to_owned(), None),
+                Err(e) if optional && e.class == FailureClass::NotFound => {
+                    ("optional, not found".to_owned(), None)
+                }
+                Err(e) => (e.class.to_string(), Some(e.reason.clone())),
+            };
+            rows.push(Row {
+                variable: var.name.to_string_lossy().into_owned(),
+                origin: var.origin.to_string(),
+                vault: secret.vault_host().to_owned(),
+                secret: secret.name.clone(),
+                version: secret
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| "latest".to_owned()),
+                status,
+                reason,
+                latency_ms: Row::latency(client.spent(secret)),
+            });
+        }
+    }
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))?;
+        text.push('\n');
+        text
+    } else {
+        table(&rows)
+    };
+    print(text.as_bytes())?;
+    // The same verdict, and so the same exit code, as a run; in check's own words (nothing was
+    // going to be started).
+    verdict.map_err(|e| match e {
+        Error::Unresolved { failures } => Error::CheckFailed { failures },
+        other => other,
+    })
+}
+
+/// Where `check` looked for references: the `.env` files, the manifest, the environment.
+fn where_check_looked(args: &RunArgs) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let place = |path: &Path| {
+        let shown = cwd.join(path).display().to_string();
+        if path.is_file() {
+            shown
+        } else {
+            format!("{shown} (no such file)")
+        }
+    };
+    let mut places = Vec::new();
+    if !args.no_dotenv && !args.env_file.iter().any(|p| p == Path::new(".env")) {
+        places.push(place(Path::new(".env")));
+    }
+    places.extend(args.env_file.iter().map(|p| place(p)));
+    match &args.manifest {
+        Some(path) => places.push(place(path)),
+        None if !args.no_manifest => places.push(place(Path::new("kvrun.toml"))),
+        None => {}
+    }
+    if !args.no_resolve_env {
+        places.push("its environment".to_owned());
+    }
+    match places.split_last() {
+        None => "nothing (--no-dotenv, --no-manifest and --no-resolve-env)".to_owned(),
+        Some((last, [])) => last.clone(),
+        Some((last, others)) => format!("{} and {last}", others.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_and_reasons_follow_their_row() {
+        let row = |variable: &str, status: &str, reason: Option<&str>| Row {
+            variable: variable.into(),
+            origin: ".env:1".into(),
+            vault: "kv.vault.azure.net".into(),
+            secret: "db".into(),
+            version: "latest".into(),
+            status: status.into(),
+            reason: reason.map(Into::into),
+            latency_ms: Some(12),
+        };
+        let text = table(&[
+            row("A_LONG_NAME", "ok", None),
+            row("B", "not found", Some("404")),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0].find("ORIGIN"), lines[1].find(".env:1"));
+        assert_eq!(lines[3], "    404");
+    }
+}

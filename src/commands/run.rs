@@ -1,0 +1,300 @@
+//! `kvrun [OPTIONS] -- COMMAND [ARGS]...`: resolve, then exec the command (same PID), or, in
+//! supervisor mode (`--init`, `--watch`, or as PID 1), start it and supervise it to its end.
+//! Everything that exec would refuse is checked before a single secret is fetched
+//! ([`preflight`]) and again once the values are known ([`fits_exec`]).
+
+use std::ffi::OsString;
+#[cfg(target_os = "linux")]
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{
+    later, plan_run, resolve_logged, resolve_options, resolve_plan, runtime, several, vault_client,
+};
+use crate::cli::{self, Cli, RunArgs};
+use crate::error::{self, Error};
+use crate::launch::environment::{child_env, unfit_for_environment};
+use crate::launch::{self, ChildEnv};
+use crate::plan::{self, Plan, Value};
+use crate::resolve::Outcome;
+use crate::{reference, resolve, source, timing, vault};
+
+/// Run `command`: exec it (a successful run never returns), or supervise it when `signals` says
+/// kvrun is the supervisor.
+pub(crate) fn run(
+    cli: &Cli,
+    environment: &[(OsString, OsString)],
+    #[cfg(target_os = "linux")] signals: Option<nix::sys::signalfd::SignalFd>,
+) -> Result<i32, Error> {
+    if cli.command.is_empty() {
+        return Err(Error::Usage(
+            "no command given: write kvrun [OPTIONS] -- COMMAND [ARGS]...".into(),
+        ));
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(signals) = signals {
+        return supervise(cli, environment, signals);
+    }
+    let child_env = prepare(&cli.run, &cli.command, environment)?;
+    Err(launch::exec(&cli.command, child_env))
+}
+
+/// `--init`, `--watch`, or being PID 1 (where an exec'd app would get no default signal
+/// actions and nobody would reap zombies), unless `--no-init`.
+pub(crate) fn supervisor_mode(args: &RunArgs) -> bool {
+    if args.no_init {
+        return false;
+    }
+    args.init || args.watch.is_some() || (cfg!(target_os = "linux") && std::process::id() == 1)
+}
+
+/// Exec mode: read the sources, plan, check the command, resolve: the child's environment, or
+/// every reason it cannot start.
+fn prepare(
+    args: &RunArgs,
+    command: &[OsString],
+    environment: &[(OsString, OsString)],
+) -> Result<ChildEnv, Error> {
+    let plan = plan_run(args, environment)?;
+    preflight(&plan, command)?;
+    let outcomes = resolve_plan(&plan, args, environment)?;
+    let env = child_env(&plan, &outcomes, super::hidden(args.hide_credentials))?;
+    fits_exec(command, &env)?;
+    Ok(env)
+}
+
+/// Before any request: the command exists, and is executable, on the `PATH` the child will have
+/// (which a `.env` or the manifest may set); and what exec will carry fits Linux's limits as far
+/// as the plan knows it — every literal, every argument, and the total with the secrets' names.
+/// Same errors (126/127) as exec would give, but before a single secret is fetched. Without a
+/// command (`check`), the literals only.
+pub(crate) fn preflight(plan: &Plan, command: &[OsString]) -> Result<(), Error> {
+    // The child's PATH as planned: `Some(None)` when it has none; `None` when it comes from a
+    // secret, and the command is looked for once that is known.
+    let planned_path = match plan.vars.iter().rev().find(|v| v.name == "PATH") {
+        None => Some(None),
+        Some(plan::Var {
+            value: Value::Literal(path),
+            ..
+        }) => Some(Some(path.as_os_str())),
+        Some(_) => None,
+    };
+    let program_len = match (command.first(), planned_path) {
+        (None, _) => None,
+        (Some(program), None) => Some(program.len()),
+        (Some(program), Some(path)) => launch::find_program(program, path)
+            .map_err(|source| Error::Exec {
+                program: program.to_string_lossy().into_owned(),
+                source,
+            })?
+            .as_os_str()
+            .len()
+            .into(),
+    };
+    // Each argument reached kvrun through exec, so each fits on its own; together with the
+    // environment they may not.
+    let mut problems = Vec::new();
+    let mut strings: Vec<usize> = command.iter().map(|a| a.len()).collect();
+    for var in &plan.vars {
+        match &var.value {
+            Value::Literal(value) => {
+                if let Some(reason) = unfit_for_environment(&var.name, value.as_encoded_bytes()) {
+                    problems.push(Error::bad_input(
+                        plan::location(&var.name, &var.origin),
+                        reason,
+                    ));
+                }
+                strings.push(var.name.len() + 1 + value.len());
+            }
+            _ => strings.push(var.name.len() + 1),
+        }
+    }
+    match program_len {
+        _ if !problems.is_empty() => Err(several(problems)),
+        Some(program_len) => total_fits(program_len, strings),
+        None => Ok(()),
+    }
+}
+
+/// After resolving: the whole environment and the arguments within the kernel's total limit.
+pub(crate) fn fits_exec(command: &[OsString], env: &ChildEnv) -> Result<(), Error> {
+    let Some(program) = command.first() else {
+        return Ok(());
+    };
+    let program_len = launch::find_program(program, launch::path_of(&env.vars))
+        .map_or(program.len(), |p| p.as_os_str().len());
+    // A file's path is not known yet: `/proc/self/fd/N`, or the secret directory's, well under
+    // 256 bytes.
+    let strings = command
+        .iter()
+        .map(|a| a.len())
+        .chain(env.vars.iter().map(|(k, v)| k.len() + 1 + v.len()))
+        .chain(env.files.iter().map(|f| f.var.len() + 1 + 256));
+    total_fits(program_len, strings)
+}
+
+fn total_fits(program_len: usize, strings: impl IntoIterator<Item = usize>) -> Result<(), Error> {
+    let limits = launch::ExecLimits::current();
+    let total = launch::ExecLimits::needed(program_len, strings);
+    if total > limits.max_total {
+        return Err(Error::TooLarge(format!(
+            "the command's environment and arguments take {total} bytes, more than the {} Linux allows a program (a quarter of the stack limit, `ulimit -s`, at least 128 KiB and at most 6 MiB)",
+            limits.max_total
+        )));
+    }
+    Ok(())
+}
+
+/// Supervisor mode: resolve (a stop signal ends it), start the command, supervise it to its end.
+#[cfg(target_os = "linux")]
+fn supervise(
+    cli: &Cli,
+    environment: &[(OsString, OsString)],
+    signals: nix::sys::signalfd::SignalFd,
+) -> Result<i32, Error> {
+    use launch::supervise::{Options, Supervisor};
+    let args = &cli.run;
+    let plan = Arc::new(plan_run(args, environment)?);
+    preflight(&plan, &cli.command)?;
+    let runtime = runtime()?;
+    let runtime_dir = source::Env(environment)
+        .get("XDG_RUNTIME_DIR")
+        .map(PathBuf::from);
+    let result = runtime.block_on(async {
+        let mut supervisor = Supervisor::new(
+            signals,
+            cli.command.clone(),
+            args.secrets_dir.clone(),
+            runtime_dir,
+        )?;
+        let mut refresh = None;
+        let outcomes = if plan.secrets.is_empty() {
+            Vec::new()
+        } else {
+            let client = vault_client(args, environment)?;
+            let timing = timing::Run::start();
+            let outcomes = tokio::select! {
+                outcomes = resolve_logged(client.clone(), &plan.secrets, resolve_options(args)) => outcomes,
+                stop = supervisor.interrupted() => return Err(stop),
+            };
+            drop(timing);
+            if args.watch.is_some() {
+                refresh = watcher(&plan, &outcomes, client, args, &cli.command)?;
+            }
+            outcomes
+        };
+        let env = child_env(&plan, &outcomes, super::hidden(args.hide_credentials))?;
+        fits_exec(&cli.command, &env)?;
+        let options = Options {
+            watch: args.watch,
+            reload_signal: args.reload_signal,
+            stop_timeout: args.stop_timeout.unwrap_or(cli::DEFAULT_STOP_TIMEOUT),
+            shutdown_timeout: args.stop_timeout,
+        };
+        supervisor.run(env, options, refresh).await
+    });
+    runtime.shutdown_background();
+    result
+}
+
+/// `--watch`: a check that fetches the unpinned secrets again and answers whether the command's
+/// environment or files changed. `None` when every secret is pinned to a version.
+#[cfg(target_os = "linux")]
+fn watcher(
+    plan: &Arc<Plan>,
+    outcomes: &[Outcome],
+    client: Arc<vault::VaultClient>,
+    args: &RunArgs,
+    command: &[OsString],
+) -> Result<Option<launch::supervise::Refresh>, Error> {
+    use launch::supervise::Refreshed;
+    use std::sync::Mutex;
+    let command: Arc<Vec<OsString>> = Arc::new(command.to_vec());
+    let unpinned: Arc<Vec<usize>> = Arc::new(
+        plan.secrets
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.version.is_none())
+            .map(|(i, _)| i)
+            .collect(),
+    );
+    if unpinned.is_empty() {
+        tracing::warn!("--watch: every secret is pinned to a version; nothing to watch");
+        return Ok(None);
+    }
+    let settings = WatchSettings {
+        options: resolve_options(args),
+        hide_credentials: args.hide_credentials,
+    };
+    let current = child_env(plan, outcomes, super::hidden(args.hide_credentials))?;
+    let state = Arc::new(Mutex::new((outcomes.to_vec(), current)));
+    let plan = plan.clone();
+    Ok(Some(Box::new(move || {
+        let (plan, state, client, unpinned, command) = (
+            plan.clone(),
+            state.clone(),
+            client.clone(),
+            unpinned.clone(),
+            command.clone(),
+        );
+        Box::pin(async move {
+            let subset: Vec<reference::SecretRef> =
+                unpinned.iter().map(|&i| plan.secrets[i].clone()).collect();
+            client.set_deadline(later(settings.options.timeout));
+            let fresh = resolve_logged(client, &subset, settings.options).await;
+            let mut state = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut outcomes = state.0.clone();
+            for (&index, outcome) in unpinned.iter().zip(fresh) {
+                outcomes[index] = outcome;
+            }
+            // A rotated value that exec could not carry must not cost the running command its
+            // restart: the check fails and the command keeps what it has.
+            let fresh = child_env(&plan, &outcomes, super::hidden(settings.hide_credentials))
+                .and_then(|env| fits_exec(&command, &env).map(|()| env));
+            match fresh {
+                Err(e) => {
+                    tracing::warn!(
+                        "--watch: the check failed; the command keeps running with what it has: {}",
+                        error::Report(&e)
+                    );
+                    Refreshed::Failed
+                }
+                Ok(env) if env == state.1 => Refreshed::Unchanged,
+                Ok(env) => {
+                    let changed = changed_names(&state.1, &env);
+                    tracing::warn!(variables = %changed.join(", "), "--watch: secrets changed");
+                    *state = (outcomes, env.clone());
+                    Refreshed::Changed(env)
+                }
+            }
+        })
+    })))
+}
+
+/// What a `--watch` check needs of the options (the rest stay with the first run).
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy)]
+struct WatchSettings {
+    options: resolve::Options,
+    hide_credentials: bool,
+}
+
+/// The names of the variables and files that differ between two environments.
+#[cfg(target_os = "linux")]
+fn changed_names(old: &ChildEnv, new: &ChildEnv) -> Vec<String> {
+    let mut names: Vec<String> = new
+        .vars
+        .iter()
+        .filter(|pair| !old.vars.contains(pair))
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .collect();
+    names.extend(
+        new.files
+            .iter()
+            .filter(|file| !old.files.contains(file))
+            .map(|file| file.var.to_string_lossy().into_owned()),
+    );
+    names
+}
