@@ -40,7 +40,7 @@ pub mod env {
     pub const SECRETS_DIR: &str = "KVRUN_SECRETS_DIR";
 }
 
-const AFTER_HELP: &str = "\
+pub(crate) const AFTER_HELP: &str = "\
 Examples:
   kvrun -- node index.js
       .env and kvrun.toml in the working directory are read; every Key Vault reference among
@@ -52,7 +52,19 @@ Examples:
 Reference forms (a whole value, or inside {{ … }} in a larger value):
   https://VAULT.vault.azure.net/secrets/NAME[/VERSION]
   @Microsoft.KeyVault(SecretUri=https://VAULT.vault.azure.net/secrets/NAME[/VERSION])
-  @Microsoft.KeyVault(VaultName=VAULT;SecretName=NAME[;SecretVersion=VERSION])";
+  @Microsoft.KeyVault(VaultName=VAULT;SecretName=NAME[;SecretVersion=VERSION])
+
+Credentials, tried in this order (--credential picks one):
+  env                AZURE_TENANT_ID, AZURE_CLIENT_ID, and AZURE_CLIENT_SECRET or
+                     AZURE_CLIENT_CERTIFICATE_PATH (+ AZURE_CLIENT_CERTIFICATE_PASSWORD)
+  workload-identity  AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, AZURE_CLIENT_ID (AKS)
+  managed-identity   IDENTITY_ENDPOINT + IDENTITY_HEADER, else IMDS; AZURE_CLIENT_ID: user-assigned
+  azure-cli, azd     az login, azd auth login
+
+Exit codes: the command's own once it runs; before that 64 usage, 65 bad input, 66 not found,
+  67 authentication, 70 internal, 74 cannot write, 75 unavailable (may pass later), 76 protocol
+  or TLS, 77 authorization, 126/127 the command cannot run / does not exist, 141 stdout closed,
+  128+N a signal while resolving.";
 
 /// Start a program with its Azure Key Vault secrets in its environment.
 #[derive(Debug, Parser)]
@@ -188,6 +200,64 @@ impl From<Credential> for crate::vault::credential::Kind {
             Credential::Azd => Self::Azd,
         }
     }
+}
+
+/// Parse kvrun's command line (`args` with the program name first). Two things beyond clap:
+///
+/// - The resolution options may stand before `check` or `export` as well as after it: `kvrun
+///   --no-dotenv check` means `kvrun check --no-dotenv`. When clap finds `check` or `export` where
+///   only options may be (its "unexpected argument"), the word is moved to the front and the line
+///   parsed again; if that fails too, the first error is the one reported.
+/// - A command written without `--` (`kvrun printenv X`) gets a tip that shows it with `--`.
+///
+/// # Errors
+/// clap's error, to be printed as it is (usage errors exit 64).
+pub fn parse(args: &[OsString]) -> Result<Cli, clap::Error> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let error = match Cli::try_parse_from(args) {
+        Ok(cli) => return Ok(cli),
+        Err(error) if error.kind() == ErrorKind::UnknownArgument => error,
+        Err(error) => return Err(error),
+    };
+    let Some(ContextValue::String(unexpected)) = error.get(ContextKind::InvalidArg) else {
+        return Err(error);
+    };
+    let unexpected = unexpected.clone();
+    // Only words before `--`: what follows it is the command's.
+    let options_end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let Some(at) = args[..options_end].iter().rposition(|a| *a == *unexpected) else {
+        return Err(error);
+    };
+    if unexpected == "check" || unexpected == "export" {
+        let mut moved = args.to_vec();
+        let word = moved.remove(at);
+        moved.insert(1, word);
+        return Cli::try_parse_from(moved).map_err(|_| error);
+    }
+    if unexpected.starts_with('-') || options_end < args.len() {
+        return Err(error);
+    }
+    let mut error = error;
+    let shown: Vec<String> = args[1..]
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (options, command) = shown.split_at(at - 1);
+    let mut line = vec!["kvrun".to_owned()];
+    line.extend(options.iter().cloned());
+    line.push("--".to_owned());
+    line.extend(command.iter().cloned());
+    error.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![
+            format!(
+                "to run a command, write it after `--`: `{}`",
+                line.join(" ")
+            )
+            .into(),
+        ]),
+    );
+    Err(error)
 }
 
 /// `kvrun --version`: the version and the commit it was built from.
@@ -425,6 +495,39 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(line: &str) -> Result<Cli, clap::Error> {
+        parse(&line.split(' ').map(OsString::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn resolution_options_may_come_before_check_and_export() {
+        let Some(Command::Check { json, run }) = parsed("kvrun --no-dotenv check --json")
+            .expect("parses")
+            .subcommand
+        else {
+            panic!("a check");
+        };
+        assert!(json && run.no_dotenv);
+        let Some(Command::Export { run, .. }) = parsed("kvrun --env-file check export")
+            .expect("parses")
+            .subcommand
+        else {
+            panic!("an export");
+        };
+        // `check` there is --env-file's value, not the subcommand.
+        assert_eq!(run.env_file, [PathBuf::from("check")]);
+    }
+
+    #[test]
+    fn a_command_without_dashes_gets_a_tip_that_shows_it_with_them() {
+        let error = parsed("kvrun -v printenv X").expect_err("no --");
+        let text = error.render().to_string();
+        assert!(
+            text.contains("tip: to run a command, write it after `--`: `kvrun -v -- printenv X`"),
+            "{text}"
+        );
+    }
     use clap::CommandFactory;
 
     #[test]

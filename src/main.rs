@@ -2,12 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use kvrun::cli::Cli;
-
 fn main() -> ExitCode {
     kvrun::install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let cli = match kvrun::cli::parse(&std::env::args_os().collect::<Vec<_>>()) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

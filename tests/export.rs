@@ -199,7 +199,7 @@ fn export_fails_like_a_run() {
 fn check_reports_every_secret_without_values_and_exits_as_a_run() {
     let world = World::new();
     let kv = world.fake.vault("check");
-    kv.set_secret("db", "db-VALUE-9f8e7d");
+    let db_version = kv.set_secret("db", "db-VALUE-9f8e7d");
     let pinned = kv.set_secret("api", "api-VALUE-1a2b3c");
     world.write(
         "kvrun.toml",
@@ -218,6 +218,13 @@ fn check_reports_every_secret_without_values_and_exits_as_a_run() {
     assert_eq!(by_var("DB")["origin"], ".env:1");
     assert_eq!(by_var("DB")["status"], "ok");
     assert_eq!(by_var("DB")["version"], "latest");
+    // What `latest` resolved to, from the answer's id.
+    assert_eq!(by_var("DB")["resolved_version"], db_version.as_str());
+    assert_eq!(by_var("API")["resolved_version"], pinned.as_str());
+    assert_eq!(
+        by_var("FEATURE")["resolved_version"],
+        serde_json::Value::Null
+    );
     assert_eq!(by_var("DB")["vault"], "check.vault.localhost");
     assert!(by_var("DB")["latency_ms"].as_u64().is_some());
     assert_eq!(by_var("API")["version"], pinned.as_str());

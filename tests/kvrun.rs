@@ -71,6 +71,9 @@ fn resolves_references_from_environment_dotenv_and_manifest() {
     // The most verbose log names every request but no value, token or client secret.
     let err = stderr(&output);
     assert!(err.contains("GET secret"), "{err}");
+    // The first request's 401 is the challenge, and is logged as one, not as a failed GET.
+    assert!(err.contains("challenge: the vault answered 401"), "{err}");
+    assert!(!err.contains("status=401"), "{err}");
     for (_, value) in AWKWARD {
         assert!(
             !err.contains(value.trim()),
@@ -1451,10 +1454,13 @@ fn an_http1_only_server_gets_concurrency_connections_per_vault_and_no_more() {
 #[test]
 fn an_http1_only_server_gets_one_connection_per_request_in_flight_not_the_whole_concurrency() {
     // 25 secrets per vault under the default --concurrency of 32: the 24 connections opened
-    // while the challenge is in flight serve the GETs; none opens a 26th meanwhile.
+    // while the challenge is in flight serve the GETs; none opens a 26th meanwhile. The answers
+    // take as long as a connection does (without a response delay, the first connection would
+    // serve all 25 GETs one after another before the others had finished connecting).
     let world = World::with(FakeAzure::start_with(Options {
         http1_only: true,
         connect_delay: Duration::from_millis(20),
+        response_delay: Duration::from_millis(20),
         ..Options::default()
     }));
     fifty_over_two_vaults(&world, &[]);

@@ -1,4 +1,4 @@
-//! The Microsoft Entra side: the client-credentials token endpoint (PROTOCOL.md §5). Tokens are
+//! The Microsoft Entra side: the client-credentials token endpoint (docs/protocol.md §5). Tokens are
 //! opaque strings; the fake remembers whom and what each was issued for.
 
 use aws_lc_rs::signature::{

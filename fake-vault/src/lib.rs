@@ -1,5 +1,5 @@
 //! A fake Azure Key Vault and Microsoft Entra token endpoint over real TLS, for kvrun's
-//! integration tests and its offline demo (the wire protocol is `shared/PROTOCOL.md`).
+//! integration tests and its offline demo (the wire protocol is `docs/protocol.md`).
 //!
 //! [`FakeAzure::start`] makes a throw-away CA and a leaf certificate (SANs `*.vault.localhost`,
 //! `login.localhost`, `localhost`, `127.0.0.1`), binds ONE listener on 127.0.0.1 and routes each
@@ -27,7 +27,7 @@
 //! PFX file (PBES2/AES-256, HMAC-SHA256).
 //!
 //! Protocols: the TLS listener offers `h2`, then `http/1.1` in ALPN, as Key Vault does
-//! (PROTOCOL.md §7), and serves HTTP/2 on a session that chose `h2` and HTTP/1.1 on every other
+//! (docs/protocol.md §7), and serves HTTP/2 on a session that chose `h2` and HTTP/1.1 on every other
 //! (ALPN `http/1.1`, or none: never h2 by prior knowledge over TLS). [`Options::http1_only`]
 //! (or [`FakeAzure::set_http1_only`]) offers only `http/1.1`, like an HTTP/1.1-only server;
 //! [`Options::max_concurrent_streams`] (or [`FakeAzure::set_max_concurrent_streams`]) is the
@@ -56,6 +56,7 @@ pub mod delay;
 mod entra;
 mod msi;
 mod proxy;
+pub mod secrets_file;
 mod tls;
 mod vault;
 
@@ -219,7 +220,7 @@ pub enum Fault {
     Status(u16),
     /// Like [`Fault::Status`] (same status line and error body) but with the retry header
     /// `header: value` instead of the `Retry-After: 1` of a 429 (no other retry header is
-    /// sent). The headers clients honour (PROTOCOL.md §4) are `Retry-After` (seconds or an HTTP
+    /// sent). The headers clients honour (docs/protocol.md §4) are `Retry-After` (seconds or an HTTP
     /// date), `retry-after-ms` and `x-ms-retry-after-ms`; any header is accepted.
     ///
     /// Queuing one whose `header` is not a valid header name or whose `value` is not a valid
@@ -685,7 +686,7 @@ impl VaultHandle {
         });
     }
 
-    /// Throttles this vault like Key Vault (PROTOCOL.md §4) with a fixed window: a window starts
+    /// Throttles this vault like Key Vault (docs/protocol.md §4) with a fixed window: a window starts
     /// at the first GET after the previous one ended (or after this call) and lasts `window`;
     /// the first `max_requests` GETs in it are counted and answered as usual, the rest get 429
     /// `Throttled` (the service's body, `application/json; charset=utf-8`) with

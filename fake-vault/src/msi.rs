@@ -1,4 +1,4 @@
-//! Managed identity token endpoints over plain HTTP on loopback (PROTOCOL.md §5): App Service /
+//! Managed identity token endpoints over plain HTTP on loopback (docs/protocol.md §5): App Service /
 //! Functions / Container Apps (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`) and the VM's IMDS, both on
 //! one listener of [`ManagedIdentity`]. Tokens go into the fake's token table, so its vaults
 //! accept them.

@@ -744,3 +744,57 @@ fn public_cloud_names_are_served_through_a_forwarding_proxy() {
     assert_eq!(proxy.refused().len(), 3);
     assert_eq!(fake.vault_gets(), 1);
 }
+
+#[test]
+fn a_rotated_secrets_file_adds_versions_and_keeps_the_old_ones() {
+    let fake = FakeAzure::start();
+    let first = crate::secrets_file::parse(r#"{"myvault": {"db": "one", "api": "key"}}"#).unwrap();
+    let changes = crate::secrets_file::apply(&fake, &Default::default(), &first);
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(
+        changes.iter().all(|c| c.contains(" added: version ")),
+        "{changes:?}"
+    );
+    let old_version = changes
+        .iter()
+        .find(|c| c.contains("secret db "))
+        .and_then(|c| c.rsplit(' ').next())
+        .unwrap()
+        .to_owned();
+    let second = crate::secrets_file::parse(r#"{"myvault": {"db": "two", "api": "key"}}"#).unwrap();
+    let changes = crate::secrets_file::apply(&fake, &first, &second);
+    // Only the changed secret, and never its value.
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].contains("secret db rotated: version "),
+        "{changes:?}"
+    );
+    assert!(!changes[0].contains("two"), "{changes:?}");
+    run(async {
+        let token = get_token(&fake, DEFAULT_TENANT).await;
+        let mut stream = connect(&fake, VAULT_HOST).await.unwrap();
+        let (host, auth) = (
+            format!("{VAULT_HOST}:{}", fake.port()),
+            format!("Authorization: Bearer {token}\r\n"),
+        );
+        let mut get = async |path: &str| {
+            send(
+                &mut stream,
+                "GET",
+                &host,
+                &format!("{path}?{API}"),
+                &auth,
+                "",
+            )
+            .await
+            .unwrap()
+            .json()
+        };
+        assert_eq!(get("/secrets/db").await["value"], "two");
+        assert_eq!(
+            get(&format!("/secrets/db/{old_version}")).await["value"],
+            "one"
+        );
+        assert_eq!(get("/secrets/api").await["value"], "key");
+    });
+}

@@ -31,7 +31,7 @@ pub(crate) const EXPIRED_VALIDITY: (Duration, Duration) = (
 
 pub(crate) struct Certs {
     pub ca_pem: String,
-    /// Offers `h2`, then `http/1.1` (as Key Vault does, PROTOCOL.md §7).
+    /// Offers `h2`, then `http/1.1` (as Key Vault does, docs/protocol.md §7).
     pub server: Arc<ServerConfig>,
     /// The same certificate, offering only `http/1.1` (an HTTP/1.1-only server).
     pub server_http1_only: Arc<ServerConfig>,

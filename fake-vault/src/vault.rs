@@ -1,5 +1,5 @@
 //! The Key Vault side: secrets and their versions, challenge authentication and the service's
-//! error bodies (PROTOCOL.md §1–2).
+//! error bodies (docs/protocol.md §1–2).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -364,7 +364,7 @@ fn secret_path(path: &str) -> Option<(&str, Option<&str>)> {
         })
 }
 
-/// A vault's fixed-window rate limit (PROTOCOL.md §4), from `VaultHandle::set_rate_limit`.
+/// A vault's fixed-window rate limit (docs/protocol.md §4), from `VaultHandle::set_rate_limit`.
 pub(crate) struct RateLimit {
     max: u32,
     window: Duration,

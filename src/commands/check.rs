@@ -31,6 +31,8 @@ pub struct Row {
     pub secret: String,
     /// The pinned version, or `latest`.
     pub version: String,
+    /// The version that answered (for `latest`, what it resolved to); `None` when none did.
+    pub resolved_version: Option<String>,
     /// `ok`, `optional, not found`, or the failure class.
     pub status: String,
     /// Why it failed; `None` when it did not.
@@ -61,7 +63,13 @@ pub fn table(rows: &[Row]) -> String {
                 r.origin.clone(),
                 r.vault.clone(),
                 r.secret.clone(),
-                r.version.clone(),
+                match (r.version.as_str(), &r.resolved_version) {
+                    // A short form in the table, as git shows commits; the JSON has it whole.
+                    ("latest", Some(resolved)) => {
+                        format!("latest ({})", resolved.chars().take(8).collect::<String>())
+                    }
+                    (version, _) => version.to_owned(),
+                },
                 r.status.clone(),
                 r.latency_ms
                     .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms")),
@@ -162,6 +170,10 @@ pub(crate) fn check(
                     .version
                     .clone()
                     .unwrap_or_else(|| "latest".to_owned()),
+                resolved_version: outcomes[index]
+                    .as_ref()
+                    .ok()
+                    .and_then(|value| value.version().map(str::to_owned)),
                 status,
                 reason,
                 latency_ms: Row::latency(client.spent(secret)),
@@ -228,6 +240,7 @@ mod tests {
             vault: "kv.vault.azure.net".into(),
             secret: "db".into(),
             version: "latest".into(),
+            resolved_version: None,
             status: status.into(),
             reason: reason.map(Into::into),
             latency_ms: Some(12),
@@ -240,5 +253,31 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0].find("ORIGIN"), lines[1].find(".env:1"));
         assert_eq!(lines[3], "    404");
+    }
+
+    #[test]
+    fn the_table_shows_what_latest_resolved_to_in_short() {
+        let row = Row {
+            variable: "DB".into(),
+            origin: ".env:1".into(),
+            vault: "kv.vault.azure.net".into(),
+            secret: "db".into(),
+            version: "latest".into(),
+            resolved_version: Some("4387e9f3d6e14c459867679a90fd0f79".into()),
+            status: "ok".into(),
+            reason: None,
+            latency_ms: Some(3),
+        };
+        let pinned = Row {
+            version: "0123456789abcdef0123456789abcdef".into(),
+            resolved_version: Some("0123456789abcdef0123456789abcdef".into()),
+            ..row.clone()
+        };
+        let text = table(&[row, pinned]);
+        assert!(text.contains(" latest (4387e9f3) "), "{text}");
+        assert!(
+            text.contains(" 0123456789abcdef0123456789abcdef "),
+            "{text}"
+        );
     }
 }

@@ -30,7 +30,7 @@ use crate::timing::Phase;
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(3);
 /// Opening one connection (TCP, proxy tunnel, TLS, HTTP handshake) gives up after this long.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// HTTP/2 health checks (PROTOCOL.md §7, as Azure's Go core does them): a PING after this long
+/// HTTP/2 health checks (docs/protocol.md §7, as Azure's Go core does them): a PING after this long
 /// without a frame from the server, idle or not…
 const PING_AFTER: Duration = Duration::from_secs(10);
 /// …and the connection is closed if its answer takes longer than this.
@@ -153,7 +153,7 @@ async fn open_unbounded(
             None => Error::Unreachable(format!("TLS handshake: {e}")),
         }
     })?;
-    // Never h2 without the server saying so (PROTOCOL.md §7): no ALPN is HTTP/1.1.
+    // Never h2 without the server saying so (docs/protocol.md §7): no ALPN is HTTP/1.1.
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         h2(stream, changed).await
     } else {

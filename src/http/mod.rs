@@ -5,7 +5,7 @@
 //!
 //! - **https only**, with one explicit exception: a managed identity endpoint (IMDS, App
 //!   Service's `IDENTITY_ENDPOINT`) is plain http on a loopback or link-local address by design
-//!   (PROTOCOL.md §5). Plain http anywhere else is refused before any connection, and a plain
+//!   (docs/protocol.md §5). Plain http anywhere else is refused before any connection, and a plain
 //!   request never goes through a proxy.
 //! - **TLS** ([`tls`]): the OS trust store, loaded once in the background; ALPN `h2` then
 //!   `http/1.1`; the server's choice decides the protocol of the connection ([`pool`]).

@@ -1,5 +1,5 @@
 //! Key Vault's challenge-based authentication: parse a `WWW-Authenticate: Bearer …` challenge and
-//! verify it before any token is sent (PROTOCOL.md §2).
+//! verify it before any token is sent (docs/protocol.md §2).
 //!
 //! The first request to a vault goes without a token; the 401 names the tenant and the resource.
 //! A hostile or mistaken "vault" could name `https://vault.azure.net` to collect a token that works

@@ -31,26 +31,41 @@ pub const API_VERSION: &str = "2025-07-01";
 /// Values are at most 25 KiB; a body far beyond that is not a `SecretBundle`.
 const MAX_BODY: usize = 256 * 1024;
 
-/// A secret's value. `Debug` prints `[redacted]`; there is no `Display`.
+/// A secret's value, as Key Vault answered it. `Debug` prints `[redacted]`; there is no `Display`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(String, Option<String>);
+pub struct SecretValue {
+    value: String,
+    content_type: Option<String>,
+    version: Option<String>,
+}
 
 impl SecretValue {
     /// A value as if a vault had answered it, for other modules' tests.
     #[cfg(test)]
     pub(crate) fn answered(value: &str, content_type: Option<&str>) -> SecretValue {
-        SecretValue(value.to_owned(), content_type.map(str::to_owned))
+        SecretValue {
+            value: value.to_owned(),
+            content_type: content_type.map(str::to_owned),
+            version: None,
+        }
     }
 
     #[must_use]
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
     }
 
     /// The secret's `contentType` (`application/x-pkcs12` for a certificate's secret).
     #[must_use]
     pub fn content_type(&self) -> Option<&str> {
-        self.1.as_deref()
+        self.content_type.as_deref()
+    }
+
+    /// The version that answered: the last segment of the bundle's `id`
+    /// (`https://{vault}/secrets/{name}/{version}`), what an unpinned reference resolved to.
+    #[must_use]
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
     }
 }
 
@@ -58,7 +73,7 @@ impl Drop for SecretValue {
     /// A value kvrun no longer needs is wiped, not left in freed memory (on success the process
     /// image is replaced by exec anyway).
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
+        zeroize::Zeroize::zeroize(&mut self.value);
     }
 }
 
@@ -107,6 +122,8 @@ enum Answer {
 #[derive(Deserialize)]
 struct Bundle {
     value: Option<String>,
+    /// `https://{vault}/secrets/{name}/{version}`.
+    id: Option<String>,
     #[serde(default)]
     attributes: Attributes,
     #[serde(rename = "contentType")]
@@ -114,7 +131,7 @@ struct Bundle {
 }
 
 /// The validity window of a secret version (Unix seconds). Key Vault still returns a secret outside
-/// it (PROTOCOL.md §1); kvrun warns.
+/// it (docs/protocol.md §1); kvrun warns.
 #[derive(Deserialize, Default)]
 struct Attributes {
     nbf: Option<u64>,
@@ -426,14 +443,24 @@ impl VaultClient {
             }
         };
         let status = reply.status;
-        tracing::info!(
-            vault = secret.vault_host(),
-            secret = %secret.name,
-            status,
-            authenticated = token.is_some(),
-            elapsed_ms = started.elapsed().as_millis(),
-            "GET secret"
-        );
+        if status == 401 && token.is_none() {
+            // The unauthenticated first request: its 401 is the challenge, not a failure.
+            tracing::info!(
+                vault = secret.vault_host(),
+                secret = %secret.name,
+                elapsed_ms = started.elapsed().as_millis(),
+                "challenge: the vault answered 401 with the tenant and scope to get a token for"
+            );
+        } else {
+            tracing::info!(
+                vault = secret.vault_host(),
+                secret = %secret.name,
+                status,
+                authenticated = token.is_some(),
+                elapsed_ms = started.elapsed().as_millis(),
+                "GET secret"
+            );
+        }
         if status == 401 {
             let header = reply
                 .header(&hyper::header::WWW_AUTHENTICATE)
@@ -459,12 +486,17 @@ impl VaultClient {
         Attempt::done(if status == 200 {
             match serde_json::from_slice::<Bundle>(&body) {
                 Ok(Bundle {
-                    value: Some(v),
+                    value: Some(value),
+                    id,
                     attributes,
                     content_type,
                 }) => {
                     warn_validity(secret, &attributes);
-                    Answer::Value(SecretValue(v, content_type))
+                    Answer::Value(SecretValue {
+                        value,
+                        content_type,
+                        version: id.as_deref().and_then(version_of),
+                    })
                 }
                 Ok(Bundle { value: None, .. }) => Answer::Failed(FetchError::new(
                     FailureClass::Protocol,
@@ -628,6 +660,15 @@ fn status_error(status: u16, body: &[u8], secret: &SecretRef) -> FetchError {
     }
 }
 
+/// The version in a secret bundle's `id`, `https://{vault}/secrets/{name}/{version}`: a non-empty
+/// last segment after the name (only text Key Vault sent; shown, never used to build a request).
+fn version_of(id: &str) -> Option<String> {
+    let path = id.split_once("/secrets/")?.1;
+    let (_, version) = path.split_once('/')?;
+    let version = version.trim_end_matches('/');
+    (!version.is_empty() && !version.contains('/')).then(|| crate::http::untrusted(version))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,8 +716,20 @@ mod tests {
     #[test]
     fn secret_value_debug_is_redacted() {
         assert_eq!(
-            format!("{:?}", SecretValue("hunter2".into(), None)),
+            format!("{:?}", SecretValue::answered("hunter2", None)),
             "SecretValue([redacted])"
         );
+    }
+
+    #[test]
+    fn the_version_comes_from_the_bundle_id() {
+        let id = "https://kv.vault.azure.net/secrets/db/4387e9f3d6e14c459867679a90fd0f79";
+        assert_eq!(
+            version_of(id).as_deref(),
+            Some("4387e9f3d6e14c459867679a90fd0f79")
+        );
+        assert_eq!(version_of("https://kv.vault.azure.net/secrets/db"), None);
+        assert_eq!(version_of("https://kv.vault.azure.net/secrets/db/"), None);
+        assert_eq!(version_of("not a url"), None);
     }
 }
