@@ -745,10 +745,10 @@ mod process {
 
     /// `startup --measure RESULT_FILE PROGRAM [ARGS...]`: run `PROGRAM` (environment, directory and
     /// stdio inherited), then write `{wall_ns} {max_rss_kib} {exit}` to `RESULT_FILE`.
-    pub const MEASURE: &str = "--measure";
+    pub(crate) const MEASURE: &str = "--measure";
 
     /// The helper's side of [`MEASURE`]; `None` when this is not a helper invocation.
-    pub fn helper() -> Option<ExitCode> {
+    pub(crate) fn helper() -> Option<ExitCode> {
         let mut args = std::env::args_os().skip(1);
         if args.next()? != MEASURE {
             return None;
@@ -780,7 +780,7 @@ mod process {
     /// Runs `command` (which must have a cleared environment, as every launcher's has; its stdin
     /// and stdout are null, its stderr is `stderr`) through a [`MEASURE`] helper; `scratch` is
     /// where the helper writes its result.
-    pub fn run_measured(
+    pub(crate) fn run_measured(
         command: &Command,
         scratch: &Path,
         stderr: std::fs::File,
@@ -822,7 +822,7 @@ mod process {
         })
     }
 
-    pub struct Sample {
+    pub(crate) struct Sample {
         pub wall: Duration,
         /// `ru_maxrss`: the child's peak resident set (or that of a descendant it waited for), KiB.
         pub max_rss_kib: u64,
@@ -836,7 +836,7 @@ mod process {
         unsafe_code,
         reason = "waitid/wait4/kill on our own child: std has no peak-RSS API"
     )]
-    pub fn run(mut command: Command, timeout: Duration) -> std::io::Result<Sample> {
+    pub(crate) fn run(mut command: Command, timeout: Duration) -> std::io::Result<Sample> {
         let started = Instant::now();
         let child = command.spawn()?;
         let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;

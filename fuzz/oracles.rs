@@ -20,10 +20,10 @@ use kvrun::reference::{self, Classified, Piece, SecretRef, VaultHosts};
 use kvrun::source::{dotenv, manifest};
 
 /// Values shorter than this may appear in a message by coincidence (`1`, `true`).
-pub const MIN_SECRET_CHARS: usize = 8;
+pub(crate) const MIN_SECRET_CHARS: usize = 8;
 
 /// The suffixes [`hosts`] accepts, spelled out here rather than asked of `VaultHosts`.
-pub const KNOWN_SUFFIXES: [&str; 5] = [
+pub(crate) const KNOWN_SUFFIXES: [&str; 5] = [
     "vault.localhost",
     "vault.azure.net",
     "vault.azure.cn",
@@ -31,7 +31,7 @@ pub const KNOWN_SUFFIXES: [&str; 5] = [
     "vault.microsoftazure.de",
 ];
 
-pub fn hosts() -> VaultHosts {
+pub(crate) fn hosts() -> VaultHosts {
     VaultHosts::new(&["vault.localhost".to_owned()])
 }
 
@@ -40,7 +40,7 @@ pub fn hosts() -> VaultHosts {
 
 /// `https://{label}.{known suffix}[:port]` in lower case, a valid name and version, and a canonical
 /// form that classifies as the same secret.
-pub fn check_secret(secret: &SecretRef, hosts: &VaultHosts, file: &str) {
+pub(crate) fn check_secret(secret: &SecretRef, hosts: &VaultHosts, file: &str) {
     let authority = secret
         .vault_url
         .strip_prefix("https://")
@@ -93,7 +93,7 @@ pub fn check_secret(secret: &SecretRef, hosts: &VaultHosts, file: &str) {
     );
 }
 
-pub fn check_reference(input: &str, hosts: &VaultHosts, file: &str) {
+pub(crate) fn check_reference(input: &str, hosts: &VaultHosts, file: &str) {
     match reference::classify(input, hosts) {
         Ok(Classified::Literal) | Err(_) => {}
         Ok(Classified::Reference(secret)) => check_secret(&secret, hosts, file),
@@ -129,12 +129,12 @@ pub fn check_reference(input: &str, hosts: &VaultHosts, file: &str) {
 // ---------------------------------------------------------------------------------------------
 // dotenv
 
-pub fn is_key_char(c: char) -> bool {
+pub(crate) fn is_key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
 /// `message` cut into runs of key characters (words) and runs of other characters.
-pub fn tokens(message: &str) -> Vec<&str> {
+pub(crate) fn tokens(message: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut in_word = None;
@@ -152,20 +152,20 @@ pub fn tokens(message: &str) -> Vec<&str> {
     out
 }
 
-pub fn is_word(token: &str) -> bool {
+pub(crate) fn is_word(token: &str) -> bool {
     token.chars().next().is_some_and(is_key_char)
 }
 
-pub fn is_number(token: &str) -> bool {
+pub(crate) fn is_number(token: &str) -> bool {
     token.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A kind of warning: its tokens, `None` where the message names a key or a line number.
-pub type Shape = Vec<Option<String>>;
+pub(crate) type Shape = Vec<Option<String>>;
 
 /// The shapes of the warnings of an input that sets off every kind of warning: a message of one
 /// of these shapes holds fixed text, keys and line numbers only.
-pub fn known_shapes() -> Vec<Shape> {
+pub(crate) fn known_shapes() -> Vec<Shape> {
     let probe = "PROBE_HASH=ab#cd\nPROBE_TWICE=1\nPROBE_TWICE=2\nPROBE_COLON:\nPROBE_X=1\n\
                  PROBE_EMPTY=\n  'q'\nPROBE_QUOTE=\"a\" b\n__proto__=x\njust text\n";
     let parsed = dotenv::parse(probe.as_bytes()).expect("probe is UTF-8");
@@ -189,7 +189,7 @@ pub fn known_shapes() -> Vec<Shape> {
 }
 
 /// Whether `message` is of a known kind, with keys and numbers where its kind has them.
-pub fn known_kind(message: &str, keys: &HashSet<&str>, shapes: &[Shape]) -> bool {
+pub(crate) fn known_kind(message: &str, keys: &HashSet<&str>, shapes: &[Shape]) -> bool {
     let tokens = tokens(message);
     shapes.iter().any(|shape| {
         shape.len() == tokens.len()
@@ -202,7 +202,7 @@ pub fn known_kind(message: &str, keys: &HashSet<&str>, shapes: &[Shape]) -> bool
 
 /// Whether `message` shows `value` (a secret) somewhere other than where it names a key. A message
 /// of a known kind is only fixed text, keys and numbers, whatever it looks like.
-pub fn leaks(message: &str, value: &str, keys: &HashSet<&str>, shapes: &[Shape]) -> bool {
+pub(crate) fn leaks(message: &str, value: &str, keys: &HashSet<&str>, shapes: &[Shape]) -> bool {
     if value.chars().count() < MIN_SECRET_CHARS || !message.contains(value) {
         return false;
     }
@@ -223,7 +223,7 @@ pub fn leaks(message: &str, value: &str, keys: &HashSet<&str>, shapes: &[Shape])
     })
 }
 
-pub fn check_dotenv(bytes: &[u8], shapes: &[Shape], file: &str) {
+pub(crate) fn check_dotenv(bytes: &[u8], shapes: &[Shape], file: &str) {
     let result = dotenv::parse(bytes);
     let Ok(text) = std::str::from_utf8(bytes) else {
         let err = result.expect_err("invalid UTF-8 must be an error");
@@ -274,7 +274,7 @@ pub fn check_dotenv(bytes: &[u8], shapes: &[Shape], file: &str) {
 // manifest
 
 /// Every string under a key `value`, at any depth.
-pub fn toml_values(table: &toml::Table) -> Vec<String> {
+pub(crate) fn toml_values(table: &toml::Table) -> Vec<String> {
     fn walk(key: Option<&str>, item: &toml::Value, out: &mut Vec<String>) {
         match item {
             toml::Value::String(s) if key == Some("value") => out.push(s.clone()),
@@ -290,7 +290,7 @@ pub fn toml_values(table: &toml::Table) -> Vec<String> {
 
 /// When the text is not TOML: the contents of `value = "…"` and `value = '…'` as written (basic
 /// strings without escapes only).
-pub fn lexical_values(text: &str) -> Vec<String> {
+pub(crate) fn lexical_values(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (at, _) in text.match_indices("value") {
         let before = text[..at].chars().next_back();
@@ -318,7 +318,7 @@ pub fn lexical_values(text: &str) -> Vec<String> {
 
 /// `text` with each ASCII letter and digit moved on by one (`a`→`b`, `z`→`a`, `9`→`0`): the same
 /// length, and the same TOML where it is inside a string.
-pub fn shifted(text: &str) -> String {
+pub(crate) fn shifted(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             'a'..='y' | 'A'..='Y' | '0'..='8' => char::from_u32(u32::from(c) + 1).unwrap_or(c),
@@ -331,7 +331,7 @@ pub fn shifted(text: &str) -> String {
 }
 
 /// The plain values of `text`: from its TOML when it parses, else as written.
-pub fn plain_values(text: &str) -> Vec<String> {
+pub(crate) fn plain_values(text: &str) -> Vec<String> {
     match text.parse::<toml::Table>() {
         Ok(table) => toml_values(&table),
         Err(_) => lexical_values(text),
@@ -342,7 +342,13 @@ pub fn plain_values(text: &str) -> Vec<String> {
 /// same characters by coincidence (its fixed text, or a key or reference spelled the same): so
 /// the value must be the only place in the input it is written, and the error for the input with
 /// that value changed must show the changed value too.
-pub fn shows(text: &str, shown: &str, value: &str, values: &[String], hosts: &VaultHosts) -> bool {
+pub(crate) fn shows(
+    text: &str,
+    shown: &str,
+    value: &str,
+    values: &[String],
+    hosts: &VaultHosts,
+) -> bool {
     if value.chars().count() < MIN_SECRET_CHARS || !shown.contains(value) {
         return false;
     }
@@ -360,7 +366,7 @@ pub fn shows(text: &str, shown: &str, value: &str, values: &[String], hosts: &Va
     }
 }
 
-pub fn check_manifest(text: &str, hosts: &VaultHosts, file: &str) {
+pub(crate) fn check_manifest(text: &str, hosts: &VaultHosts, file: &str) {
     match manifest::parse(text, Path::new("kvrun.toml"), hosts) {
         Ok(entries) => {
             for entry in &entries {

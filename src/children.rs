@@ -15,7 +15,7 @@ fn lock() -> MutexGuard<'static, Option<HashSet<i32>>> {
 
 /// A tracked child: untracked when dropped (after its owner has waited for it).
 #[derive(Debug)]
-pub struct Tracked(i32);
+pub(crate) struct Tracked(i32);
 
 impl Drop for Tracked {
     fn drop(&mut self) {
@@ -29,7 +29,7 @@ impl Drop for Tracked {
 ///
 /// # Errors
 /// Whatever `spawn` returns.
-pub fn spawn_tracked<C>(
+pub(crate) fn spawn_tracked<C>(
     spawn: impl FnOnce() -> std::io::Result<C>,
     pid: impl Fn(&C) -> Option<u32>,
 ) -> std::io::Result<(C, Option<Tracked>)> {
@@ -44,14 +44,14 @@ pub fn spawn_tracked<C>(
 }
 
 #[must_use]
-pub fn is_tracked(pid: i32) -> bool {
+pub(crate) fn is_tracked(pid: i32) -> bool {
     lock().as_ref().is_some_and(|set| set.contains(&pid))
 }
 
 /// The pids of this process's children, from `/proc/self/task/*/children` (Linux), read while no
 /// tracked child can be spawned.
 #[must_use]
-pub fn list() -> Vec<i32> {
+pub(crate) fn list() -> Vec<i32> {
     let _guard = lock();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();

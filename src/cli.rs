@@ -118,7 +118,7 @@ pub enum Command {
     Export {
         /// dotenv (npm dotenv quoting), shell (POSIX `export`), json (one object), docker (`--env-file`).
         #[arg(long, value_enum, default_value = "dotenv")]
-        format: crate::commands::export::Format,
+        format: Format,
         #[command(flatten)]
         run: Box<RunArgs>,
     },
@@ -178,6 +178,15 @@ fn hide_launch_option(arg: clap::Arg) -> clap::Arg {
     } else {
         arg
     }
+}
+
+/// `kvrun export --format`: who reads the output (`crate::commands::export` writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Dotenv,
+    Shell,
+    Json,
+    Docker,
 }
 
 /// `--credential`: one link of the chain, by the name the command line gives it.

@@ -4,7 +4,7 @@
 
 /// A random number for jitter.
 #[must_use]
-pub fn random() -> u64 {
+pub(crate) fn random() -> u64 {
     use aws_lc_rs::rand::SecureRandom as _;
     let mut bytes = [0u8; 8];
     // Jitter only spreads retries; should the system source fail, no jitter is still correct.

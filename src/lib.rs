@@ -14,18 +14,18 @@
 //!
 //! No async runtime is built when there is nothing to fetch.
 
-pub mod children;
+pub(crate) mod children;
 pub mod cli;
-pub mod commands;
+pub(crate) mod commands;
 pub mod error;
 pub mod http;
-pub mod jitter;
-pub mod launch;
-pub mod plan;
+pub(crate) mod jitter;
+pub(crate) mod launch;
+pub(crate) mod plan;
 pub mod reference;
-pub mod resolve;
+pub(crate) mod resolve;
 pub mod source;
-pub mod timing;
+pub(crate) mod timing;
 pub mod vault;
 
 use std::ffi::OsString;

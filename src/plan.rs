@@ -23,14 +23,14 @@ use crate::source::{Origin, manifest};
 
 /// What kvrun will do: the child's variables, in order, and the distinct secrets to fetch.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub vars: Vec<Var>,
     /// Deduplicated by [`SecretRef::key`]; [`Value::Secret`] indexes into this.
     pub secrets: Vec<SecretRef>,
 }
 
 #[derive(Debug)]
-pub struct Var {
+pub(crate) struct Var {
     pub name: OsString,
     pub value: Value,
     pub origin: Origin,
@@ -43,12 +43,12 @@ impl Var {
     /// Whether kvrun manages this variable: it comes from a `.env` file or the manifest, or holds
     /// a reference. The rest is inherited environment passed along as it is.
     #[must_use]
-    pub fn is_managed(&self) -> bool {
+    pub(crate) fn is_managed(&self) -> bool {
         self.origin != Origin::Environment || !matches!(self.value, Value::Literal(_))
     }
 }
 
-pub enum Value {
+pub(crate) enum Value {
     /// A plain value; may itself be sensitive (an inherited client secret), so `Debug` hides it.
     Literal(OsString),
     Secret {
@@ -72,13 +72,13 @@ impl std::fmt::Debug for Value {
     }
 }
 
-pub enum Part {
+pub(crate) enum Part {
     Text(String),
     Secret(usize),
 }
 
 /// The inputs to planning, all already read.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub environment: &'a [(OsString, OsString)],
     pub dotenv_files: &'a [DotEnvFile],
     pub manifest: &'a [manifest::Entry],
@@ -101,7 +101,7 @@ enum Raw<'a> {
 ///
 /// # Errors
 /// A malformed reference in any winning value, naming its origin.
-pub fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
+pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
     let mut plan = Plan::default();
     let mut keys: HashMap<(String, String, String), usize> = HashMap::new();
     let mut intern = |secret: &SecretRef| {
@@ -173,7 +173,7 @@ fn file_spec(inputs: &Inputs<'_>, name: &OsStr) -> Option<FileSpec> {
 fn layer<'a>(inputs: &Inputs<'a>) -> Layered<'a> {
     let mut order: Layered<'a> = Vec::new();
     let mut index: HashMap<&OsStr, usize> = HashMap::new();
-    let mut set = |name, raw, origin| set_var(&mut order, &mut index, name, raw, origin);
+    let mut set = |name, raw, origin| assign(&mut order, &mut index, name, raw, origin);
     for entry in inputs.manifest {
         set(
             OsStr::new(&entry.name),
@@ -256,7 +256,7 @@ fn text_value(
 ///
 /// # Errors
 /// Names every refused vault and the variables that wanted it.
-pub fn check_allowed(plan: &Plan, lists: &[(&str, &[VaultOrigin])]) -> Result<(), Error> {
+pub(crate) fn check_allowed(plan: &Plan, lists: &[(&str, &[VaultOrigin])]) -> Result<(), Error> {
     let mut refused: Vec<(String, &str, Vec<String>)> = Vec::new();
     for (index, secret) in plan.secrets.iter().enumerate() {
         let Some((list_name, _)) = lists
@@ -313,7 +313,7 @@ impl std::fmt::Debug for Part {
     }
 }
 
-fn set_var<'a>(
+fn assign<'a>(
     order: &mut Layered<'a>,
     index: &mut HashMap<&'a OsStr, usize>,
     name: &'a OsStr,

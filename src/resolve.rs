@@ -19,10 +19,10 @@ use crate::reference::SecretRef;
 use crate::vault::challenge::Challenge;
 use crate::vault::{FetchError, Probe, SecretValue, VaultClient};
 
-pub type Outcome = Result<SecretValue, FetchError>;
+pub(crate) type Outcome = Result<SecretValue, FetchError>;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Options {
+pub(crate) struct Options {
     /// Requests in flight per vault.
     pub concurrency: usize,
     /// One request at a time across all vaults.
@@ -39,7 +39,7 @@ fn store(slots: &Slots, index: usize, outcome: Outcome) {
 }
 
 /// Resolve `secrets`; the result has one outcome per secret, in the same order.
-pub async fn resolve(
+pub(crate) async fn resolve(
     client: Arc<VaultClient>,
     secrets: &[SecretRef],
     options: Options,

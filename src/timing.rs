@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// A kind of work on the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// A token request (Entra ID, managed identity, `az`/`azd`), not the cached lookups.
     Token,
     /// A vault's first, unauthenticated request, up to the verified challenge (its connection
@@ -45,7 +45,7 @@ impl Phase {
 
     /// Starts timing one occurrence of this phase; it is recorded when the guard is dropped.
     #[must_use]
-    pub fn span(self) -> Span {
+    pub(crate) fn span(self) -> Span {
         Span {
             phase: self,
             started: ENABLED.load(Ordering::Relaxed).then(Instant::now),
@@ -54,7 +54,7 @@ impl Phase {
 }
 
 /// A phase in progress (see [`Phase::span`]).
-pub struct Span {
+pub(crate) struct Span {
     phase: Phase,
     started: Option<Instant>,
 }
@@ -88,7 +88,7 @@ pub(crate) fn resolving() {
 
 /// The timing of one resolution: create it when the resolution starts (before the runtime is
 /// built), drop it when it is over; the drop logs the summary.
-pub struct Run {
+pub(crate) struct Run {
     started: Instant,
     /// CPU time of the process when the run started (process start, sources, planning).
     cpu_before: Option<Duration>,
@@ -96,7 +96,7 @@ pub struct Run {
 
 impl Run {
     #[must_use]
-    pub fn start() -> Run {
+    pub(crate) fn start() -> Run {
         let enabled = tracing::enabled!(tracing::Level::INFO);
         ENABLED.store(enabled, Ordering::Relaxed);
         Run {

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 /// One secret of one variable.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub variable: String,
     /// `file:line` or `environment`.
     pub origin: String,
@@ -44,14 +44,14 @@ pub struct Row {
 
 impl Row {
     #[must_use]
-    pub fn latency(duration: Option<Duration>) -> Option<u64> {
+    pub(crate) fn latency(duration: Option<Duration>) -> Option<u64> {
         duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }
 
 /// A table with aligned columns; failure reasons on their own indented lines below their row.
 #[must_use]
-pub fn table(rows: &[Row]) -> String {
+pub(crate) fn table(rows: &[Row]) -> String {
     let header = [
         "VARIABLE", "ORIGIN", "VAULT", "SECRET", "VERSION", "STATUS", "LATENCY",
     ];

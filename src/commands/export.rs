@@ -16,6 +16,7 @@
 //! | `docker` | `NAME=value`, as `docker run --env-file` reads it: no quoting at all | a line break in a value; a name with whitespace or `=`, or starting with `#` |
 
 use super::{plan_run, print, resolve_plan, several};
+pub(crate) use crate::cli::Format;
 use crate::cli::RunArgs;
 use crate::error::Error;
 use crate::launch::environment::child_env;
@@ -24,17 +25,9 @@ use crate::plan::{self, Value};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Dotenv,
-    Shell,
-    Json,
-    Docker,
-}
-
 /// Why a variable cannot be written in a format. Names the variable, never shows the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub variable: String,
     pub reason: &'static str,
 }
@@ -43,7 +36,10 @@ pub struct Refused {
 ///
 /// # Errors
 /// Each variable the format cannot represent exactly.
-pub fn render(format: Format, vars: &[(OsString, OsString)]) -> Result<String, Vec<Refused>> {
+pub(crate) fn render(
+    format: Format,
+    vars: &[(OsString, OsString)],
+) -> Result<String, Vec<Refused>> {
     let mut out = String::new();
     let mut refused = Vec::new();
     let mut json = serde_json::Map::new();

@@ -8,8 +8,8 @@
 //! - [`parse`]: `parseKeyVaultSecretIdentifier`, offline;
 //! - [`generate`]: shell completions and the man page.
 
-pub mod check;
-pub mod export;
+pub(crate) mod check;
+pub(crate) mod export;
 pub(crate) mod generate;
 pub(crate) mod parse;
 pub(crate) mod run;
@@ -245,8 +245,8 @@ pub(crate) fn fetch_all(
         let (mut term, mut int) = signals.map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
         tokio::select! {
             outcomes = resolve_logged(client, &plan.secrets, resolve_options(args)) => Ok(outcomes),
-            _ = term.recv() => Err(Error::Interrupted { signal: libc_signal::SIGTERM, name: "SIGTERM" }),
-            _ = int.recv() => Err(Error::Interrupted { signal: libc_signal::SIGINT, name: "SIGINT" }),
+            _ = term.recv() => Err(Error::Interrupted { signal: signal_number::SIGTERM, name: "SIGTERM" }),
+            _ = int.recv() => Err(Error::Interrupted { signal: signal_number::SIGINT, name: "SIGINT" }),
         }
     });
     // Do not wait for stragglers (a hung connection, a DNS lookup) once the answer is known.
@@ -255,9 +255,9 @@ pub(crate) fn fetch_all(
 }
 
 /// The signal numbers `Error::Interrupted` reports.
-mod libc_signal {
-    pub const SIGINT: i32 = nix::sys::signal::Signal::SIGINT as i32;
-    pub const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
+mod signal_number {
+    pub(super) const SIGINT: i32 = nix::sys::signal::Signal::SIGINT as i32;
+    pub(super) const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
 }
 
 #[cfg(test)]

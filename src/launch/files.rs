@@ -29,11 +29,11 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-pub use crate::source::FileSpec;
+pub(crate) use crate::source::FileSpec;
 
 /// A value to deliver as a file. `Debug` shows the variable and the size, never the contents.
 #[derive(Clone, PartialEq, Eq)]
-pub struct FileSecret {
+pub(crate) struct FileSecret {
     pub var: OsString,
     pub contents: Zeroizing<Vec<u8>>,
     pub spec: FileSpec,
@@ -53,7 +53,10 @@ impl fmt::Debug for FileSecret {
 ///
 /// # Errors
 /// A PKCS#12 value that is not base64.
-pub fn decode(value: &str, content_type: Option<&str>) -> Result<Zeroizing<Vec<u8>>, String> {
+pub(crate) fn decode(
+    value: &str,
+    content_type: Option<&str>,
+) -> Result<Zeroizing<Vec<u8>>, String> {
     use base64::Engine as _;
     let essence = content_type.map(|t| {
         t.split(';')
@@ -76,7 +79,7 @@ pub fn decode(value: &str, content_type: Option<&str>) -> Result<Zeroizing<Vec<u
 }
 
 #[cfg(target_os = "linux")]
-pub use linux::{SecretDir, memfd};
+pub(crate) use linux::{SecretDir, memfd};
 
 #[cfg(target_os = "linux")]
 mod linux {
@@ -138,7 +141,7 @@ mod linux {
     ///
     /// # Errors
     /// The kernel refused a step, or the owner does not exist.
-    pub fn memfd(secret: &FileSecret) -> Result<(OsString, OwnedFd), String> {
+    pub(crate) fn memfd(secret: &FileSecret) -> Result<(OsString, OwnedFd), String> {
         // Not close-on-exec: the command inherits it.
         let fd = memfd_create("kvrun-secret", MFdFlags::MFD_ALLOW_SEALING)
             .map_err(|e| format!("memfd_create: {e}"))?;
@@ -162,7 +165,7 @@ mod linux {
 
     /// Supervisor mode: a private directory on a tmpfs, removed on drop.
     #[derive(Debug)]
-    pub struct SecretDir {
+    pub(crate) struct SecretDir {
         path: PathBuf,
     }
 
@@ -171,7 +174,7 @@ mod linux {
         ///
         /// # Errors
         /// No tmpfs to use, or the directory cannot be made.
-        pub fn create(
+        pub(crate) fn create(
             base: Option<&Path>,
             runtime_dir: Option<&Path>,
             shared: bool,
@@ -219,7 +222,7 @@ mod linux {
         }
 
         #[must_use]
-        pub fn path(&self) -> &Path {
+        pub(crate) fn path(&self) -> &Path {
             &self.path
         }
 
@@ -227,7 +230,7 @@ mod linux {
         ///
         /// # Errors
         /// The file cannot be written, owned or moved into place.
-        pub fn write(&self, secret: &FileSecret) -> Result<PathBuf, String> {
+        pub(crate) fn write(&self, secret: &FileSecret) -> Result<PathBuf, String> {
             let target = self.path.join(file_name(&secret.var));
             let temporary = self.path.join(format!(".{}.new", file_name(&secret.var)));
             let _ = fs::remove_file(&temporary);

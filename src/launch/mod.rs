@@ -10,12 +10,12 @@
 //! The environment is built from one snapshot plus resolved values and handed over whole
 //! (`env_clear` + `envs`); kvrun never changes its own environment.
 
-pub mod environment;
-pub mod files;
+pub(crate) mod environment;
+pub(crate) mod files;
 #[cfg(target_os = "linux")]
-pub mod panic_guard;
+pub(crate) mod panic_guard;
 #[cfg(target_os = "linux")]
-pub mod supervise;
+pub(crate) mod supervise;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -31,14 +31,14 @@ pub const MIN_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_se
 /// What the command starts with: its variables, and the secrets it gets as files (each file's
 /// path is added to the variables when the file is made).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChildEnv {
+pub(crate) struct ChildEnv {
     pub vars: Vec<(OsString, OsString)>,
     pub files: Vec<FileSecret>,
 }
 
 /// Replace this process with `command`. Returns only on failure.
 #[must_use]
-pub fn exec(command: &[OsString], env: ChildEnv) -> Error {
+pub(crate) fn exec(command: &[OsString], env: ChildEnv) -> Error {
     let Some((program, args)) = command.split_first() else {
         return Error::Usage("no command given: write kvrun [OPTIONS] -- COMMAND [ARGS]...".into());
     };
@@ -82,7 +82,7 @@ pub fn exec(command: &[OsString], env: ChildEnv) -> Error {
 
 /// The last `PATH` among `vars`, as exec sees it.
 #[must_use]
-pub fn path_of(vars: &[(OsString, OsString)]) -> Option<&std::ffi::OsStr> {
+pub(crate) fn path_of(vars: &[(OsString, OsString)]) -> Option<&std::ffi::OsStr> {
     vars.iter()
         .rev()
         .find(|(k, _)| k == "PATH")
@@ -94,7 +94,7 @@ pub fn path_of(vars: &[(OsString, OsString)]) -> Option<&std::ffi::OsStr> {
 ///
 /// # Errors
 /// `ENOENT` when there is no such file, `EACCES` when there is one but it cannot be executed.
-pub fn find_program(
+pub(crate) fn find_program(
     program: &std::ffi::OsStr,
     path: Option<&std::ffi::OsStr>,
 ) -> std::io::Result<PathBuf> {
@@ -151,7 +151,7 @@ fn executable(path: &Path) -> Option<bool> {
 /// Pages are taken as 4 KiB: with larger pages the kernel allows more, never less, so kvrun
 /// refuses nothing that the kernel would accept on x86-64 and refuses a little early elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExecLimits {
+pub(crate) struct ExecLimits {
     /// `MAX_ARG_STRLEN`, NUL included.
     pub max_string: usize,
     /// Strings (with NULs) plus pointers.
@@ -160,13 +160,13 @@ pub struct ExecLimits {
 
 impl ExecLimits {
     const PAGE: usize = 4096;
-    pub const MAX_ARG_STRLEN: usize = 32 * Self::PAGE;
+    pub(crate) const MAX_ARG_STRLEN: usize = 32 * Self::PAGE;
     const ARG_MAX: usize = 32 * Self::PAGE;
     const STK_LIM: usize = 8 * 1024 * 1024;
 
     /// The limits for this process's stack rlimit (which the command inherits).
     #[must_use]
-    pub fn current() -> Self {
+    pub(crate) fn current() -> Self {
         let stack = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
             .map_or(u64::MAX, |(soft, _)| soft);
         Self::for_stack(stack)
@@ -174,7 +174,7 @@ impl ExecLimits {
 
     /// The limits for a stack rlimit of `stack` bytes (`RLIM_INFINITY` is `u64::MAX`).
     #[must_use]
-    pub fn for_stack(stack: u64) -> Self {
+    pub(crate) fn for_stack(stack: u64) -> Self {
         let quarter = usize::try_from(stack / 4).unwrap_or(usize::MAX);
         Self {
             max_string: Self::MAX_ARG_STRLEN,
@@ -185,7 +185,7 @@ impl ExecLimits {
     /// What exec needs for `program` (its resolved path), `argv` and `envp` strings of these
     /// lengths (without NULs): the strings with their NULs and a pointer each.
     #[must_use]
-    pub fn needed(program: usize, strings: impl IntoIterator<Item = usize>) -> usize {
+    pub(crate) fn needed(program: usize, strings: impl IntoIterator<Item = usize>) -> usize {
         let pointer = std::mem::size_of::<usize>();
         strings
             .into_iter()

@@ -20,17 +20,17 @@ static SECRET_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// The command is running as `pid` (`None`: it has exited and been reaped, so the pid may be
 /// reused and must not be killed).
-pub fn set_command(pid: Option<i32>) {
+pub(crate) fn set_command(pid: Option<i32>) {
     COMMAND.store(pid.unwrap_or(0), Ordering::SeqCst);
 }
 
 /// The secret directory now exists at `path`.
-pub fn set_secret_dir(path: &Path) {
+pub(crate) fn set_secret_dir(path: &Path) {
     *SECRET_DIR.lock().unwrap_or_else(PoisonError::into_inner) = Some(path.to_owned());
 }
 
 /// The secret directory at `path` is gone (removed by its owner).
-pub fn forget_secret_dir(path: &Path) {
+pub(crate) fn forget_secret_dir(path: &Path) {
     let mut dir = SECRET_DIR.lock().unwrap_or_else(PoisonError::into_inner);
     if dir.as_deref() == Some(path) {
         *dir = None;
@@ -39,7 +39,7 @@ pub fn forget_secret_dir(path: &Path) {
 
 /// From the panic hook: `SIGKILL` the command (a supervisor about to die cannot give it a grace
 /// period) and remove the secret directory. Never blocks, never panics.
-pub fn after_panic() {
+pub(crate) fn after_panic() {
     let pid = COMMAND.swap(0, Ordering::SeqCst);
     if pid > 0 {
         let _ = nix::sys::signal::kill(

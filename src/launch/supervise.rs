@@ -40,7 +40,7 @@ use super::files::SecretDir;
 use crate::error::{Error, ExitCode};
 
 /// The signals kvrun forwards to the command.
-pub const FORWARDED: [Signal; 19] = [
+pub(crate) const FORWARDED: [Signal; 19] = [
     Signal::SIGHUP,
     Signal::SIGINT,
     Signal::SIGQUIT,
@@ -78,7 +78,7 @@ const SI_KERNEL: i32 = 0x80;
 ///
 /// # Errors
 /// The kernel refused.
-pub fn block_signals() -> Result<SignalFd, Error> {
+pub(crate) fn block_signals() -> Result<SignalFd, Error> {
     let mut set = SigSet::empty();
     for signal in FORWARDED {
         set.add(signal);
@@ -90,7 +90,7 @@ pub fn block_signals() -> Result<SignalFd, Error> {
 }
 
 /// What a `--watch` check found.
-pub enum Refreshed {
+pub(crate) enum Refreshed {
     /// Every secret resolved; nothing changed.
     Unchanged,
     /// Every secret resolved and the command's environment or files differ.
@@ -100,10 +100,11 @@ pub enum Refreshed {
 }
 
 /// A `--watch` check: fetch again, compare, answer.
-pub type Refresh = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Refreshed> + Send>> + Send + Sync>;
+pub(crate) type Refresh =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Refreshed> + Send>> + Send + Sync>;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Options {
+pub(crate) struct Options {
     /// `--watch`: how often to check, before jitter.
     pub watch: Option<Duration>,
     /// `--reload-signal`: deliver changed files with this signal instead of a restart.
@@ -120,7 +121,10 @@ pub struct Options {
 /// `--stop-timeout` was given. SIGHUP (apps reload on it) and SIGQUIT (thread dumps, drains) never
 /// do.
 #[must_use]
-pub fn shutdown_grace(signal: Signal, shutdown_timeout: Option<Duration>) -> Option<Duration> {
+pub(crate) fn shutdown_grace(
+    signal: Signal,
+    shutdown_timeout: Option<Duration>,
+) -> Option<Duration> {
     shutdown_timeout.filter(|_| matches!(signal, Signal::SIGTERM | Signal::SIGINT))
 }
 
@@ -132,7 +136,7 @@ fn later(after: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     /// Signals read from the signalfd by a thread of their own: (signal, sent by the kernel).
     signals: tokio::sync::mpsc::UnboundedReceiver<(Signal, bool)>,
     command: Vec<OsString>,
@@ -152,7 +156,7 @@ impl Supervisor {
     ///
     /// # Errors
     /// The runtime cannot watch the signalfd.
-    pub fn new(
+    pub(crate) fn new(
         signals: SignalFd,
         command: Vec<OsString>,
         secrets_base: Option<PathBuf>,
@@ -203,7 +207,7 @@ impl Supervisor {
 
     /// While resolving: wait for a signal that means stop; the others are dropped (there is no
     /// command yet to forward them to).
-    pub async fn interrupted(&mut self) -> Error {
+    pub(crate) async fn interrupted(&mut self) -> Error {
         loop {
             for (signal, _) in self.next_signals().await {
                 if STOPPING.contains(&signal) {
@@ -266,7 +270,7 @@ impl Supervisor {
         clippy::too_many_lines,
         reason = "one select! over the supervisor's events; the restructuring issue makes it a state machine"
     )]
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         env: ChildEnv,
         options: Options,

@@ -4,10 +4,10 @@ use std::io::{BufRead as _, BufReader};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-pub struct Lines(Receiver<String>);
+pub(crate) struct Lines(Receiver<String>);
 
 impl Lines {
-    pub fn of(reader: impl std::io::Read + Send + 'static) -> Self {
+    pub(crate) fn of(reader: impl std::io::Read + Send + 'static) -> Self {
         let (sender, receiver) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(reader).lines() {
@@ -21,12 +21,20 @@ impl Lines {
     }
 
     /// The next line, within `limit`.
-    pub fn next(&self, limit: Duration) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
+    pub(crate) fn next(
+        &self,
+        limit: Duration,
+    ) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
         self.0.recv_timeout(limit)
     }
 
     /// The next line that satisfies `want`, within `limit`; the lines skipped on the way.
-    pub fn expect(&self, what: &str, limit: Duration, want: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn expect(
+        &self,
+        what: &str,
+        limit: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + limit;
         let mut seen = Vec::new();
         loop {

@@ -7,7 +7,7 @@
     reason = "the harness hands its PATH to kvrun"
 )]
 
-pub mod lines;
+pub(crate) mod lines;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use kvrun_fake::{DEFAULT_TENANT, FakeAzure, Recorded};
 
-pub const CLIENT_ID: &str = "kvrun-test-client";
+pub(crate) const CLIENT_ID: &str = "kvrun-test-client";
 /// Must never appear in any output.
-pub const CLIENT_SECRET: &str = "cs-NEVER-PRINT-7f3a9e";
+pub(crate) const CLIENT_SECRET: &str = "cs-NEVER-PRINT-7f3a9e";
 
-pub struct World {
+pub(crate) struct World {
     pub fake: FakeAzure,
     pub dir: tempfile::TempDir,
     pub ca_dir: PathBuf,
@@ -30,7 +30,7 @@ pub struct World {
 
 /// A stand-in for `az` or `azd`: records when it started and its arguments, then prints `stdout`
 /// and `stderr` (neither may contain a single quote) and exits `code`.
-pub fn stand_in(path: &std::path::Path, stdout: &str, stderr: &str, code: i32) {
+pub(crate) fn stand_in(path: &std::path::Path, stdout: &str, stderr: &str, code: i32) {
     use std::os::unix::fs::PermissionsExt;
     let log = path.with_extension("log");
     let script = format!(
@@ -43,11 +43,11 @@ pub fn stand_in(path: &std::path::Path, stdout: &str, stderr: &str, code: i32) {
 }
 
 impl World {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(FakeAzure::start())
     }
 
-    pub fn with(fake: FakeAzure) -> Self {
+    pub(crate) fn with(fake: FakeAzure) -> Self {
         fake.add_client(CLIENT_ID, CLIENT_SECRET);
         let dir = tempfile::tempdir().unwrap();
         let ca_dir = dir.path().join("ca");
@@ -71,21 +71,21 @@ impl World {
         }
     }
 
-    pub fn write(&self, path: &str, contents: &str) -> &Self {
+    pub(crate) fn write(&self, path: &str, contents: &str) -> &Self {
         let path = self.dir.path().join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, contents).unwrap();
         self
     }
 
-    pub fn url(&self, vault: &str, name: &str) -> String {
+    pub(crate) fn url(&self, vault: &str, name: &str) -> String {
         format!("{}/secrets/{name}", self.fake.vault_url(vault))
     }
 
     /// `kvrun` with a clean environment: PATH (stand-in `az`/`azd` first), the test CA, a
     /// service principal, the fake's authority host, `vault.localhost` as a vault suffix, and an
     /// IMDS address on loopback where nothing listens: no test ever reaches 169.254.169.254.
-    pub fn kvrun(&self) -> Command {
+    pub(crate) fn kvrun(&self) -> Command {
         let mut path = std::ffi::OsString::from(&self.bin);
         path.push(":");
         path.push(std::env::var_os("PATH").unwrap_or_default());
@@ -105,7 +105,7 @@ impl World {
         command
     }
 
-    pub fn vault_gets(&self) -> Vec<Recorded> {
+    pub(crate) fn vault_gets(&self) -> Vec<Recorded> {
         self.fake
             .requests()
             .into_iter()
@@ -114,16 +114,16 @@ impl World {
     }
 }
 
-pub fn run(command: &mut Command) -> Output {
+pub(crate) fn run(command: &mut Command) -> Output {
     command.output().expect("kvrun runs")
 }
 
-pub fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The child's environment, printed by `env -0`.
-pub fn child_env(output: &Output) -> HashMap<String, String> {
+pub(crate) fn child_env(output: &Output) -> HashMap<String, String> {
     assert!(output.status.success(), "kvrun failed: {}", stderr(output));
     String::from_utf8(output.stdout.clone())
         .unwrap()
@@ -136,7 +136,7 @@ pub fn child_env(output: &Output) -> HashMap<String, String> {
         .collect()
 }
 
-pub fn assert_no_leak(output: &Output, secrets: &[&str]) {
+pub(crate) fn assert_no_leak(output: &Output, secrets: &[&str]) {
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -149,7 +149,7 @@ pub fn assert_no_leak(output: &Output, secrets: &[&str]) {
 }
 
 /// Waits for a condition on an event the fake records; bounded, no fixed sleep.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -158,7 +158,10 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// Wait for `child` to exit, bounded.
-pub fn exit_status(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+pub(crate) fn exit_status(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

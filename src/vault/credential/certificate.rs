@@ -43,7 +43,7 @@ const PEM_FILE: &str = "PEM file";
 const PKCS12_FILE: &str = "PKCS#12 file";
 
 /// A certificate and its RSA private key, loaded from PEM or PKCS#12.
-pub struct ClientCertificate {
+pub(super) struct ClientCertificate {
     key: RsaKeyPair,
     /// Leaf first, then its issuers as far as the file has them.
     #[allow(
@@ -67,7 +67,7 @@ impl fmt::Debug for ClientCertificate {
 ///
 /// [`hint`]: CertificateError::hint
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CertificateError {
+pub(super) enum CertificateError {
     #[error("the certificate file is empty")]
     Empty,
     /// The file's kind: "PEM file" or "PKCS#12 file".
@@ -100,7 +100,7 @@ pub enum CertificateError {
 impl CertificateError {
     /// What to do about it, where there is something to say.
     #[must_use]
-    pub fn hint(&self) -> Option<&'static str> {
+    pub(super) fn hint(&self) -> Option<&'static str> {
         Some(match self {
             Self::Empty | Self::NoCertificate(_) | Self::UnreadablePkcs12(_) => {
                 "AZURE_CLIENT_CERTIFICATE_PATH must name a PEM file with the certificate and its \
@@ -141,7 +141,7 @@ impl ClientCertificate {
     ///
     /// # Errors
     /// What is wrong with the file, in words that never include its contents or the password.
-    pub fn load(bytes: &[u8], password: Option<&str>) -> Result<Self, CertificateError> {
+    pub(super) fn load(bytes: &[u8], password: Option<&str>) -> Result<Self, CertificateError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(CertificateError::Empty);
         }
@@ -156,7 +156,7 @@ impl ClientCertificate {
     /// Entra ID finds the certificate registered on the application.
     #[must_use]
     #[allow(dead_code, reason = "the tests read it; the assertion reads the field")]
-    pub fn x5t(&self) -> &str {
+    pub(super) fn x5t(&self) -> &str {
         &self.x5t
     }
 
@@ -167,7 +167,7 @@ impl ClientCertificate {
         dead_code,
         reason = "for an x5c header (subject name/issuer authentication); kvrun sends x5t only"
     )]
-    pub fn chain(&self) -> &[CertificateDer<'static>] {
+    pub(super) fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain
     }
 
@@ -177,7 +177,7 @@ impl ClientCertificate {
     ///
     /// # Errors
     /// When the system's random generator or the signature fails (neither happens in practice).
-    pub fn assertion(
+    pub(super) fn assertion(
         &self,
         client_id: &str,
         token_endpoint: &str,
