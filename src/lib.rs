@@ -24,6 +24,7 @@ pub(crate) mod launch;
 pub(crate) mod plan;
 pub mod reference;
 pub(crate) mod resolve;
+pub(crate) mod settings;
 pub mod source;
 pub(crate) mod timing;
 pub mod vault;
@@ -72,19 +73,22 @@ pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<i32, Error>
         Some(Command::Export { run, .. } | Command::Check { run, .. }) => run.verbose,
         _ => cli.run.verbose,
     };
-    init_logging(verbose, environment);
+    // What the environment says besides the variables to plan, read once.
+    let settings = settings::Settings::new(environment);
+    init_logging(verbose, &settings.log);
     match cli.subcommand {
         Some(Command::Parse { ids }) => commands::parse::parse_ids(&ids).map(|()| 0),
         Some(Command::Export { format, run }) => {
-            commands::export::export(format, &run, environment).map(|()| 0)
+            commands::export::export(format, &run, &settings, environment).map(|()| 0)
         }
         Some(Command::Check { json, run }) => {
-            commands::check::check(json, &run, environment).map(|()| 0)
+            commands::check::check(json, &run, &settings, environment).map(|()| 0)
         }
         Some(Command::Completions { shell }) => commands::generate::completions(shell).map(|()| 0),
         Some(Command::Man) => commands::generate::man().map(|()| 0),
         None => commands::run::run(
             &cli,
+            &settings,
             environment,
             #[cfg(target_os = "linux")]
             signals,
@@ -92,14 +96,13 @@ pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<i32, Error>
     }
 }
 
-fn init_logging(verbose: u8, environment: &[(OsString, OsString)]) {
+fn init_logging(verbose: u8, log: &settings::Log) {
     use std::io::IsTerminal as _;
     // Colours only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
-    let ansi =
-        std::io::stderr().is_terminal() && source::Env(environment).get("NO_COLOR").is_none();
+    let ansi = std::io::stderr().is_terminal() && !log.no_color;
     // KVRUN_LOG takes a full filter (`trace`, `kvrun=debug,hyper=trace`) for debugging below
     // kvrun; the no-leak test runs with `trace`, every crate included.
-    let custom = source::Env(environment).get("KVRUN_LOG");
+    let custom = log.filter.as_deref();
     let level = match verbose {
         0 => "warn",
         1 => "info",

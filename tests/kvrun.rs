@@ -662,7 +662,7 @@ fn workload_identity_sends_the_federated_token_from_the_file() {
 #[test]
 fn workload_identity_rereads_a_rotated_token_file() {
     // One long-lived process: a refreshed token must carry the file's new content.
-    use kvrun::vault::credential::{Credentials, Kind};
+    use kvrun::vault::credential::{Config, Credentials, Kind};
     let fake = FakeAzure::start();
     fake.add_client(WI_CLIENT, "jwt-before-rotation");
     let dir = tempfile::tempdir().unwrap();
@@ -687,16 +687,14 @@ fn workload_identity_rereads_a_rotated_token_file() {
         proxy: kvrun::http::Proxy::default(),
         per_origin: 1,
     });
-    let environment: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
-        ("AZURE_TENANT_ID", DEFAULT_TENANT.to_owned()),
-        ("AZURE_CLIENT_ID", WI_CLIENT.to_owned()),
-        ("AZURE_FEDERATED_TOKEN_FILE", file.display().to_string()),
-        ("AZURE_AUTHORITY_HOST", fake.authority_host()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.into(), v.into()))
-    .collect();
-    let credentials = Credentials::from_env(&environment, http, Some(Kind::WorkloadIdentity));
+    let config = Config {
+        tenant_id: Some(DEFAULT_TENANT.to_owned()),
+        client_id: Some(WI_CLIENT.to_owned()),
+        federated_token_file: Some(file.display().to_string()),
+        authority_host: Some(fake.authority_host()),
+        ..Config::default()
+    };
+    let credentials = Credentials::new(&config, &[], http, Some(Kind::WorkloadIdentity));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -15,6 +15,7 @@ use crate::cli::RunArgs;
 use crate::error::{Error, Failure, FailureClass};
 use crate::launch::environment::child_env;
 use crate::plan::{self, Part};
+use crate::settings::Settings;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -107,6 +108,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
 pub(crate) fn check(
     json: bool,
     args: &RunArgs,
+    settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<(), Error> {
     let plan = plan_run(args, environment)?;
@@ -117,7 +119,7 @@ pub(crate) fn check(
             looked: where_check_looked(args),
         });
     }
-    let client = vault_client(args, environment)?;
+    let client = vault_client(args, settings, environment)?;
     let outcomes = fetch_all(&plan, args, client.clone())?;
     // The run's verdict, computed first so that each row carries what would fail it (a value no
     // environment variable can hold resolves fine but fails the run).

@@ -21,6 +21,7 @@ use crate::cli::RunArgs;
 use crate::error::Error;
 use crate::launch::environment::child_env;
 use crate::plan::{self, Value};
+use crate::settings::Settings;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -152,6 +153,7 @@ fn docker_line(name: &str, value: &str) -> Result<String, &'static str> {
 pub(crate) fn export(
     format: Format,
     args: &RunArgs,
+    settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<(), Error> {
     use std::io::IsTerminal as _;
@@ -173,7 +175,7 @@ pub(crate) fn export(
     if !refused.is_empty() {
         return Err(several(refused));
     }
-    let outcomes = resolve_plan(&plan, args, environment)?;
+    let outcomes = resolve_plan(&plan, args, settings, environment)?;
     let env = child_env(&plan, &outcomes, super::hidden(args.hide_credentials))?;
     let text = render(format, &env.vars).map_err(|refused| {
         several(

@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::plan::{self, Plan};
 use crate::reference::VaultHosts;
 use crate::resolve::{self, Outcome};
+use crate::settings::Settings;
 use crate::source::{self, files};
 use crate::{http, reference, timing, vault};
 
@@ -38,12 +39,13 @@ pub(crate) fn hidden(hide_credentials: bool) -> &'static [&'static str] {
 pub(crate) fn resolve_plan(
     plan: &Plan,
     args: &RunArgs,
+    settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<Vec<Outcome>, Error> {
     if plan.secrets.is_empty() {
         return Ok(Vec::new());
     }
-    fetch_all(plan, args, vault_client(args, environment)?)
+    fetch_all(plan, args, vault_client(args, settings, environment)?)
 }
 
 /// One error, or several printed one after the other.
@@ -152,12 +154,16 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
 }
 
+/// The run's vault client: its HTTP client, its credential chain (`environment` is what `az` and
+/// `azd` are started with), its deadline.
 pub(crate) fn vault_client(
     args: &RunArgs,
+    settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<Arc<vault::VaultClient>, Error> {
-    let http = http::Client::new(http_settings(args, environment)?);
-    let credentials = vault::credential::Credentials::from_env(
+    let http = http::Client::new(http_settings(args, settings)?);
+    let credentials = vault::credential::Credentials::new(
+        &settings.credentials,
         environment,
         http.clone(),
         args.credential.map(Into::into),
@@ -170,29 +176,12 @@ pub(crate) fn vault_client(
     )))
 }
 
-/// The HTTP client's settings, from the command line and the environment snapshot (the proxy
-/// variables as curl reads them: upper case first).
-pub(crate) fn http_settings(
-    args: &RunArgs,
-    environment: &[(OsString, OsString)],
-) -> Result<http::Settings, Error> {
-    let env = source::Env(environment);
-    let either =
-        |upper: &str, lower: &str| env.get(upper).or_else(|| env.get(lower)).map(str::to_owned);
-    // rustls-native-certs reads these itself; the snapshot says whether they name the store.
-    let store = if env.get("SSL_CERT_FILE").is_some() || env.get("SSL_CERT_DIR").is_some() {
-        http::tls::Store::Named
-    } else {
-        http::tls::Store::System
-    };
+/// The HTTP client's settings, from the command line and the environment's.
+pub(crate) fn http_settings(args: &RunArgs, settings: &Settings) -> Result<http::Settings, Error> {
     Ok(http::Settings {
-        tls: http::tls::config(store)
+        tls: http::tls::config(settings.trust_store)
             .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?,
-        proxy: http::Proxy {
-            all: either("ALL_PROXY", "all_proxy"),
-            https: either("HTTPS_PROXY", "https_proxy"),
-            no: either("NO_PROXY", "no_proxy"),
-        },
+        proxy: settings.proxy.clone(),
         per_origin: usize::from(args.concurrency),
     })
 }

@@ -4,8 +4,6 @@
 //! ([`preflight`]) and again once the values are known ([`fits_exec`]).
 
 use std::ffi::OsString;
-#[cfg(target_os = "linux")]
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{
@@ -17,12 +15,14 @@ use crate::launch::environment::{child_env, unfit_for_environment};
 use crate::launch::{self, ChildEnv};
 use crate::plan::{self, Plan, Value};
 use crate::resolve::Outcome;
-use crate::{reference, resolve, source, timing, vault};
+use crate::settings::Settings;
+use crate::{reference, resolve, timing, vault};
 
 /// Run `command`: exec it (a successful run never returns), or supervise it when `signals` says
 /// kvrun is the supervisor.
 pub(crate) fn run(
     cli: &Cli,
+    settings: &Settings,
     environment: &[(OsString, OsString)],
     #[cfg(target_os = "linux")] signals: Option<nix::sys::signalfd::SignalFd>,
 ) -> Result<i32, Error> {
@@ -33,9 +33,9 @@ pub(crate) fn run(
     }
     #[cfg(target_os = "linux")]
     if let Some(signals) = signals {
-        return supervise(cli, environment, signals);
+        return supervise(cli, settings, environment, signals);
     }
-    let child_env = prepare(&cli.run, &cli.command, environment)?;
+    let child_env = prepare(&cli.run, &cli.command, settings, environment)?;
     Err(launch::exec(&cli.command, child_env))
 }
 
@@ -53,11 +53,12 @@ pub(crate) fn supervisor_mode(args: &RunArgs) -> bool {
 fn prepare(
     args: &RunArgs,
     command: &[OsString],
+    settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<ChildEnv, Error> {
     let plan = plan_run(args, environment)?;
     preflight(&plan, command)?;
-    let outcomes = resolve_plan(&plan, args, environment)?;
+    let outcomes = resolve_plan(&plan, args, settings, environment)?;
     let env = child_env(&plan, &outcomes, super::hidden(args.hide_credentials))?;
     fits_exec(command, &env)?;
     Ok(env)
@@ -149,6 +150,7 @@ fn total_fits(program_len: usize, strings: impl IntoIterator<Item = usize>) -> R
 #[cfg(target_os = "linux")]
 fn supervise(
     cli: &Cli,
+    settings: &Settings,
     environment: &[(OsString, OsString)],
     signals: nix::sys::signalfd::SignalFd,
 ) -> Result<i32, Error> {
@@ -157,9 +159,7 @@ fn supervise(
     let plan = Arc::new(plan_run(args, environment)?);
     preflight(&plan, &cli.command)?;
     let runtime = runtime()?;
-    let runtime_dir = source::Env(environment)
-        .get("XDG_RUNTIME_DIR")
-        .map(PathBuf::from);
+    let runtime_dir = settings.runtime_dir.clone();
     let result = runtime.block_on(async {
         let mut supervisor = Supervisor::new(
             signals,
@@ -171,7 +171,7 @@ fn supervise(
         let outcomes = if plan.secrets.is_empty() {
             Vec::new()
         } else {
-            let client = vault_client(args, environment)?;
+            let client = vault_client(args, settings, environment)?;
             let timing = timing::Run::start();
             let outcomes = tokio::select! {
                 outcomes = resolve_logged(client.clone(), &plan.secrets, resolve_options(args)) => outcomes,

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use super::certificate::ClientCertificate;
 use super::{
     AZURE_CLIENT_CERTIFICATE_PASSWORD, AZURE_CLIENT_CERTIFICATE_PATH, AZURE_CLIENT_ID,
-    AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, AuthFailure, Env, Kind,
+    AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, AuthFailure, Config, Kind,
     LinkError, managed,
 };
 use crate::error::FailureClass;
@@ -39,9 +39,9 @@ pub(super) enum Link {
 }
 
 /// One link's configuration from the environment, or why it is not configured.
-pub(super) fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
-    let tenant = env.get(AZURE_TENANT_ID);
-    let client_id = env.get(AZURE_CLIENT_ID);
+pub(super) fn configure(kind: Kind, config: &Config) -> Result<Link, LinkError> {
+    let tenant = config.tenant_id.as_deref();
+    let client_id = config.client_id.as_deref();
     let missing = |what: &str, hint: String| {
         Err(LinkError::unavailable(
             format!("{what} is not set"),
@@ -50,8 +50,8 @@ pub(super) fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
     };
     match kind {
         Kind::Env => {
-            let secret = env.get(AZURE_CLIENT_SECRET);
-            let certificate = env.get(AZURE_CLIENT_CERTIFICATE_PATH);
+            let secret = config.client_secret.as_deref().map(String::as_str);
+            let certificate = config.client_certificate_path.as_deref();
             if secret.is_none() && certificate.is_none() {
                 return Err(LinkError::unavailable(
                     format!(
@@ -94,7 +94,10 @@ pub(super) fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
                     hint: None,
                 })
             })?;
-            let certificate = ClientCertificate::load(&bytes, env.get(AZURE_CLIENT_CERTIFICATE_PASSWORD))
+            let certificate = ClientCertificate::load(
+                &bytes,
+                config.client_certificate_password.as_deref().map(String::as_str),
+            )
                 .map_err(|e| {
                     LinkError::failed(AuthFailure {
                         class: FailureClass::Authentication,
@@ -112,7 +115,7 @@ pub(super) fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
             })
         }
         Kind::WorkloadIdentity => {
-            let Some(file) = env.get(AZURE_FEDERATED_TOKEN_FILE) else {
+            let Some(file) = config.federated_token_file.as_deref() else {
                 return missing(
                     AZURE_FEDERATED_TOKEN_FILE,
                     "on AKS, label the pod azure.workload.identity/use: \"true\" and give its service account the azure.workload.identity/client-id annotation".into(),
@@ -132,9 +135,7 @@ pub(super) fn configure(kind: Kind, env: &Env<'_>) -> Result<Link, LinkError> {
                 token_file: PathBuf::from(file),
             })
         }
-        Kind::ManagedIdentity => Ok(Link::ManagedIdentity(managed::ManagedIdentity::from_env(
-            env,
-        ))),
+        Kind::ManagedIdentity => Ok(Link::ManagedIdentity(managed::ManagedIdentity::new(config))),
         Kind::AzureCli => Ok(Link::AzureCli),
         Kind::Azd => Ok(Link::Azd),
     }

@@ -23,7 +23,7 @@ use azure_core::credentials::Secret;
 use serde::Deserialize;
 
 use super::{
-    AZURE_CLIENT_ID, AZURE_POD_IDENTITY_AUTHORITY_HOST, AuthFailure, Env, IDENTITY_ENDPOINT,
+    AZURE_CLIENT_ID, AZURE_POD_IDENTITY_AUTHORITY_HOST, AuthFailure, Config, IDENTITY_ENDPOINT,
     IDENTITY_HEADER, LinkError, Token, sdk_client::MAX_BODY,
 };
 use crate::error::FailureClass;
@@ -86,15 +86,16 @@ struct ErrorResponse {
 }
 
 impl ManagedIdentity {
-    pub(crate) fn from_env(env: &Env<'_>) -> Self {
-        let endpoint = match (env.get(IDENTITY_ENDPOINT), env.get(IDENTITY_HEADER)) {
+    pub(crate) fn new(config: &Config) -> Self {
+        let endpoint = match (&config.identity_endpoint, &config.identity_header) {
             (Some(url), Some(header)) => Endpoint::AppService {
                 url: url.to_owned(),
-                header: Secret::new(header.to_owned()),
+                header: Secret::new(header.as_str().to_owned()),
             },
             _ => Endpoint::Imds {
-                authority: env
-                    .get(AZURE_POD_IDENTITY_AUTHORITY_HOST)
+                authority: config
+                    .pod_identity_authority_host
+                    .as_deref()
                     .unwrap_or(IMDS)
                     .trim_end_matches('/')
                     .to_owned(),
@@ -102,7 +103,7 @@ impl ManagedIdentity {
         };
         Self {
             endpoint,
-            client_id: env.get(AZURE_CLIENT_ID).map(str::to_owned),
+            client_id: config.client_id.clone(),
         }
     }
 

@@ -58,7 +58,6 @@ use std::time::{Instant, SystemTime};
 
 use super::retry::{self, Next, Retry, Schedule};
 use crate::error::FailureClass;
-pub(crate) use crate::source::Env;
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_identity::{
     ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
@@ -89,6 +88,56 @@ pub const SECRET_VARIABLES: [&str; 5] = [
     AZURE_FEDERATED_TOKEN_FILE,
     IDENTITY_HEADER,
 ];
+
+/// What the chain is configured with: the variables the Azure SDKs read (named by the constants
+/// above), taken from kvrun's environment snapshot by the settings layer (`crate::settings`), so
+/// that nothing here reads a variable by name. `Debug` says which are set, never a secret's value.
+#[derive(Clone, Default)]
+pub struct Config {
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<zeroize::Zeroizing<String>>,
+    pub client_certificate_path: Option<String>,
+    pub client_certificate_password: Option<zeroize::Zeroizing<String>>,
+    pub federated_token_file: Option<String>,
+    pub authority_host: Option<String>,
+    pub additionally_allowed_tenants: Option<String>,
+    /// App Service and Container Apps managed identity: the endpoint and its header.
+    pub identity_endpoint: Option<String>,
+    pub identity_header: Option<zeroize::Zeroizing<String>>,
+    /// Where IMDS is (tests point it at loopback).
+    pub pod_identity_authority_host: Option<String>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn set<T>(value: Option<&T>) -> &'static str {
+            if value.is_some() { "[set]" } else { "[unset]" }
+        }
+        f.debug_struct("Config")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &set(self.client_secret.as_ref()))
+            .field("client_certificate_path", &self.client_certificate_path)
+            .field(
+                "client_certificate_password",
+                &set(self.client_certificate_password.as_ref()),
+            )
+            .field("federated_token_file", &self.federated_token_file)
+            .field("authority_host", &self.authority_host)
+            .field(
+                "additionally_allowed_tenants",
+                &self.additionally_allowed_tenants,
+            )
+            .field("identity_endpoint", &self.identity_endpoint)
+            .field("identity_header", &set(self.identity_header.as_ref()))
+            .field(
+                "pod_identity_authority_host",
+                &self.pod_identity_authority_host,
+            )
+            .finish()
+    }
+}
 
 /// The links of the chain (`--credential` names them: [`crate::cli::Credential`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,26 +253,28 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Build the chain from kvrun's environment snapshot; `only` keeps one link.
+    /// Build the chain from its configuration; `only` keeps one link. `environment` is the
+    /// snapshot `az` and `azd` are started with.
     #[must_use]
-    pub fn from_env(
+    pub fn new(
+        config: &Config,
         environment: &[(OsString, OsString)],
         http: std::sync::Arc<crate::http::Client>,
         only: Option<Kind>,
     ) -> Self {
-        let env = Env(environment);
         let links = Kind::ALL
             .into_iter()
             .filter(|kind| only.is_none_or(|o| o == *kind))
-            .map(|kind| (kind, configure(kind, &env)))
+            .map(|kind| (kind, configure(kind, config)))
             .collect();
         Self {
             links,
             chosen: OnceLock::new(),
-            configured_tenant: env.get(AZURE_TENANT_ID).map(str::to_owned),
-            tenants: tenant::Policy::from_env(&env),
-            authority_host: env
-                .get(AZURE_AUTHORITY_HOST)
+            configured_tenant: config.tenant_id.clone(),
+            tenants: tenant::Policy::new(config.additionally_allowed_tenants.as_deref()),
+            authority_host: config
+                .authority_host
+                .as_deref()
                 .unwrap_or(DEFAULT_AUTHORITY_HOST)
                 .trim_end_matches('/')
                 .to_owned(),
@@ -521,13 +572,23 @@ mod tests {
             .collect()
     }
 
+    /// The chain as kvrun builds it from an environment snapshot.
+    fn from_env(
+        environment: &[(OsString, OsString)],
+        http: std::sync::Arc<crate::http::Client>,
+        only: Option<Kind>,
+    ) -> Credentials {
+        let config = crate::settings::credential_config(&crate::source::Env(environment));
+        Credentials::new(&config, environment, http, only)
+    }
+
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
     }
 
     #[tokio::test]
     async fn missing_credential_explains_itself() {
-        let creds = Credentials::from_env(&env(&[]), test_http(), Some(Kind::Env));
+        let creds = from_env(&env(&[]), test_http(), Some(Kind::Env));
         let err = creds
             .token("t", "https://vault.azure.net/.default", soon())
             .await
@@ -547,7 +608,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_tenant_needs_the_allow_list() {
-        let creds = Credentials::from_env(
+        let creds = from_env(
             &env(&[
                 (AZURE_TENANT_ID, "home"),
                 (AZURE_CLIENT_ID, "c"),
@@ -602,7 +663,7 @@ mod tests {
 
     #[test]
     fn only_keeps_one_link() {
-        let creds = Credentials::from_env(&env(&[]), test_http(), Some(Kind::AzureCli));
+        let creds = from_env(&env(&[]), test_http(), Some(Kind::AzureCli));
         assert_eq!(creds.links.len(), 1);
         assert_eq!(creds.links[0].0, Kind::AzureCli);
     }
@@ -612,13 +673,13 @@ mod tests {
         let http = test_http;
         let with_tenant = env(&[(AZURE_TENANT_ID, "t1")]);
         for kind in [Kind::AzureCli, Kind::Azd] {
-            let creds = Credentials::from_env(&with_tenant, http(), Some(kind));
+            let creds = from_env(&with_tenant, http(), Some(kind));
             assert_eq!(creds.expected_tenant(), Some("t1"), "{kind:?}");
-            let creds = Credentials::from_env(&env(&[]), http(), Some(kind));
+            let creds = from_env(&env(&[]), http(), Some(kind));
             assert_eq!(creds.expected_tenant(), None, "{kind:?}");
         }
         // The whole chain starts with a service principal that is not configured: no guess.
-        let creds = Credentials::from_env(&with_tenant, http(), None);
+        let creds = from_env(&with_tenant, http(), None);
         assert_eq!(creds.expected_tenant(), None);
     }
 

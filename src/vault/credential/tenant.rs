@@ -3,7 +3,7 @@
 //! only to a tenant listed in `AZURE_ADDITIONALLY_ALLOWED_TENANTS` (or `*`). Managed identities
 //! have one tenant and are not asked.
 
-use super::{AZURE_ADDITIONALLY_ALLOWED_TENANTS, AZURE_TENANT_ID, AuthFailure, Env, LinkError};
+use super::{AZURE_ADDITIONALLY_ALLOWED_TENANTS, AZURE_TENANT_ID, AuthFailure, LinkError};
 use crate::error::FailureClass;
 
 /// The tenants a challenge may lead to besides the credential's own.
@@ -13,10 +13,10 @@ pub(super) struct Policy {
 }
 
 impl Policy {
-    pub(super) fn from_env(env: &Env<'_>) -> Self {
+    /// `AZURE_ADDITIONALLY_ALLOWED_TENANTS`: tenant IDs separated by `,` or `;`, or `*`.
+    pub(super) fn new(allowed: Option<&str>) -> Self {
         Self {
-            allowed: env
-                .get(AZURE_ADDITIONALLY_ALLOWED_TENANTS)
+            allowed: allowed
                 .unwrap_or_default()
                 .split([',', ';'])
                 .map(|t| t.trim().to_ascii_lowercase())
@@ -52,14 +52,10 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsString;
-
     use super::*;
 
     fn policy(allowed: &str) -> Policy {
-        let env: Vec<(OsString, OsString)> =
-            vec![(AZURE_ADDITIONALLY_ALLOWED_TENANTS.into(), allowed.into())];
-        Policy::from_env(&Env(&env))
+        Policy::new(Some(allowed))
     }
 
     #[test]
