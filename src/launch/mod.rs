@@ -13,6 +13,8 @@
 pub(crate) mod environment;
 pub(crate) mod files;
 #[cfg(target_os = "linux")]
+pub(crate) mod job;
+#[cfg(target_os = "linux")]
 pub(crate) mod panic_guard;
 #[cfg(target_os = "linux")]
 pub(crate) mod supervise;

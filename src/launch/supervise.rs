@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use super::ChildEnv;
 use super::files::SecretDir;
+use super::job::{Action, Event, Job};
 use crate::error::{Error, ExitCode};
 
 /// The signals kvrun forwards to the command.
@@ -128,14 +129,6 @@ pub(crate) fn shutdown_grace(
     shutdown_timeout.filter(|_| matches!(signal, Signal::SIGTERM | Signal::SIGINT))
 }
 
-/// `now + after`, or a far future when that would overflow (`Instant + Duration` panics).
-fn later(after: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(after)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 60 * 60)))
-        .unwrap_or(now)
-}
-
 pub(crate) struct Supervisor {
     /// Signals read from the signalfd by a thread of their own: (signal, sent by the kernel).
     signals: tokio::sync::mpsc::UnboundedReceiver<(Signal, bool)>,
@@ -143,12 +136,6 @@ pub(crate) struct Supervisor {
     dir: Option<SecretDir>,
     secrets_base: Option<PathBuf>,
     runtime_dir: Option<PathBuf>,
-}
-
-/// A restart under way: the environment to start with once the old command has exited.
-struct Restart {
-    env: ChildEnv,
-    kill_at: Option<Instant>,
 }
 
 impl Supervisor {
@@ -262,14 +249,11 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Run the command to its end; its exit code (128+N for signal N).
+    /// Run the command to its end; its exit code (128+N for signal N). The decisions are
+    /// [`Job`]'s; this loop turns what happens into its events and carries out its actions.
     ///
     /// # Errors
     /// The command could not be started (then, or at a restart).
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one select! over the supervisor's events; the restructuring issue makes it a state machine"
-    )]
     pub(crate) async fn run(
         mut self,
         env: ChildEnv,
@@ -279,121 +263,69 @@ impl Supervisor {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigchld = signal(SignalKind::child())
             .map_err(|e| Error::Internal(format!("cannot watch SIGCHLD: {e}")))?;
-        let mut current = env;
-        let mut pid = self.spawn(&current)?;
-        let mut restart: Option<Restart> = None;
-        let mut stopping = false;
-        let mut failures: u32 = 0;
-        let watch = options.watch.filter(|_| refresh.is_some());
-        let mut next_check = watch.map(|interval| later(jittered(interval)));
-        // After SIGTERM or SIGINT with an explicit --stop-timeout: (when to SIGKILL, the signal).
-        let mut shutdown: Option<(Instant, Signal)> = None;
+        let mut pid = self.spawn(&env)?;
+        let mut job = Job::new(env, options, refresh.is_some(), Instant::now(), jittered);
         let mut check: Option<tokio::task::JoinHandle<Refreshed>> = None;
         loop {
-            let kill_at = restart
-                .as_ref()
-                .and_then(|r| r.kill_at)
-                .into_iter()
-                .chain(shutdown.map(|(at, _)| at))
-                .min();
-            tokio::select! {
-                signals = self.next_signals() => {
-                    for (signal, from_kernel) in signals {
-                        if matches!(signal, Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) {
-                            stopping = true;
-                        }
-                        if shutdown.is_none()
-                            && let Some(grace) = shutdown_grace(signal, options.shutdown_timeout)
-                        {
-                            shutdown = Some((later(grace), signal));
-                        }
-                        if from_kernel {
-                            tracing::debug!(signal = signal.as_str(), "sent by the kernel to the process group; not forwarded");
-                            continue;
-                        }
-                        tracing::debug!(signal = signal.as_str(), pid = pid.as_raw(), "forwarding");
-                        let _ = kill(pid, signal);
-                    }
-                }
+            let events: Vec<Event> = tokio::select! {
+                signals = self.next_signals() => signals
+                    .into_iter()
+                    .map(|(signal, from_kernel)| Event::Signal { signal, from_kernel })
+                    .collect(),
                 _ = sigchld.recv() => {
                     reap_orphans(pid);
-                    if let Some(code) = exited(pid) {
+                    exited(pid).map(|code| {
                         super::panic_guard::set_command(None);
-                        match restart.take() {
-                            Some(next) if !stopping => {
-                                current = next.env;
-                                pid = self.spawn(&current)?;
-                                next_check = watch.map(|interval| later(jittered(interval)));
-                            }
-                            _ => {
-                                tracing::info!(code, "command exited");
-                                return Ok(code);
-                            }
-                        }
-                    }
+                        Event::Exited(code)
+                    }).into_iter().collect()
                 }
-                () = sleep_until_opt(kill_at) => {
-                    match shutdown {
-                        Some((at, signal)) if at <= Instant::now() => {
-                            shutdown = None;
-                            tracing::warn!(
-                                "the command is still running {} after {}: sending SIGKILL (--stop-timeout)",
-                                humantime::format_duration(options.shutdown_timeout.unwrap_or_default()),
-                                signal.as_str()
-                            );
-                        }
-                        _ => tracing::warn!(pid = pid.as_raw(), "still running {} after SIGTERM: sending SIGKILL", humantime::format_duration(options.stop_timeout)),
-                    }
-                    let _ = kill(pid, Signal::SIGKILL);
-                    if let Some(r) = restart.as_mut() {
-                        r.kill_at = None;
-                    }
-                }
-                () = sleep_until_opt(next_check.filter(|_| check.is_none() && restart.is_none())) => {
-                    if let Some(refresh) = &refresh {
-                        check = Some(tokio::spawn(refresh()));
-                    }
-                    next_check = None;
-                }
+                () = sleep_until_opt(job.kill_deadline()) => vec![Event::KillDeadline],
+                () = sleep_until_opt(job.check_due()) => vec![Event::CheckDue],
                 result = join_opt(&mut check) => {
                     check = None;
-                    let interval = watch.unwrap_or(super::MIN_WATCH_INTERVAL);
-                    match result {
-                        Refreshed::Unchanged => failures = 0,
-                        Refreshed::Failed => failures = failures.saturating_add(1),
-                        Refreshed::Changed(env) => {
-                            failures = 0;
-                            if stopping {
-                                continue;
-                            }
-                            let files_only = env.vars == current.vars;
-                            match options.reload_signal {
-                                Some(signal) if files_only => match self.rewrite(&env) {
-                                    Ok(()) => {
-                                        tracing::warn!(signal = signal.as_str(), "secrets changed: files rewritten, signalling the command");
-                                        let _ = kill(pid, signal);
-                                        current = env;
-                                    }
-                                    Err(e) => tracing::warn!("secrets changed but the files cannot be rewritten: {e}; keeping the running command"),
-                                },
-                                reload => {
-                                    if reload.is_some() {
-                                        tracing::warn!("a changed secret is in an environment variable, which a running process cannot take: restarting the command");
-                                    } else {
-                                        tracing::warn!("secrets changed: restarting the command");
-                                    }
-                                    let _ = kill(pid, Signal::SIGTERM);
-                                    restart = Some(Restart {
-                                        env,
-                                        kill_at: Some(later(options.stop_timeout)),
-                                    });
-                                }
+                    vec![Event::Checked(result)]
+                }
+            };
+            for event in events {
+                for action in job.on(event, Instant::now()) {
+                    match action {
+                        Action::Forward(signal) => {
+                            tracing::debug!(
+                                signal = signal.as_str(),
+                                pid = pid.as_raw(),
+                                "forwarding"
+                            );
+                            let _ = kill(pid, signal);
+                        }
+                        Action::Kill(signal) => {
+                            tracing::debug!(
+                                signal = signal.as_str(),
+                                pid = pid.as_raw(),
+                                "signalling"
+                            );
+                            let _ = kill(pid, signal);
+                        }
+                        Action::Start(env) => pid = self.spawn(&env)?,
+                        Action::StartCheck => {
+                            if let Some(refresh) = &refresh {
+                                check = Some(tokio::spawn(refresh()));
                             }
                         }
+                        Action::Reload { env, signal } => match self.rewrite(&env) {
+                            Ok(()) => {
+                                tracing::warn!(
+                                    signal = signal.as_str(),
+                                    "secrets changed: files rewritten, signalling the command"
+                                );
+                                let _ = kill(pid, signal);
+                                let _ = job.on(Event::Reloaded(env), Instant::now());
+                            }
+                            Err(e) => tracing::warn!(
+                                "secrets changed but the files cannot be rewritten: {e}; keeping the running command"
+                            ),
+                        },
+                        Action::Exit(code) => return Ok(code),
                     }
-                    // After failures, wait longer: 2, 4, 8 intervals at most.
-                    let factor = 1u32 << failures.min(3);
-                    next_check = Some(later(jittered(interval.saturating_mul(factor))));
                 }
             }
         }
@@ -521,13 +453,5 @@ mod tests {
             assert_eq!(shutdown_grace(signal, grace), None, "{signal}");
         }
         assert_eq!(shutdown_grace(Signal::SIGTERM, None), None, "not given");
-    }
-
-    #[tokio::test]
-    async fn a_deadline_never_overflows() {
-        let far = later(Duration::MAX);
-        assert!(far > Instant::now() + Duration::from_secs(365 * 24 * 60 * 60));
-        let soon = later(Duration::from_secs(1));
-        assert!(soon <= Instant::now() + Duration::from_secs(1));
     }
 }
