@@ -62,9 +62,9 @@ Credentials, tried in this order (--credential picks one):
   azure-cli, azd     az login, azd auth login
 
 Exit codes: the command's own once it runs; before that 64 usage, 65 bad input, 66 not found,
-  67 authentication, 70 internal, 74 cannot write, 75 unavailable (may pass later), 76 protocol
-  or TLS, 77 authorization, 126/127 the command cannot run / does not exist, 141 stdout closed,
-  128+N a signal while resolving.";
+  67 authentication, 70 internal (a bug), 71 OS error, 74 cannot write, 75 unavailable (may
+  pass later), 76 protocol or TLS, 77 authorization, 126/127 the command cannot run / does not
+  exist, 141 stdout closed, 128+N a signal while resolving.";
 
 /// Start a program with its Azure Key Vault secrets in its environment.
 #[derive(Debug, Parser)]

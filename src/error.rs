@@ -21,8 +21,11 @@ impl ExitCode {
     pub const NOT_FOUND: i32 = 66;
     /// kvrun could not get a token: no credential configured, or Entra ID refused it (`EX_NOUSER`).
     pub const AUTHENTICATION: i32 = 67;
-    /// An internal error: a bug in kvrun (`EX_SOFTWARE`).
+    /// An internal error: a bug in kvrun, and nothing else (`EX_SOFTWARE`).
     pub const INTERNAL: i32 = 70;
+    /// An operating-system facility kvrun needs could not be set up: the async runtime, a
+    /// signalfd, a thread, signal handling (`EX_OSERR`).
+    pub const OS_ERROR: i32 = 71;
     /// kvrun could not write its output: stdout failed for another reason than a closed pipe (a
     /// full disk, an I/O error) (`EX_IOERR`).
     pub const IO_ERROR: i32 = 74;
@@ -136,6 +139,10 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
+    /// The system would not give kvrun something it needs (a runtime, a signalfd, a thread).
+    #[error("{0}")]
+    System(String),
+
     /// The reader of stdout went away; not printed.
     #[error("stdout was closed")]
     StdoutClosed,
@@ -215,6 +222,7 @@ impl Error {
             },
             Self::Interrupted { signal, .. } => ExitCode::SIGNAL_BASE + signal,
             Self::Internal(_) => ExitCode::INTERNAL,
+            Self::System(_) => ExitCode::OS_ERROR,
             Self::StdoutClosed => ExitCode::STDOUT_CLOSED,
             Self::Stdout(_) => ExitCode::IO_ERROR,
             Self::Several(errors) => errors.first().map_or(ExitCode::INTERNAL, Self::exit_code),
@@ -364,6 +372,17 @@ mod tests {
             }
             .exit_code(),
             143
+        );
+    }
+
+    #[test]
+    fn seventy_is_a_bug_and_a_system_that_refuses_a_runtime_is_seventy_one() {
+        assert_eq!(Error::Internal("a bug".into()).exit_code(), 70);
+        let refused = Error::System("cannot start the async runtime: out of threads".into());
+        assert_eq!(refused.exit_code(), 71);
+        assert_eq!(
+            refused.to_string(),
+            "cannot start the async runtime: out of threads"
         );
     }
 }

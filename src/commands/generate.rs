@@ -61,7 +61,7 @@ pub(crate) fn man() -> Result<(), Error> {
 }
 
 /// What exit statuses mean (docs/failures.md has the full table).
-const EXIT_STATUS: [(&str, &str); 14] = [
+const EXIT_STATUS: [(&str, &str); 15] = [
     (
         "0",
         "a subcommand succeeded; in exec mode the status is the command's own",
@@ -80,6 +80,10 @@ const EXIT_STATUS: [(&str, &str); 14] = [
         "authentication: no credential got a token, or Entra ID refused it",
     ),
     ("70", "internal: a bug in kvrun"),
+    (
+        "71",
+        "OS error: no runtime, signalfd or thread could be had",
+    ),
     ("74", "I/O error: kvrun cannot write its output"),
     (
         "75",

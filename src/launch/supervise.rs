@@ -85,9 +85,9 @@ pub(crate) fn block_signals() -> Result<SignalFd, Error> {
         set.add(signal);
     }
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .map_err(|e| Error::Internal(format!("cannot block signals: {e}")))?;
+        .map_err(|e| Error::System(format!("cannot block signals: {e}")))?;
     SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Error::Internal(format!("cannot open a signalfd: {e}")))
+        .map_err(|e| Error::System(format!("cannot open a signalfd: {e}")))
 }
 
 /// What a `--watch` check found.
@@ -169,7 +169,7 @@ impl Supervisor {
                     }
                 }
             })
-            .map_err(|e| Error::Internal(format!("cannot start the signal thread: {e}")))?;
+            .map_err(|e| Error::System(format!("cannot start the signal thread: {e}")))?;
         let signals = receiver;
         Ok(Self {
             signals,
@@ -262,7 +262,7 @@ impl Supervisor {
     ) -> Result<i32, Error> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigchld = signal(SignalKind::child())
-            .map_err(|e| Error::Internal(format!("cannot watch SIGCHLD: {e}")))?;
+            .map_err(|e| Error::System(format!("cannot watch SIGCHLD: {e}")))?;
         let mut pid = self.spawn(&env)?;
         let mut job = Job::new(env, options, refresh.is_some(), Instant::now(), jittered);
         let mut check: Option<tokio::task::JoinHandle<Refreshed>> = None;
