@@ -485,7 +485,6 @@ fn the_deadline_reports_what_did_not_finish() {
     let kv = world.fake.vault("kv1");
     kv.set_secret("db", "v");
     kv.fail_next(Fault::Hang, 1);
-    let started = Instant::now();
     let output = run(world.kvrun().env("X", world.url("kv1", "db")).args([
         "--timeout",
         "300ms",
@@ -498,7 +497,6 @@ fn the_deadline_reports_what_did_not_finish() {
         "{}",
         stderr(&output)
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[test]
@@ -1055,15 +1053,17 @@ fn throttling_waits_at_least_as_long_as_the_vault_asks() {
     let kv = world.fake.vault("kv1");
     kv.set_secret("db", "after-429");
     kv.fail_next(Fault::Status(429), 1); // answers with Retry-After: 1
-    let started = Instant::now();
     let output = run(world
         .kvrun()
         .env("X", world.url("kv1", "db"))
         .args(["--", "env", "-0"]));
     assert_eq!(child_env(&output)["X"], "after-429");
+    // The fake saw the throttled request and the next one at least a second apart.
+    let gets = world.vault_gets();
+    let gap = gets[1].received.duration_since(gets[0].received);
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "Retry-After: 1 was not honoured"
+        gap >= Duration::from_secs(1),
+        "Retry-After: 1 was not honoured: {gap:?}"
     );
 }
 
@@ -1314,7 +1314,6 @@ fn hostile_or_broken_answers_fail_cleanly_and_quickly() {
         // Past the challenge, every authenticated GET gets the fault (retries included).
         kv.fail_next(Fault::Status(401), 1);
         kv.fail_next(fault.clone(), 20);
-        let started = Instant::now();
         let output = run(world.kvrun().env("X", world.url(&vault, "db")).args([
             "--timeout",
             "20s",
@@ -1332,10 +1331,11 @@ fn hostile_or_broken_answers_fail_cleanly_and_quickly() {
             "{fault:?}: {}",
             stderr(&output)
         );
+        // Given up on at once, not retried until the deadline.
         assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{fault:?} took {:?}",
-            started.elapsed()
+            !stderr(&output).contains("timed out"),
+            "{fault:?}: {}",
+            stderr(&output)
         );
         assert!(world.fake.requests().iter().all(|r| r.method != "GET"
             || r.host != "kv1.vault.localhost"
@@ -1387,7 +1387,16 @@ fn a_signal_while_resolving_starts_nothing_and_exits_128_plus_n() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        wait_until("kvrun's first request", || !world.vault_gets().is_empty());
+        assert!(
+            world
+                .fake
+                .wait_for_requests(Duration::from_secs(20), |requests| {
+                    requests
+                        .iter()
+                        .any(|r| r.method == "GET" && r.host.ends_with(".vault.localhost"))
+                }),
+            "kvrun's first request to the vault"
+        );
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
         nix::sys::signal::kill(pid, signal).unwrap();
         assert_eq!(child.wait().unwrap().code(), Some(code), "{signal}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::lines::Lines;
-use common::{World, assert_no_leak, child_env, exit_status, run, stderr, wait_until};
+use common::{World, assert_no_leak, child_env, exit_status, run, stderr};
 use kvrun_fake::{Fault, SecretAttrs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -147,16 +147,22 @@ fn orphans_are_adopted_and_reaped() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     // The inner sh starts a reader of the FIFO in the background and exits at once: the reader is
     // orphaned, re-parented to kvrun (a subreaper), and exits when the test writes to the FIFO.
+    // The inner sh runs in the foreground: when the line is printed it has exited, so the orphan
+    // is already kvrun's.
+    let pid_file = world.dir.path().join("orphan.pid");
     let script = format!(
-        "sh -c 'read x < {fifo} & echo orphan $!'; trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
-        fifo = fifo.display()
+        "sh -c 'read x < {fifo} & echo $! > {pid_file}'; echo orphan $(cat {pid_file}); trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
+        fifo = fifo.display(),
+        pid_file = pid_file.display()
     );
     let mut kvrun = kvrun(&world)
-        .args(["--init", "--", "bash", "-c", &script])
+        .args(["--init", "-vv", "--", "bash", "-c", &script])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let lines = Lines::of(kvrun.stdout.take().unwrap());
+    let log = Lines::of(kvrun.stderr.take().unwrap());
     let orphan: i32 = lines
         .expect("naming the orphan", Duration::from_secs(20), |l| {
             l.starts_with("orphan ")
@@ -165,17 +171,23 @@ fn orphans_are_adopted_and_reaped() {
         .parse()
         .unwrap();
     let kvrun_pid = pid(&kvrun).as_raw();
-    wait_until("the orphan to be kvrun's", || {
-        proc_stat(orphan).is_some_and(|(ppid, _)| ppid == kvrun_pid)
-    });
+    assert_eq!(
+        proc_stat(orphan).map(|(ppid, _)| ppid),
+        Some(kvrun_pid),
+        "the orphan is kvrun's"
+    );
     std::fs::OpenOptions::new()
         .write(true)
         .open(&fifo)
         .unwrap()
         .write_all(b"go\n")
         .unwrap();
-    // A zombie keeps its /proc entry (state Z) until its parent reaps it.
-    wait_until("the orphan to be reaped", || proc_stat(orphan).is_none());
+    // kvrun says when it has reaped it; a zombie would keep its /proc entry (state Z).
+    let reaped = format!("reaped an orphan pid={orphan}");
+    log.expect("kvrun reaping the orphan", Duration::from_secs(20), |l| {
+        l.contains(&reaped)
+    });
+    assert_eq!(proc_stat(orphan), None, "reaped, not a zombie");
     assert!(
         kvrun.try_wait().unwrap().is_none(),
         "kvrun still runs the command"

@@ -81,7 +81,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -276,6 +276,9 @@ pub struct Recorded {
     /// Every header as received, names lower-cased, values as (lossy) UTF-8 (the values of a
     /// repeated header side by side).
     pub headers: Vec<(String, String)>,
+    /// When the fake received it (before any injected delay): how far apart a client's
+    /// requests were, measured where they arrive.
+    pub received: std::time::Instant,
 }
 
 impl Recorded {
@@ -296,6 +299,7 @@ impl Recorded {
         let header =
             |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
         Recorded {
+            received: std::time::Instant::now(),
             method: parts.method.to_string(),
             host: request_host(parts),
             path_and_query: parts
@@ -335,6 +339,8 @@ pub(crate) struct Shared {
     port: u16,
     public_cloud_names: bool,
     state: Mutex<State>,
+    /// Notified at every recorded request, for [`FakeAzure::wait_for_requests`].
+    recorded: Condvar,
 }
 
 #[derive(Default)]
@@ -401,6 +407,7 @@ impl FakeAzure {
             port,
             public_cloud_names: options.public_cloud_names,
             state: Mutex::new(state),
+            recorded: Condvar::new(),
         });
         let acceptors = Acceptors {
             both: TlsAcceptor::from(certs.server),
@@ -527,6 +534,31 @@ impl FakeAzure {
     #[must_use]
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.lock().requests.clone()
+    }
+
+    /// Blocks until the requests recorded so far satisfy `condition`, or `limit` has passed
+    /// (then `false`): a test waits on the event, not by polling.
+    pub fn wait_for_requests(
+        &self,
+        limit: Duration,
+        mut condition: impl FnMut(&[Recorded]) -> bool,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut state = self.shared.lock();
+        loop {
+            if condition(&state.requests) {
+                return true;
+            }
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                return false;
+            };
+            state = self
+                .shared
+                .recorded
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 
     /// How many requests there have been so far ([`Self::requests`] without the copy).
@@ -851,6 +883,7 @@ async fn handle(shared: Arc<Shared>, session: usize, request: Request<Incoming>)
     let delay = {
         let mut state = shared.lock();
         state.requests.push(record);
+        shared.recorded.notify_all();
         state.response_delay
     };
     delay::sleep(delay).await;

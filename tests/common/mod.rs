@@ -12,7 +12,7 @@ pub(crate) mod lines;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvrun_fake::{DEFAULT_TENANT, FakeAzure, Recorded};
 
@@ -114,8 +114,24 @@ impl World {
     }
 }
 
+/// How long one run of kvrun may take before the test binary gives up on it.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+/// Run `command` to its end and collect its output; a run that takes longer than [`RUN_LIMIT`]
+/// aborts the test binary (a failure that names the cause) instead of hanging the suite.
 pub(crate) fn run(command: &mut Command) -> Output {
-    command.output().expect("kvrun runs")
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let (done, finished) = channel::<()>();
+    let program = command.get_program().to_string_lossy().into_owned();
+    std::thread::spawn(move || {
+        if let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(RUN_LIMIT) {
+            eprintln!("{program} did not finish within {RUN_LIMIT:?}: aborting the tests");
+            std::process::abort();
+        }
+    });
+    let output = command.output().expect("kvrun runs");
+    let _ = done.send(());
+    output
 }
 
 pub(crate) fn stderr(output: &Output) -> String {
@@ -148,29 +164,22 @@ pub(crate) fn assert_no_leak(output: &Output, secrets: &[&str]) {
     assert!(!all.contains("fake-at-"), "output leaks a token:\n{all}");
 }
 
-/// Waits for a condition on an event the fake records; bounded, no fixed sleep.
-pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::yield_now();
-    }
-}
-
-/// Wait for `child` to exit, bounded.
+/// Wait for `child` to exit, bounded: a thread blocks in `wait`, this one on its answer; past
+/// `limit` the child is killed (which ends the wait) and the test fails.
 pub(crate) fn exit_status(
     child: &mut std::process::Child,
     limit: Duration,
 ) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        scope.spawn(move || {
+            let _ = sender.send(child.wait().unwrap());
+        });
+        if let Ok(status) = receiver.recv_timeout(limit) {
             return status;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("kvrun did not exit within {limit:?}");
-        }
-        std::thread::yield_now();
-    }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        panic!("kvrun did not exit within {limit:?}");
+    })
 }
