@@ -1,5 +1,5 @@
 //! The properties the fuzz targets check, shared by the targets themselves (`fuzz_targets/*.rs`,
-//! under cargo-fuzz) and by `tests/fuzz_corpus.rs`, which replays the kept corpus on stable Rust in
+//! under cargo-fuzz) and by `tests/it/fuzz_corpus.rs`, which replays the kept corpus on stable Rust in
 //! every `cargo test`. Each `check_*` panics, naming `label`, when a property does not hold.
 //!
 //! - `reference`: every secret `classify` gives is `https://{label}.{known vault suffix}[:port]`

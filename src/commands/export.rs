@@ -205,7 +205,7 @@ mod tests {
 
     /// dotenv output read back by kvrun's own reader (which agrees with npm dotenv, see
     /// `tests/dotenv_differential.rs`) gives the same values; the npm package itself reads it back
-    /// in `tests/export.rs`.
+    /// in `tests/it/export.rs`.
     #[test]
     fn dotenv_round_trips_through_the_reader() {
         let values = [

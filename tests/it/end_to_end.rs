@@ -12,9 +12,7 @@ use kvrun_fake::{
     ConnectProxy, DEFAULT_TENANT, DenyCode, FakeAzure, Fault, Options, SecretAttrs, TlsSessions,
 };
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const AWKWARD: [(&str, &str); 6] = [
     ("multi-line", "line one\nline two\n"),

@@ -3,7 +3,7 @@
 //! shared with the targets), on stable Rust, in every `cargo test`. The fuzz crate itself
 //! (`fuzz/`, its own workspace) needs cargo-fuzz and nightly features.
 
-#[path = "../fuzz/oracles.rs"]
+#[path = "../../fuzz/oracles.rs"]
 mod oracles;
 
 use std::collections::HashSet;

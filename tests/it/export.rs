@@ -2,13 +2,11 @@
 //! the npm `dotenv` package, bash, a JSON parser, and Docker's `--env-file` rules — and a value a
 //! format cannot hold is refused by name, never written wrongly, never shown.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::{Command, Output};
 
-use common::{World, assert_no_leak, run, stderr};
+use crate::common::{World, assert_no_leak, run, stderr};
 
 /// Values that stress every format's quoting; each fits dotenv, shell and JSON.
 const VALUES: [(&str, &str); 8] = [

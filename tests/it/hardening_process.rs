@@ -5,15 +5,13 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::fmt::Write as _;
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::lines::Lines;
-use common::{World, exit_status, run, stderr};
+use crate::common::lines::Lines;
+use crate::common::{World, exit_status, run, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

@@ -4,13 +4,11 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::lines::Lines;
-use common::{World, assert_no_leak, child_env, exit_status, run, stderr};
+use crate::common::lines::Lines;
+use crate::common::{World, assert_no_leak, child_env, exit_status, run, stderr};
 use kvrun_fake::{FakeAzure, Fault, Options, SecretAttrs, VaultHandle};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

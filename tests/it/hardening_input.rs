@@ -2,9 +2,7 @@
 //! text, the vault allow-list matches ports, and manifest typos say what is wrong and where.
 //! Each test is named after the bug it pins and asserts the whole error text.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn a_vault_suffix_with_a_port_is_a_usage_error_not_a_literal_password() {

@@ -4,16 +4,14 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::common::lines::Lines;
+use crate::common::{World, assert_no_leak, child_env, exit_status, run, stderr};
 use base64::Engine as _;
-use common::lines::Lines;
-use common::{World, assert_no_leak, child_env, exit_status, run, stderr};
 use kvrun_fake::{Fault, SecretAttrs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
