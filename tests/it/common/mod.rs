@@ -134,6 +134,24 @@ pub(crate) fn run(command: &mut Command) -> Output {
     output
 }
 
+/// kvrun's stderr with what differs from run to run replaced: the fake's port (`[PORT]`) and the
+/// test's temporary directory (`[DIR]`). The rest is compared exactly: error text is kvrun's
+/// interface.
+pub(crate) fn stable_stderr(world: &World, output: &Output) -> String {
+    stderr(output)
+        .replace(&format!(":{}", world.fake.port()), ":[PORT]")
+        .replace(&world.dir.path().display().to_string(), "[DIR]")
+}
+
+/// Asserts kvrun's stderr, made stable ([`stable_stderr`]), against the snapshot `name` in
+/// `tests/it/snapshots/`.
+macro_rules! assert_stderr {
+    ($name:expr, $world:expr, $output:expr) => {
+        insta::assert_snapshot!($name, $crate::common::stable_stderr($world, $output))
+    };
+}
+pub(crate) use assert_stderr;
+
 pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
