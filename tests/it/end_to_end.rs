@@ -536,22 +536,14 @@ fn malformed_input_names_its_place() {
     world.write(".env", "OK=1\nBAD=http://kv1.vault.azure.net/secrets/x\n");
     let output = run(world.kvrun().args(["--", "true"]));
     assert_eq!(output.status.code(), Some(65));
-    assert!(
-        stderr(&output).contains(".env:2: BAD: "),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr!("malformed_dotenv", &world, &output);
 
     let output =
         run(world
             .kvrun()
             .args(["--no-dotenv", "--env-file", "missing.env", "--", "true"]));
     assert_eq!(output.status.code(), Some(66));
-    assert!(
-        stderr(&output).contains("missing.env"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr!("missing_env_file", &world, &output);
 
     world.write(
         "bad.toml",
@@ -561,11 +553,7 @@ fn malformed_input_names_its_place() {
         .kvrun()
         .args(["--no-dotenv", "--manifest", "bad.toml", "--", "true"]));
     assert_eq!(output.status.code(), Some(65));
-    assert!(
-        stderr(&output).contains("bad.toml:2:"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr!("manifest_typo", &world, &output);
 }
 
 #[test]
