@@ -41,8 +41,8 @@ pub(crate) enum Action {
     Forward(Signal),
     /// Signal the command on kvrun's own account (SIGTERM for a restart, SIGKILL after a grace).
     Kill(Signal),
-    /// Start the command with this environment (a restart, once the old one has exited).
-    Start(ChildEnv),
+    /// Start the command with [`Job::environment`] (a restart, once the old one has exited).
+    Start,
     /// Start a `--watch` check.
     StartCheck,
     /// Rewrite the secret files for this environment and send the command `signal`; then report
@@ -99,6 +99,11 @@ impl Job {
             checking: false,
             failures: 0,
         }
+    }
+
+    /// The environment the command runs with, or is to be started with at a restart.
+    pub(crate) fn environment(&self) -> &ChildEnv {
+        &self.current
     }
 
     /// When SIGKILL is due (a restart's or the shutdown grace's), if at all.
@@ -161,11 +166,11 @@ impl Job {
     fn exited(&mut self, code: i32, now: Instant) -> Vec<Action> {
         match self.restart.take() {
             Some(next) if !self.stopping => {
-                self.current = next.env.clone();
+                self.current = next.env;
                 self.next_check = self
                     .watch
                     .map(|interval| after(now, (self.jitter)(interval)));
-                vec![Action::Start(next.env)]
+                vec![Action::Start]
             }
             _ => {
                 tracing::info!(code, "command exited");
@@ -292,7 +297,7 @@ mod tests {
             .map(|a| match a {
                 Action::Forward(s) => format!("forward {s}"),
                 Action::Kill(s) => format!("kill {s}"),
-                Action::Start(env) => format!("start {:?}", env.vars[0].1),
+                Action::Start => "start".to_owned(),
                 Action::StartCheck => "check".to_owned(),
                 Action::Reload { signal, .. } => format!("reload {signal}"),
                 Action::Exit(code) => format!("exit {code}"),
@@ -331,7 +336,8 @@ mod tests {
         assert_eq!(job.kill_deadline(), Some(t2 + 10 * SECOND));
         assert_eq!(job.check_due(), None, "no check during a restart");
         let t3 = t2 + SECOND;
-        assert_eq!(names(&job.on(Event::Exited(143), t3)), ["start \"v2\""]);
+        assert_eq!(names(&job.on(Event::Exited(143), t3)), ["start"]);
+        assert_eq!(job.environment().vars[0].1, "v2", "the new environment");
         assert_eq!(job.kill_deadline(), None);
         assert_eq!(job.check_due(), Some(t3 + 60 * SECOND));
     }
@@ -346,7 +352,8 @@ mod tests {
         assert_eq!(due, t0 + 10 * SECOND);
         assert_eq!(names(&job.on(Event::KillDeadline, due)), ["kill SIGKILL"]);
         assert_eq!(job.kill_deadline(), None, "SIGKILL once");
-        assert_eq!(names(&job.on(Event::Exited(137), due)), ["start \"v2\""]);
+        assert_eq!(names(&job.on(Event::Exited(137), due)), ["start"]);
+        assert_eq!(job.environment().vars[0].1, "v2", "the new environment");
     }
 
     #[test]
@@ -434,7 +441,8 @@ mod tests {
             from_kernel: false,
         };
         assert_eq!(names(&job.on(hup, t0)), ["forward SIGHUP"]);
-        assert_eq!(names(&job.on(Event::Exited(143), t0)), ["start \"v2\""]);
+        assert_eq!(names(&job.on(Event::Exited(143), t0)), ["start"]);
+        assert_eq!(job.environment().vars[0].1, "v2", "the new environment");
     }
 
     #[test]

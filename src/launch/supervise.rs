@@ -305,7 +305,7 @@ impl Supervisor {
                             );
                             let _ = kill(pid, signal);
                         }
-                        Action::Start(env) => pid = self.spawn(&env)?,
+                        Action::Start => pid = self.spawn(job.environment())?,
                         Action::StartCheck => {
                             if let Some(refresh) = &refresh {
                                 check = Some(tokio::spawn(refresh()));
