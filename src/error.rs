@@ -94,7 +94,8 @@ impl fmt::Display for FailureClass {
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub variable: String,
-    pub origin: String,
+    /// Where the variable is defined: `file:line` or `environment`.
+    pub location: String,
     /// `https://vault…/secrets/name[/version]`.
     pub secret: String,
     pub class: FailureClass,
@@ -103,9 +104,6 @@ pub struct Failure {
     pub hint: Option<String>,
 }
 
-/// Where a bad value came from: `path:line`, or `environment variable NAME`.
-pub type Location = String;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -113,7 +111,8 @@ pub enum Error {
 
     #[error("{location}: {message}")]
     BadInput {
-        location: Location,
+        /// Where the bad value is: `path:line: NAME`, or `environment variable NAME`.
+        location: String,
         message: String,
         hint: Option<String>,
     },
@@ -194,7 +193,7 @@ fn list(mut out: String, failures: &[Failure]) -> String {
         let _ = write!(
             out,
             "\n  {} ({}): {}: {}",
-            f.variable, f.origin, f.secret, f.reason
+            f.variable, f.location, f.secret, f.reason
         );
         if let Some(hint) = &f.hint {
             let _ = write!(out, "\n    hint: {hint}");
@@ -288,7 +287,7 @@ mod tests {
     fn failure(class: FailureClass) -> Failure {
         Failure {
             variable: "DB".into(),
-            origin: ".env:3".into(),
+            location: ".env:3".into(),
             secret: "https://v.vault.azure.net/secrets/db".into(),
             class,
             reason: "403 Forbidden (AccessDenied)".into(),

@@ -56,54 +56,56 @@ pub fn install_panic_hook() {
 /// # Errors
 /// Every failure, with its exit code.
 pub fn run(cli: Cli, environment: &[(OsString, OsString)]) -> Result<i32, Error> {
-    let supervised = cli.subcommand.is_none() && commands::run::supervisor_mode(&cli.run);
-    // Supervisor mode blocks the signals it forwards before any thread exists, so that no thread
-    // runs a handler for them.
-    #[cfg(target_os = "linux")]
-    let signals = if supervised {
-        Some(launch::supervise::block_signals()?)
-    } else {
-        None
-    };
-    #[cfg(not(target_os = "linux"))]
-    if supervised {
-        return Err(Error::Usage("--init and --watch need Linux".into()));
-    }
     let verbose = match &cli.subcommand {
         Some(Command::Export { run, .. } | Command::Check { run, .. }) => run.verbose,
         _ => cli.run.verbose,
     };
-    // What the environment says besides the variables to plan, read once.
-    let settings = settings::Settings::new(environment);
-    init_logging(verbose, &settings.log);
+    init_logging(&settings::Log::new(verbose, environment));
     match cli.subcommand {
         Some(Command::Parse { ids }) => commands::parse::parse_ids(&ids).map(|()| 0),
         Some(Command::Export { format, run }) => {
-            commands::export::export(format, &run, &settings, environment).map(|()| 0)
+            let settings = settings::Settings::new(&run, environment)?;
+            commands::export::export(format, &settings, environment).map(|()| 0)
         }
         Some(Command::Check { json, run }) => {
-            commands::check::check(json, &run, &settings, environment).map(|()| 0)
+            let settings = settings::Settings::new(&run, environment)?;
+            commands::check::check(json, &settings, environment).map(|()| 0)
         }
         Some(Command::Completions { shell }) => commands::generate::completions(shell).map(|()| 0),
         Some(Command::Man) => commands::generate::man().map(|()| 0),
-        None => commands::run::run(
-            &cli,
-            &settings,
-            environment,
+        None => {
+            let settings = settings::Settings::new(&cli.run, environment)?;
+            // Supervisor mode blocks the signals it forwards before any thread exists (nothing
+            // above starts one), so that no thread runs a handler for them.
             #[cfg(target_os = "linux")]
-            signals,
-        ),
+            let signals = if settings.supervise.enabled {
+                Some(launch::supervise::block_signals()?)
+            } else {
+                None
+            };
+            #[cfg(not(target_os = "linux"))]
+            if settings.supervise.enabled {
+                return Err(Error::Usage("--init and --watch need Linux".into()));
+            }
+            commands::run::run(
+                &cli.command,
+                &settings,
+                environment,
+                #[cfg(target_os = "linux")]
+                signals,
+            )
+        }
     }
 }
 
-fn init_logging(verbose: u8, log: &settings::Log) {
+fn init_logging(log: &settings::Log) {
     use std::io::IsTerminal as _;
     // Colours only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
     let ansi = std::io::stderr().is_terminal() && !log.no_color;
     // KVRUN_LOG takes a full filter (`trace`, `kvrun=debug,hyper=trace`) for debugging below
     // kvrun; the no-leak test runs with `trace`, every crate included.
     let custom = log.filter.as_deref();
-    let level = match verbose {
+    let level = match log.verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts, VaultOrigin};
 use crate::source::FileSpec;
 use crate::source::files::DotEnvFile;
-use crate::source::{Origin, manifest};
+use crate::source::{Location, manifest};
 
 /// What kvrun will do: the child's variables, in order, and the distinct secrets to fetch.
 #[derive(Debug, Default)]
@@ -33,7 +33,7 @@ pub(crate) struct Plan {
 pub(crate) struct Var {
     pub name: OsString,
     pub value: Value,
-    pub origin: Origin,
+    pub location: Location,
     /// Deliver the value as a file (manifest `file = true`, `--file-var`). Only a value with a
     /// secret in it is written to a file; a plain value (a path set by hand) passes as it is.
     pub file: Option<FileSpec>,
@@ -44,7 +44,7 @@ impl Var {
     /// a reference. The rest is inherited environment passed along as it is.
     #[must_use]
     pub(crate) fn is_managed(&self) -> bool {
-        self.origin != Origin::Environment || !matches!(self.value, Value::Literal(_))
+        self.location != Location::Environment || !matches!(self.value, Value::Literal(_))
     }
 }
 
@@ -100,7 +100,7 @@ enum Raw<'a> {
 /// Layer the inputs and classify every winning value.
 ///
 /// # Errors
-/// A malformed reference in any winning value, naming its origin.
+/// A malformed reference in any winning value, naming where it is defined.
 pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
     let mut plan = Plan::default();
     let mut keys: HashMap<(String, String, String), usize> = HashMap::new();
@@ -111,16 +111,16 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
         })
     };
     let mut vars = Vec::new();
-    for (name, raw, origin) in layer(inputs) {
+    for (name, raw, location) in layer(inputs) {
         let literal = inputs.literal.iter().any(|l| OsStr::new(l) == name)
-            || (inputs.no_resolve_env && origin == Origin::Environment);
+            || (inputs.no_resolve_env && location == Location::Environment);
         let value = match raw {
             Raw::Text(text) if literal => Value::Literal(text.to_owned()),
             Raw::Manifest(manifest::Value::Literal(text)) => Value::Literal(text.into()),
             Raw::Manifest(_) if literal => {
                 // A manifest entry is a secret by definition; --literal cannot turn it into text.
                 return Err(Error::bad_input(
-                    origin.to_string(),
+                    location.to_string(),
                     format!(
                         "--literal {} names a manifest secret; write {{ value = \"…\" }} there instead",
                         name.to_string_lossy()
@@ -134,7 +134,7 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
             Raw::Manifest(manifest::Value::Template(pieces)) => {
                 Value::Template(parts(pieces, &mut intern))
             }
-            Raw::Text(text) => text_value(name, text, &origin, inputs.hosts, &mut intern)?,
+            Raw::Text(text) => text_value(name, text, &location, inputs.hosts, &mut intern)?,
         };
         let file = match value {
             Value::Literal(_) => None,
@@ -143,7 +143,7 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
         vars.push(Var {
             name: name.to_owned(),
             value,
-            origin,
+            location,
             file,
         });
     }
@@ -173,46 +173,38 @@ fn file_spec(inputs: &Inputs<'_>, name: &OsStr) -> Option<FileSpec> {
 fn layer<'a>(inputs: &Inputs<'a>) -> Layered<'a> {
     let mut order: Layered<'a> = Vec::new();
     let mut index: HashMap<&OsStr, usize> = HashMap::new();
-    let mut set = |name, raw, origin| assign(&mut order, &mut index, name, raw, origin);
+    let mut set = |name, raw, location| assign(&mut order, &mut index, name, raw, location);
     for entry in inputs.manifest {
         set(
             OsStr::new(&entry.name),
             Raw::Manifest(&entry.value),
-            entry.origin.clone(),
+            entry.location.clone(),
         );
     }
     for file in inputs.dotenv_files {
         for entry in &file.parsed.entries {
-            let origin = Origin::DotEnv {
+            let location = Location::DotEnv {
                 path: file.path.clone(),
                 line: entry.line,
             };
             set(
                 OsStr::new(&entry.key),
                 Raw::Text(OsStr::new(&entry.value)),
-                origin,
+                location,
             );
         }
     }
     for (name, value) in inputs.environment {
-        set(name, Raw::Text(value), Origin::Environment);
+        set(name, Raw::Text(value), Location::Environment);
     }
     order
-}
-
-/// Where a bad value is: `environment variable NAME` or `file:line: NAME`.
-pub(crate) fn location(name: &OsStr, origin: &Origin) -> String {
-    match origin {
-        Origin::Environment => format!("environment variable {}", name.to_string_lossy()),
-        other => format!("{other}: {}", name.to_string_lossy()),
-    }
 }
 
 /// Classify a value from the environment or a `.env` file.
 fn text_value(
     name: &OsStr,
     text: &OsStr,
-    origin: &Origin,
+    location: &Location,
     hosts: &VaultHosts,
     intern: &mut dyn FnMut(&SecretRef) -> usize,
 ) -> Result<Value, Error> {
@@ -221,7 +213,7 @@ fn text_value(
         return match reference::classify(&text.to_string_lossy(), hosts) {
             Ok(Classified::Literal) => Ok(Value::Literal(text.to_owned())),
             _ => Err(Error::bad_input(
-                location(name, origin),
+                location.naming(name),
                 "the value is not valid UTF-8 but holds a Key Vault reference",
             )),
         };
@@ -235,7 +227,7 @@ fn text_value(
         Ok(Classified::Template(pieces)) => Ok(Value::Template(parts(&pieces, intern))),
         Err(e) => {
             let hint = e.hint.or_else(|| {
-                (*origin == Origin::Environment).then(|| {
+                (*location == Location::Environment).then(|| {
                     format!(
                         "to pass it to the command as it is, use --literal {}",
                         name.to_string_lossy()
@@ -243,7 +235,7 @@ fn text_value(
                 })
             });
             Err(Error::BadInput {
-                location: location(name, origin),
+                location: location.naming(name),
                 message: e.message,
                 hint,
             })
@@ -281,7 +273,7 @@ pub(crate) fn check_allowed(plan: &Plan, lists: &[(&str, &[VaultOrigin])]) -> Re
                     .any(|p| matches!(p, Part::Secret(i) if *i == index)),
                 Value::Literal(_) => false,
             })
-            .map(|v| format!("{} ({})", v.name.to_string_lossy(), v.origin));
+            .map(|v| format!("{} ({})", v.name.to_string_lossy(), v.location));
         match refused.iter_mut().find(|(h, _, _)| *h == host) {
             Some((_, _, vars)) => vars.extend(users),
             None => refused.push((host, list_name, users.collect())),
@@ -302,7 +294,7 @@ pub(crate) fn check_allowed(plan: &Plan, lists: &[(&str, &[VaultOrigin])]) -> Re
     Err(Error::VaultNotAllowed { message })
 }
 
-type Layered<'a> = Vec<(&'a OsStr, Raw<'a>, Origin)>;
+type Layered<'a> = Vec<(&'a OsStr, Raw<'a>, Location)>;
 
 impl std::fmt::Debug for Part {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -318,13 +310,13 @@ fn assign<'a>(
     index: &mut HashMap<&'a OsStr, usize>,
     name: &'a OsStr,
     raw: Raw<'a>,
-    origin: Origin,
+    location: Location,
 ) {
     if let Some(&i) = index.get(name) {
-        order[i] = (name, raw, origin);
+        order[i] = (name, raw, location);
     } else {
         index.insert(name, order.len());
-        order.push((name, raw, origin));
+        order.push((name, raw, location));
     }
 }
 
@@ -404,8 +396,8 @@ mod tests {
         // Only the secret still wanted is fetched.
         assert_eq!(plan.secrets.len(), 1);
         assert_eq!(
-            plan.vars.iter().find(|v| v.name == "C").unwrap().origin,
-            Origin::DotEnv {
+            plan.vars.iter().find(|v| v.name == "C").unwrap().location,
+            Location::DotEnv {
                 path: "prod.env".into(),
                 line: 1
             }
@@ -456,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_reference_names_its_origin() {
+    fn a_malformed_reference_names_where_it_is() {
         let files = [dotenv_file(
             "app/.env",
             "X=1\nDB=http://main.vault.azure.net/secrets/db\n",

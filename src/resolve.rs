@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::error::FailureClass;
 use crate::reference::SecretRef;
 use crate::vault::challenge::Challenge;
-use crate::vault::{FetchError, Probe, SecretValue, VaultClient};
+use crate::vault::{FetchError, FirstAnswer, SecretValue, VaultClient};
 
 pub(crate) type Outcome = Result<SecretValue, FetchError>;
 
@@ -144,18 +144,18 @@ async fn resolve_vault(
         secrets.len().min(concurrency) - 1
     };
     let probe = if let Some(challenge) = known {
-        Ok(Probe::Challenge(challenge))
+        Ok(FirstAnswer::Challenge(challenge))
     } else {
         let _permit = permit(global.as_ref()).await;
         let _span = crate::timing::Phase::Challenge.span();
         client.probe(&first, warm).await
     };
     let challenge: Option<Arc<Challenge>> = match probe {
-        Ok(Probe::Challenge(c)) => {
+        Ok(FirstAnswer::Challenge(c)) => {
             tracing::debug!(vault = first.vault_host(), tenant = %c.tenant, scope = %c.scope, warm, "challenge verified");
             Some(Arc::new(c))
         }
-        Ok(Probe::Value(v)) => {
+        Ok(FirstAnswer::Value(v)) => {
             store(&slots, first_index, Ok(v));
             None
         }
@@ -200,8 +200,8 @@ async fn resolve_vault(
                 Some(c) => client.fetch(&secret, c).await,
                 // The vault answered without a challenge: ask each secret the same way.
                 None => match client.probe(&secret, 0).await {
-                    Ok(Probe::Value(v)) => Ok(v),
-                    Ok(Probe::Challenge(c)) => client.fetch(&secret, &c).await,
+                    Ok(FirstAnswer::Value(v)) => Ok(v),
+                    Ok(FirstAnswer::Challenge(c)) => client.fetch(&secret, &c).await,
                     Err(e) => Err(e),
                 },
             };

@@ -11,11 +11,11 @@ use std::path::Path;
 
 use super::run::preflight;
 use super::{fetch_all, plan_run, print, vault_client};
-use crate::cli::RunArgs;
 use crate::error::{Error, Failure, FailureClass};
 use crate::launch::environment::child_env;
 use crate::plan::{self, Part};
-use crate::settings::Settings;
+use crate::settings::{Settings, Sources};
+use crate::source::files::WhichManifest;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -26,8 +26,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Row {
     pub variable: String,
-    /// `file:line` or `environment`.
-    pub origin: String,
+    /// Where the variable is defined: `file:line` or `environment`. Printed under ORIGIN, and
+    /// `origin` in the JSON, the names users' scripts already read.
+    #[serde(rename = "origin")]
+    pub location: String,
     pub vault: String,
     pub secret: String,
     /// The pinned version, or `latest`.
@@ -61,7 +63,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
         .map(|r| {
             [
                 r.variable.clone(),
-                r.origin.clone(),
+                r.location.clone(),
                 r.vault.clone(),
                 r.secret.clone(),
                 match (r.version.as_str(), &r.resolved_version) {
@@ -107,23 +109,22 @@ pub(crate) fn table(rows: &[Row]) -> String {
 /// directory must not pass. (A run with nothing to fetch still starts its command.)
 pub(crate) fn check(
     json: bool,
-    args: &RunArgs,
     settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<(), Error> {
-    let plan = plan_run(args, environment)?;
+    let plan = plan_run(&settings.sources, environment)?;
     // A literal the run would refuse fails the check the same way.
     preflight(&plan, &[])?;
     if plan.secrets.is_empty() {
         return Err(Error::NoReferences {
-            looked: where_check_looked(args),
+            looked: where_check_looked(&settings.sources),
         });
     }
-    let client = vault_client(args, settings, environment)?;
-    let outcomes = fetch_all(&plan, args, client.clone())?;
+    let client = vault_client(settings, environment)?;
+    let outcomes = fetch_all(&plan, settings.fetch.resolve, client.clone())?;
     // The run's verdict, computed first so that each row carries what would fail it (a value no
     // environment variable can hold resolves fine but fails the run).
-    let verdict = child_env(&plan, &outcomes, super::hidden(args.hide_credentials)).map(|_| ());
+    let verdict = child_env(&plan, &outcomes, settings.hidden).map(|_| ());
     let refused: &[Failure] = match &verdict {
         Err(Error::Unresolved { failures }) => failures,
         _ => &[],
@@ -165,7 +166,7 @@ pub(crate) fn check(
             };
             rows.push(Row {
                 variable: var.name.to_string_lossy().into_owned(),
-                origin: var.origin.to_string(),
+                location: var.location.to_string(),
                 vault: secret.vault_host().to_owned(),
                 secret: secret.name.clone(),
                 version: secret
@@ -200,7 +201,7 @@ pub(crate) fn check(
 }
 
 /// Where `check` looked for references: the `.env` files, the manifest, the environment.
-fn where_check_looked(args: &RunArgs) -> String {
+fn where_check_looked(sources: &Sources) -> String {
     let cwd = std::env::current_dir().unwrap_or_default();
     let place = |path: &Path| {
         let shown = cwd.join(path).display().to_string();
@@ -211,16 +212,16 @@ fn where_check_looked(args: &RunArgs) -> String {
         }
     };
     let mut places = Vec::new();
-    if !args.no_dotenv && !args.env_file.iter().any(|p| p == Path::new(".env")) {
+    if sources.default_dotenv && !sources.env_files.iter().any(|p| p == Path::new(".env")) {
         places.push(place(Path::new(".env")));
     }
-    places.extend(args.env_file.iter().map(|p| place(p)));
-    match &args.manifest {
-        Some(path) => places.push(place(path)),
-        None if !args.no_manifest => places.push(place(Path::new("kvrun.toml"))),
-        None => {}
+    places.extend(sources.env_files.iter().map(|p| place(p)));
+    match &sources.manifest {
+        WhichManifest::Named(path) => places.push(place(path)),
+        WhichManifest::Default => places.push(place(Path::new("kvrun.toml"))),
+        WhichManifest::Off => {}
     }
-    if !args.no_resolve_env {
+    if !sources.no_resolve_env {
         places.push("its environment".to_owned());
     }
     match places.split_last() {
@@ -238,7 +239,7 @@ mod tests {
     fn columns_line_up_and_reasons_follow_their_row() {
         let row = |variable: &str, status: &str, reason: Option<&str>| Row {
             variable: variable.into(),
-            origin: ".env:1".into(),
+            location: ".env:1".into(),
             vault: "kv.vault.azure.net".into(),
             secret: "db".into(),
             version: "latest".into(),
@@ -261,7 +262,7 @@ mod tests {
     fn the_table_shows_what_latest_resolved_to_in_short() {
         let row = Row {
             variable: "DB".into(),
-            origin: ".env:1".into(),
+            location: ".env:1".into(),
             vault: "kv.vault.azure.net".into(),
             secret: "db".into(),
             version: "latest".into(),

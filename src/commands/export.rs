@@ -17,7 +17,6 @@
 
 use super::{plan_run, print, resolve_plan, several};
 pub(crate) use crate::cli::Format;
-use crate::cli::RunArgs;
 use crate::error::Error;
 use crate::launch::environment::child_env;
 use crate::plan::{self, Value};
@@ -152,12 +151,11 @@ fn docker_line(name: &str, value: &str) -> Result<String, &'static str> {
 /// `kvrun export`: resolve as a run would, print the managed variables in `format`.
 pub(crate) fn export(
     format: Format,
-    args: &RunArgs,
     settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<(), Error> {
     use std::io::IsTerminal as _;
-    let mut plan = plan_run(args, environment)?;
+    let mut plan = plan_run(&settings.sources, environment)?;
     plan.vars.retain(plan::Var::is_managed);
     // A variable that a run delivers as a file holds the file's *path* in a run: printing its
     // value would hand key material to an app that expects a path. Refused by name, before any
@@ -167,7 +165,7 @@ pub(crate) fn export(
         .iter()
         .filter(|var| var.file.is_some() && !matches!(var.value, Value::Literal(_)))
         .map(|var| Error::BadInput {
-            location: plan::location(&var.name, &var.origin),
+            location: var.location.naming(&var.name),
             message: "a run delivers this secret as a file and puts the file's path in the variable; export cannot write a file, so it refuses the variable".into(),
             hint: Some("leave the variable out of the export (or drop --file-var / `file = true` for it)".into()),
         })
@@ -175,8 +173,8 @@ pub(crate) fn export(
     if !refused.is_empty() {
         return Err(several(refused));
     }
-    let outcomes = resolve_plan(&plan, args, settings, environment)?;
-    let env = child_env(&plan, &outcomes, super::hidden(args.hide_credentials))?;
+    let outcomes = resolve_plan(&plan, settings, environment)?;
+    let env = child_env(&plan, &outcomes, settings.hidden)?;
     let text = render(format, &env.vars).map_err(|refused| {
         several(
             refused

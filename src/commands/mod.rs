@@ -17,35 +17,27 @@ pub(crate) mod run;
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use crate::cli::RunArgs;
 use crate::error::Error;
 use crate::plan::{self, Plan};
-use crate::reference::VaultHosts;
 use crate::resolve::{self, Outcome};
-use crate::settings::Settings;
-use crate::source::{self, files};
+use crate::settings::{self, Settings};
+use crate::source::files;
 use crate::{http, reference, timing, vault};
-
-/// What `--hide-credentials` leaves out of the child's environment: kvrun's own credential secrets.
-pub(crate) fn hidden(hide_credentials: bool) -> &'static [&'static str] {
-    if hide_credentials {
-        &vault::credential::SECRET_VARIABLES
-    } else {
-        &[]
-    }
-}
 
 /// Every secret of `plan`, resolved as a run resolves them; no runtime when there are none.
 pub(crate) fn resolve_plan(
     plan: &Plan,
-    args: &RunArgs,
     settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<Vec<Outcome>, Error> {
     if plan.secrets.is_empty() {
         return Ok(Vec::new());
     }
-    fetch_all(plan, args, vault_client(args, settings, environment)?)
+    fetch_all(
+        plan,
+        settings.fetch.resolve,
+        vault_client(settings, environment)?,
+    )
 }
 
 /// One error, or several printed one after the other.
@@ -74,43 +66,32 @@ pub(crate) fn print(bytes: &[u8]) -> Result<(), Error> {
 
 /// Read the manifest and `.env` files, plan, check the allow-lists; no network.
 pub(crate) fn plan_run(
-    args: &RunArgs,
+    sources: &settings::Sources,
     environment: &[(OsString, OsString)],
 ) -> Result<Plan, Error> {
-    let hosts = VaultHosts::new(&args.vault_suffix);
-    let manifest = files::read_manifest(args.manifest.as_deref(), args.no_manifest, &hosts)?;
-    let allowed_by_flag: Vec<reference::VaultOrigin> = args
-        .allow_vault
-        .iter()
-        .map(|v| {
-            source::manifest::allowed_vault(v, &hosts)
-                .map_err(|message| Error::Usage(format!("--allow-vault: {message}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let file_spec = crate::source::FileSpec::new(args.file_mode, args.file_owner.clone())
-        .map_err(|message| Error::Usage(format!("--file-owner/--file-mode: {message}")))?;
-    let dotenv_files = files::read_dotenv_files(args.no_dotenv, &args.env_file)?;
+    let manifest = files::read_manifest(&sources.manifest, &sources.hosts)?;
+    let dotenv_files = files::read_dotenv_files(sources.default_dotenv, &sources.env_files)?;
     let mut plan = plan::build(&plan::Inputs {
         environment,
         dotenv_files: &dotenv_files,
         manifest: &manifest.entries,
-        hosts: &hosts,
-        no_resolve_env: args.no_resolve_env,
-        literal: &args.literal,
-        file_vars: &args.file_var,
-        file_spec: &file_spec,
+        hosts: &sources.hosts,
+        no_resolve_env: sources.no_resolve_env,
+        literal: &sources.literal,
+        file_vars: &sources.file_vars,
+        file_spec: &sources.file_spec,
     })?;
     let mut lists: Vec<(&str, &[reference::VaultOrigin])> = Vec::new();
-    if !args.allow_vault.is_empty() {
-        lists.push(("--allow-vault", &allowed_by_flag));
+    if !sources.allowed_vaults.is_empty() {
+        lists.push(("--allow-vault", &sources.allowed_vaults));
     }
     if let Some(list) = &manifest.allowed_vaults {
         lists.push(("the manifest's allowed_vaults", list));
     }
     plan::check_allowed(&plan, &lists)?;
-    if args.clear_env {
+    if let Some(keep) = &sources.clear_env {
         plan.vars
-            .retain(|var| var.is_managed() || kept_by_clear_env(&var.name, &args.keep_env));
+            .retain(|var| var.is_managed() || kept_by_clear_env(&var.name, keep));
     }
     tracing::info!(
         variables = plan.vars.len(),
@@ -157,18 +138,17 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 /// The run's vault client: its HTTP client, its credential chain (`environment` is what `az` and
 /// `azd` are started with), its deadline.
 pub(crate) fn vault_client(
-    args: &RunArgs,
     settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<Arc<vault::VaultClient>, Error> {
-    let http = http::Client::new(http_settings(args, settings)?);
+    let http = http::Client::new(http_settings(settings)?);
     let credentials = vault::credential::Credentials::new(
         &settings.credentials,
         environment,
         http.clone(),
-        args.credential.map(Into::into),
+        settings.fetch.only,
     );
-    let deadline = later(args.timeout);
+    let deadline = later(settings.fetch.resolve.timeout);
     Ok(Arc::new(vault::VaultClient::new(
         http,
         credentials,
@@ -177,12 +157,12 @@ pub(crate) fn vault_client(
 }
 
 /// The HTTP client's settings, from the command line and the environment's.
-pub(crate) fn http_settings(args: &RunArgs, settings: &Settings) -> Result<http::Settings, Error> {
+pub(crate) fn http_settings(settings: &Settings) -> Result<http::Settings, Error> {
     Ok(http::Settings {
         tls: http::tls::config(settings.trust_store)
             .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?,
         proxy: settings.proxy.clone(),
-        per_origin: usize::from(args.concurrency),
+        per_origin: settings.fetch.resolve.concurrency,
     })
 }
 
@@ -193,14 +173,6 @@ pub(crate) fn later(after: std::time::Duration) -> std::time::Instant {
     now.checked_add(after)
         .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 24 * 60 * 60)))
         .unwrap_or(now)
-}
-
-pub(crate) fn resolve_options(args: &RunArgs) -> resolve::Options {
-    resolve::Options {
-        concurrency: usize::from(args.concurrency),
-        sequential: args.sequential,
-        timeout: args.timeout,
-    }
 }
 
 /// Resolve `secrets` and log how long it took.
@@ -223,7 +195,7 @@ pub(crate) async fn resolve_logged(
 /// resolving stops everything: nothing is started.
 pub(crate) fn fetch_all(
     plan: &Plan,
-    args: &RunArgs,
+    options: resolve::Options,
     client: Arc<vault::VaultClient>,
 ) -> Result<Vec<Outcome>, Error> {
     let _timing = timing::Run::start();
@@ -233,7 +205,7 @@ pub(crate) fn fetch_all(
         let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
         let (mut term, mut int) = signals.map_err(|e| Error::System(format!("cannot watch signals: {e}")))?;
         tokio::select! {
-            outcomes = resolve_logged(client, &plan.secrets, resolve_options(args)) => Ok(outcomes),
+            outcomes = resolve_logged(client, &plan.secrets, options) => Ok(outcomes),
             _ = term.recv() => Err(Error::Interrupted { signal: signal_number::SIGTERM, name: "SIGTERM" }),
             _ = int.recv() => Err(Error::Interrupted { signal: signal_number::SIGINT, name: "SIGINT" }),
         }

@@ -6,10 +6,8 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use super::{
-    later, plan_run, resolve_logged, resolve_options, resolve_plan, runtime, several, vault_client,
-};
-use crate::cli::{self, Cli, RunArgs};
+use super::{later, plan_run, resolve_logged, resolve_plan, runtime, several, vault_client};
+use crate::cli;
 use crate::error::{self, Error};
 use crate::launch::environment::{child_env, unfit_for_environment};
 use crate::launch::{self, ChildEnv};
@@ -21,45 +19,35 @@ use crate::{reference, resolve, timing, vault};
 /// Run `command`: exec it (a successful run never returns), or supervise it when `signals` says
 /// kvrun is the supervisor.
 pub(crate) fn run(
-    cli: &Cli,
+    command: &[OsString],
     settings: &Settings,
     environment: &[(OsString, OsString)],
     #[cfg(target_os = "linux")] signals: Option<nix::sys::signalfd::SignalFd>,
 ) -> Result<i32, Error> {
-    if cli.command.is_empty() {
+    if command.is_empty() {
         return Err(Error::Usage(
             "no command given: write kvrun [OPTIONS] -- COMMAND [ARGS]...".into(),
         ));
     }
     #[cfg(target_os = "linux")]
     if let Some(signals) = signals {
-        return supervise(cli, settings, environment, signals);
+        return supervise(command, settings, environment, signals);
     }
-    let child_env = prepare(&cli.run, &cli.command, settings, environment)?;
-    Err(launch::exec(&cli.command, child_env))
-}
-
-/// `--init`, `--watch`, or being PID 1 (where an exec'd app would get no default signal
-/// actions and nobody would reap zombies), unless `--no-init`.
-pub(crate) fn supervisor_mode(args: &RunArgs) -> bool {
-    if args.no_init {
-        return false;
-    }
-    args.init || args.watch.is_some() || (cfg!(target_os = "linux") && std::process::id() == 1)
+    let child_env = prepare(command, settings, environment)?;
+    Err(launch::exec(command, child_env))
 }
 
 /// Exec mode: read the sources, plan, check the command, resolve: the child's environment, or
 /// every reason it cannot start.
 fn prepare(
-    args: &RunArgs,
     command: &[OsString],
     settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<ChildEnv, Error> {
-    let plan = plan_run(args, environment)?;
+    let plan = plan_run(&settings.sources, environment)?;
     preflight(&plan, command)?;
-    let outcomes = resolve_plan(&plan, args, settings, environment)?;
-    let env = child_env(&plan, &outcomes, super::hidden(args.hide_credentials))?;
+    let outcomes = resolve_plan(&plan, settings, environment)?;
+    let env = child_env(&plan, &outcomes, settings.hidden)?;
     fits_exec(command, &env)?;
     Ok(env)
 }
@@ -100,10 +88,7 @@ pub(crate) fn preflight(plan: &Plan, command: &[OsString]) -> Result<(), Error> 
         match &var.value {
             Value::Literal(value) => {
                 if let Some(reason) = unfit_for_environment(&var.name, value.as_encoded_bytes()) {
-                    problems.push(Error::bad_input(
-                        plan::location(&var.name, &var.origin),
-                        reason,
-                    ));
+                    problems.push(Error::bad_input(var.location.naming(&var.name), reason));
                 }
                 strings.push(var.name.len() + 1 + value.len());
             }
@@ -149,47 +134,46 @@ fn total_fits(program_len: usize, strings: impl IntoIterator<Item = usize>) -> R
 /// Supervisor mode: resolve (a stop signal ends it), start the command, supervise it to its end.
 #[cfg(target_os = "linux")]
 fn supervise(
-    cli: &Cli,
+    command: &[OsString],
     settings: &Settings,
     environment: &[(OsString, OsString)],
     signals: nix::sys::signalfd::SignalFd,
 ) -> Result<i32, Error> {
     use launch::supervise::{Options, Supervisor};
-    let args = &cli.run;
-    let plan = Arc::new(plan_run(args, environment)?);
-    preflight(&plan, &cli.command)?;
+    let wanted = &settings.supervise;
+    let plan = Arc::new(plan_run(&settings.sources, environment)?);
+    preflight(&plan, command)?;
     let runtime = runtime()?;
-    let runtime_dir = settings.runtime_dir.clone();
     let result = runtime.block_on(async {
         let mut supervisor = Supervisor::new(
             signals,
-            cli.command.clone(),
-            args.secrets_dir.clone(),
-            runtime_dir,
+            command.to_vec(),
+            wanted.secrets_dir.clone(),
+            wanted.runtime_dir.clone(),
         )?;
         let mut refresh = None;
         let outcomes = if plan.secrets.is_empty() {
             Vec::new()
         } else {
-            let client = vault_client(args, settings, environment)?;
+            let client = vault_client(settings, environment)?;
             let timing = timing::Run::start();
             let outcomes = tokio::select! {
-                outcomes = resolve_logged(client.clone(), &plan.secrets, resolve_options(args)) => outcomes,
+                outcomes = resolve_logged(client.clone(), &plan.secrets, settings.fetch.resolve) => outcomes,
                 stop = supervisor.interrupted() => return Err(stop),
             };
             drop(timing);
-            if args.watch.is_some() {
-                refresh = watcher(&plan, &outcomes, client, args, &cli.command)?;
+            if wanted.watch.is_some() {
+                refresh = watcher(&plan, &outcomes, client, settings, command)?;
             }
             outcomes
         };
-        let env = child_env(&plan, &outcomes, super::hidden(args.hide_credentials))?;
-        fits_exec(&cli.command, &env)?;
+        let env = child_env(&plan, &outcomes, settings.hidden)?;
+        fits_exec(command, &env)?;
         let options = Options {
-            watch: args.watch,
-            reload_signal: args.reload_signal,
-            stop_timeout: args.stop_timeout.unwrap_or(cli::DEFAULT_STOP_TIMEOUT),
-            shutdown_timeout: args.stop_timeout,
+            watch: wanted.watch,
+            reload_signal: wanted.reload_signal,
+            stop_timeout: wanted.stop_timeout.unwrap_or(cli::DEFAULT_STOP_TIMEOUT),
+            shutdown_timeout: wanted.stop_timeout,
         };
         supervisor.run(env, options, refresh).await
     });
@@ -204,7 +188,7 @@ fn watcher(
     plan: &Arc<Plan>,
     outcomes: &[Outcome],
     client: Arc<vault::VaultClient>,
-    args: &RunArgs,
+    settings: &Settings,
     command: &[OsString],
 ) -> Result<Option<launch::supervise::Refresh>, Error> {
     use launch::supervise::Refreshed;
@@ -223,10 +207,10 @@ fn watcher(
         return Ok(None);
     }
     let settings = WatchSettings {
-        options: resolve_options(args),
-        hide_credentials: args.hide_credentials,
+        options: settings.fetch.resolve,
+        hidden: settings.hidden,
     };
-    let current = child_env(plan, outcomes, super::hidden(args.hide_credentials))?;
+    let current = child_env(plan, outcomes, settings.hidden)?;
     let state = Arc::new(Mutex::new((outcomes.to_vec(), current)));
     let plan = plan.clone();
     Ok(Some(Box::new(move || {
@@ -251,7 +235,7 @@ fn watcher(
             }
             // A rotated value that exec could not carry must not cost the running command its
             // restart: the check fails and the command keeps what it has.
-            let fresh = child_env(&plan, &outcomes, super::hidden(settings.hide_credentials))
+            let fresh = child_env(&plan, &outcomes, settings.hidden)
                 .and_then(|env| fits_exec(&command, &env).map(|()| env));
             match fresh {
                 Err(e) => {
@@ -278,7 +262,7 @@ fn watcher(
 #[derive(Clone, Copy)]
 struct WatchSettings {
     options: resolve::Options,
-    hide_credentials: bool,
+    hidden: &'static [&'static str],
 }
 
 /// The names of the variables and files that differ between two environments.

@@ -36,7 +36,7 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
     let failure =
         |var: &plan::Var, index: usize, class, reason: String, hint: Option<String>| Failure {
             variable: var.name.to_string_lossy().into_owned(),
-            origin: var.origin.to_string(),
+            location: var.location.to_string(),
             secret: plan.secrets[index].to_string(),
             class,
             reason,
@@ -58,7 +58,7 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                 Err(e) if *optional && e.class == FailureClass::NotFound => {
                     tracing::warn!(
                         "{}: optional secret {} for {} not used: {}",
-                        var.origin,
+                        var.location,
                         plan.secrets[*index],
                         var.name.to_string_lossy(),
                         e.reason
@@ -155,7 +155,7 @@ mod tests {
 
     use super::*;
     use crate::reference::SecretRef;
-    use crate::source::Origin;
+    use crate::source::Location;
     use crate::vault::{FetchError, SecretValue};
 
     fn secret(name: &str) -> SecretRef {
@@ -170,7 +170,7 @@ mod tests {
         plan::Var {
             name: name.into(),
             value,
-            origin: Origin::DotEnv {
+            location: Location::DotEnv {
                 path: ".env".into(),
                 line: 1,
             },

@@ -9,10 +9,21 @@ use super::{dotenv, manifest};
 use crate::error::Error;
 use crate::reference::VaultHosts;
 
-/// A `.env` file that has been read: its path (for origins) and its entries.
+/// A `.env` file that has been read: its path (for locations) and its entries.
 pub struct DotEnvFile {
     pub path: PathBuf,
     pub parsed: dotenv::Parsed,
+}
+
+/// Which manifest is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhichManifest {
+    /// `./kvrun.toml` when it exists.
+    Default,
+    /// `--manifest PATH`: it must exist.
+    Named(PathBuf),
+    /// `--no-manifest`.
+    Off,
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
@@ -28,14 +39,13 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 /// # Errors
 /// A named manifest that cannot be read, is not UTF-8, or does not parse.
 pub fn read_manifest(
-    named: Option<&Path>,
-    no_manifest: bool,
+    which: &WhichManifest,
     hosts: &VaultHosts,
 ) -> Result<manifest::Manifest, Error> {
-    let path = match named {
-        Some(path) => path.to_owned(),
-        None if no_manifest => return Ok(manifest::Manifest::default()),
-        None => {
+    let path = match which {
+        WhichManifest::Named(path) => path.clone(),
+        WhichManifest::Off => return Ok(manifest::Manifest::default()),
+        WhichManifest::Default => {
             let default = PathBuf::from("kvrun.toml");
             if !default.is_file() {
                 return Ok(manifest::Manifest::default());
@@ -55,10 +65,13 @@ pub fn read_manifest(
 ///
 /// # Errors
 /// A named file that cannot be read, or that is not UTF-8 (naming the line).
-pub fn read_dotenv_files(no_dotenv: bool, named: &[PathBuf]) -> Result<Vec<DotEnvFile>, Error> {
+pub fn read_dotenv_files(
+    default_dotenv: bool,
+    named: &[PathBuf],
+) -> Result<Vec<DotEnvFile>, Error> {
     let mut paths = Vec::new();
     let default = PathBuf::from(".env");
-    if !no_dotenv && default.is_file() && !named.contains(&default) {
+    if default_dotenv && default.is_file() && !named.contains(&default) {
         paths.push(default);
     }
     paths.extend(named.iter().cloned());

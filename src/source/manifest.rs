@@ -30,7 +30,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::FileSpec;
-use super::Origin;
+use super::Location;
 use crate::error::Error;
 use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts, VaultOrigin};
 
@@ -63,7 +63,7 @@ impl std::fmt::Debug for Value {
 pub struct Entry {
     pub name: String,
     pub value: Value,
-    pub origin: Origin,
+    pub location: Location,
     /// `file = true`: deliver the value as a file, its path in the variable.
     pub file: Option<FileSpec>,
 }
@@ -360,7 +360,7 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
         entries.push(Entry {
             name: name_text.to_owned(),
             value,
-            origin: Origin::Manifest {
+            location: Location::Manifest {
                 path: path.to_owned(),
                 line,
             },
@@ -605,8 +605,8 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
             }
         );
         assert_eq!(
-            by_name("A").origin,
-            Origin::Manifest {
+            by_name("A").location,
+            Location::Manifest {
                 path: "kvrun.toml".into(),
                 line: 5
             }

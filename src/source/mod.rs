@@ -1,6 +1,6 @@
 //! Where variables come from: the process environment, `.env` files and the `kvrun.toml` manifest.
 //!
-//! Each reader turns its input into a list of (name, raw value, origin) and changes nothing: no
+//! Each reader turns its input into a list of (name, raw value, location) and changes nothing: no
 //! reader loads anything into kvrun's own environment or decides precedence. Layering and
 //! reference classification are [`crate::plan`]'s job.
 
@@ -28,9 +28,10 @@ impl<'e> Env<'e> {
     }
 }
 
-/// Where a variable's winning value came from, for error messages and `-v` logs.
+/// Where a variable is defined (its winning value came from), for error messages, `-v` logs and
+/// `kvrun check`. ("Origin" is kept for its URL sense: scheme, host and port.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub enum Location {
     /// Inherited from kvrun's own environment.
     Environment,
     /// A line of a `.env` file.
@@ -39,7 +40,19 @@ pub enum Origin {
     Manifest { path: PathBuf, line: usize },
 }
 
-impl fmt::Display for Origin {
+impl Location {
+    /// Where a bad value is, for an error message: `environment variable NAME` or
+    /// `file:line: NAME`.
+    #[must_use]
+    pub fn naming(&self, name: &std::ffi::OsStr) -> String {
+        match self {
+            Self::Environment => format!("environment variable {}", name.to_string_lossy()),
+            other => format!("{other}: {}", name.to_string_lossy()),
+        }
+    }
+}
+
+impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Environment => f.write_str("environment"),

@@ -2,6 +2,12 @@
 //! ([`crate::http`]: h2 to a vault that offers it, so a vault's requests share one connection).
 //!
 //! This module fetches one secret at a time; [`crate::resolve`] decides what runs concurrently.
+//!
+//! Words, one per idea, here and in [`crate::resolve`]: a *response* is what the HTTP client
+//! received; an `Answer` is what the vault said in it, classified (a value, a challenge, a
+//! failure); an *attempt* is one try, retried or not; a [`FirstAnswer`] is the answer to the
+//! first, unauthenticated request (the probe); an *outcome* is a secret's final result, after
+//! every attempt.
 
 pub mod challenge;
 pub mod credential;
@@ -111,7 +117,7 @@ impl From<credential::AuthFailure> for FetchError {
     }
 }
 
-/// What came back from one GET.
+/// What the vault said in its response to one GET.
 enum Answer {
     Value(SecretValue),
     /// 401: the `WWW-Authenticate` header and the body (its error code says why).
@@ -284,13 +290,13 @@ impl VaultClient {
     ///
     /// # Errors
     /// Anything but a verifiable 401 challenge or a value.
-    pub async fn probe(&self, secret: &SecretRef, warm: usize) -> Result<Probe, FetchError> {
+    pub async fn probe(&self, secret: &SecretRef, warm: usize) -> Result<FirstAnswer, FetchError> {
         match self.get(secret, None, warm).await {
-            Answer::Value(v) => Ok(Probe::Value(v)),
+            Answer::Value(v) => Ok(FirstAnswer::Value(v)),
             Answer::Challenge(header, _) => {
                 let challenge = verify(header.as_deref(), secret)?;
                 self.remember_challenge(secret, &challenge);
-                Ok(Probe::Challenge(challenge))
+                Ok(FirstAnswer::Challenge(challenge))
             }
             Answer::Failed(e) => Err(e),
         }
@@ -425,12 +431,12 @@ impl VaultClient {
             Ok(request) => request,
             Err(e) => return Attempt::done(Answer::Failed(transport_error(e))),
         };
-        let reply = {
+        let response = {
             // The challenge probe is timed as a whole by its caller; authenticated GETs here.
             let _span = token.is_some().then(|| Phase::Get.span());
             self.http.send(&request).await
         };
-        let reply = match reply {
+        let response = match response {
             Ok(r) => r,
             Err(e) => {
                 let retry = match e {
@@ -442,7 +448,7 @@ impl VaultClient {
                 return Attempt::new(Answer::Failed(transport_error(e)), retry);
             }
         };
-        let status = reply.status;
+        let status = response.status;
         if status == 401 && token.is_none() {
             // The unauthenticated first request: its 401 is the challenge, not a failure.
             tracing::info!(
@@ -462,14 +468,14 @@ impl VaultClient {
             );
         }
         if status == 401 {
-            let header = reply
+            let header = response
                 .header(&hyper::header::WWW_AUTHENTICATE)
                 .map(str::to_owned);
-            return Attempt::done(Answer::Challenge(header, reply.body.to_vec()));
+            return Attempt::done(Answer::Challenge(header, response.body.to_vec()));
         }
-        let retry = Retry::for_status(status, retry::retry_after_in(&reply.headers));
+        let retry = Retry::for_status(status, retry::retry_after_in(&response.headers));
         if retry != Retry::Never {
-            let failure = status_error(status, &reply.body, secret);
+            let failure = status_error(status, &response.body, secret);
             return Attempt {
                 throttled: status == 429,
                 ..Attempt::new(Answer::Failed(failure), retry)
@@ -482,7 +488,7 @@ impl VaultClient {
                 Some("check the vault URL; a proxy or firewall may be intercepting it".into()),
             )));
         }
-        let body = reply.body;
+        let body = response.body;
         Attempt::done(if status == 200 {
             match serde_json::from_slice::<Bundle>(&body) {
                 Ok(Bundle {
@@ -580,8 +586,8 @@ fn verify(header: Option<&str>, secret: &SecretRef) -> Result<Challenge, FetchEr
     })
 }
 
-/// The outcome of the first, unauthenticated request to a vault.
-pub enum Probe {
+/// The answer to the first, unauthenticated request to a vault (the probe).
+pub enum FirstAnswer {
     Challenge(Challenge),
     Value(SecretValue),
 }
