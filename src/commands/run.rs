@@ -151,7 +151,7 @@ fn supervise(
             wanted.secrets_dir.clone(),
             wanted.runtime_dir.clone(),
         )?;
-        let mut refresh = None;
+        let mut watcher = None;
         let outcomes = if plan.secrets.is_empty() {
             Vec::new()
         } else {
@@ -163,7 +163,7 @@ fn supervise(
             };
             drop(timing);
             if wanted.watch.is_some() {
-                refresh = watcher(&plan, &outcomes, client, settings, command)?;
+                watcher = Watcher::new(&plan, &outcomes, client, settings, command).map(Arc::new);
             }
             outcomes
         };
@@ -175,110 +175,88 @@ fn supervise(
             stop_timeout: wanted.stop_timeout.unwrap_or(cli::DEFAULT_STOP_TIMEOUT),
             shutdown_timeout: wanted.stop_timeout,
         };
-        supervisor.run(env, options, refresh).await
+        supervisor.run(env, options, watcher).await
     });
     runtime.shutdown_background();
     result
 }
 
-/// `--watch`: a check that fetches the unpinned secrets again and answers whether the command's
-/// environment or files changed. `None` when every secret is pinned to a version.
+/// `--watch`: what a check needs to fetch the unpinned secrets again and build the environment
+/// they make (the supervisor's [`launch::job::Job`] compares it with the command's). The pinned
+/// secrets keep their first outcome. `None` when every secret is pinned to a version.
 #[cfg(target_os = "linux")]
-fn watcher(
-    plan: &Arc<Plan>,
-    outcomes: &[Outcome],
+struct Watcher {
+    plan: Arc<Plan>,
     client: Arc<vault::VaultClient>,
-    settings: &Settings,
-    command: &[OsString],
-) -> Result<Option<launch::supervise::Refresh>, Error> {
-    use launch::supervise::Refreshed;
-    use std::sync::Mutex;
-    let command: Arc<Vec<OsString>> = Arc::new(command.to_vec());
-    let unpinned: Arc<Vec<usize>> = Arc::new(
-        plan.secrets
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.version.is_none())
-            .map(|(i, _)| i)
-            .collect(),
-    );
-    if unpinned.is_empty() {
-        tracing::warn!("--watch: every secret is pinned to a version; nothing to watch");
-        return Ok(None);
-    }
-    let settings = WatchSettings {
-        options: settings.fetch.resolve,
-        hidden: settings.hidden,
-    };
-    let current = child_env(plan, outcomes, settings.hidden)?;
-    let state = Arc::new(Mutex::new((outcomes.to_vec(), current)));
-    let plan = plan.clone();
-    Ok(Some(Box::new(move || {
-        let (plan, state, client, unpinned, command) = (
-            plan.clone(),
-            state.clone(),
-            client.clone(),
-            unpinned.clone(),
-            command.clone(),
-        );
-        Box::pin(async move {
-            let subset: Vec<reference::SecretRef> =
-                unpinned.iter().map(|&i| plan.secrets[i].clone()).collect();
-            client.set_deadline(later(settings.options.timeout));
-            let fresh = resolve_logged(client, &subset, settings.options).await;
-            let mut state = state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut outcomes = state.0.clone();
-            for (&index, outcome) in unpinned.iter().zip(fresh) {
-                outcomes[index] = outcome;
-            }
-            // A rotated value that exec could not carry must not cost the running command its
-            // restart: the check fails and the command keeps what it has.
-            let fresh = child_env(&plan, &outcomes, settings.hidden)
-                .and_then(|env| fits_exec(&command, &env).map(|()| env));
-            match fresh {
-                Err(e) => {
-                    tracing::warn!(
-                        "--watch: the check failed; the command keeps running with what it has: {}",
-                        error::Report(&e)
-                    );
-                    Refreshed::Failed
-                }
-                Ok(env) if env == state.1 => Refreshed::Unchanged,
-                Ok(env) => {
-                    let changed = changed_names(&state.1, &env);
-                    tracing::warn!(variables = %changed.join(", "), "--watch: secrets changed");
-                    *state = (outcomes, env.clone());
-                    Refreshed::Changed(env)
-                }
-            }
-        })
-    })))
-}
-
-/// What a `--watch` check needs of the options (the rest stay with the first run).
-#[cfg(target_os = "linux")]
-#[derive(Clone, Copy)]
-struct WatchSettings {
+    /// The first resolution's outcomes, one per secret of the plan.
+    first: Vec<Outcome>,
+    /// The secrets a check fetches again: those without a pinned version.
+    unpinned: Vec<usize>,
+    command: Vec<OsString>,
     options: resolve::Options,
     hidden: &'static [&'static str],
 }
 
-/// The names of the variables and files that differ between two environments.
 #[cfg(target_os = "linux")]
-fn changed_names(old: &ChildEnv, new: &ChildEnv) -> Vec<String> {
-    let mut names: Vec<String> = new
-        .vars
-        .iter()
-        .filter(|pair| !old.vars.contains(pair))
-        .map(|(name, _)| name.to_string_lossy().into_owned())
-        .collect();
-    names.extend(
-        new.files
+impl Watcher {
+    fn new(
+        plan: &Arc<Plan>,
+        first: &[Outcome],
+        client: Arc<vault::VaultClient>,
+        settings: &Settings,
+        command: &[OsString],
+    ) -> Option<Watcher> {
+        let unpinned: Vec<usize> = plan
+            .secrets
             .iter()
-            .filter(|file| !old.files.contains(file))
-            .map(|file| file.var.to_string_lossy().into_owned()),
-    );
-    names
+            .enumerate()
+            .filter(|(_, s)| s.version.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        if unpinned.is_empty() {
+            tracing::warn!("--watch: every secret is pinned to a version; nothing to watch");
+            return None;
+        }
+        Some(Watcher {
+            plan: plan.clone(),
+            client,
+            first: first.to_vec(),
+            unpinned,
+            command: command.to_vec(),
+            options: settings.fetch.resolve,
+            hidden: settings.hidden,
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl launch::supervise::Watch for Watcher {
+    async fn check(self: Arc<Self>) -> launch::supervise::Refreshed {
+        use launch::supervise::Refreshed;
+        let subset: Vec<reference::SecretRef> = self
+            .unpinned
+            .iter()
+            .map(|&i| self.plan.secrets[i].clone())
+            .collect();
+        self.client.set_deadline(later(self.options.timeout));
+        let fresh = resolve_logged(self.client.clone(), &subset, self.options).await;
+        let mut outcomes = self.first.clone();
+        for (&index, outcome) in self.unpinned.iter().zip(fresh) {
+            outcomes[index] = outcome;
+        }
+        // A rotated value that exec could not carry must not cost the running command its
+        // restart: the check fails and the command keeps what it has.
+        match child_env(&self.plan, &outcomes, self.hidden)
+            .and_then(|env| fits_exec(&self.command, &env).map(|()| env))
+        {
+            Ok(env) => Refreshed::Fresh(env),
+            Err(e) => {
+                tracing::warn!(
+                    "--watch: the check failed; the command keeps running with what it has: {}",
+                    error::Report(&e)
+                );
+                Refreshed::Failed
+            }
+        }
+    }
 }

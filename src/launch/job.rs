@@ -204,10 +204,13 @@ impl Job {
         self.checking = false;
         let mut actions = Vec::new();
         match result {
-            Refreshed::Unchanged => self.failures = 0,
             Refreshed::Failed => self.failures = self.failures.saturating_add(1),
-            Refreshed::Changed(env) => {
+            // Compared with what the command runs with now: a reload whose files could not be
+            // rewritten left it unchanged, so the next check tries again.
+            Refreshed::Fresh(env) if env == self.current => self.failures = 0,
+            Refreshed::Fresh(env) => {
                 self.failures = 0;
+                tracing::warn!(variables = %changed_names(&self.current, &env).join(", "), "--watch: secrets changed");
                 if self.stopping {
                     return actions;
                 }
@@ -237,6 +240,23 @@ impl Job {
         self.next_check = Some(after(now, (self.jitter)(interval.saturating_mul(factor))));
         actions
     }
+}
+
+/// The names of the variables and files that differ between two environments (never a value).
+fn changed_names(old: &ChildEnv, new: &ChildEnv) -> Vec<String> {
+    let mut names: Vec<String> = new
+        .vars
+        .iter()
+        .filter(|pair| !old.vars.contains(pair))
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .collect();
+    names.extend(
+        new.files
+            .iter()
+            .filter(|file| !old.files.contains(file))
+            .map(|file| file.var.to_string_lossy().into_owned()),
+    );
+    names
 }
 
 /// `now + wait`, or a far future when that would overflow (`Instant + Duration` panics).
@@ -331,7 +351,7 @@ mod tests {
         assert_eq!(names(&job.on(Event::CheckDue, t1)), ["check"]);
         assert_eq!(job.check_due(), None, "one check at a time");
         let t2 = t1 + 2 * SECOND;
-        let actions = job.on(Event::Checked(Refreshed::Changed(env("v2"))), t2);
+        let actions = job.on(Event::Checked(Refreshed::Fresh(env("v2"))), t2);
         assert_eq!(names(&actions), ["kill SIGTERM"]);
         assert_eq!(job.kill_deadline(), Some(t2 + 10 * SECOND));
         assert_eq!(job.check_due(), None, "no check during a restart");
@@ -347,7 +367,7 @@ mod tests {
         let t0 = Instant::now();
         let mut job = started(options(Some(60)), t0);
         let _ = job.on(Event::CheckDue, t0);
-        let _ = job.on(Event::Checked(Refreshed::Changed(env("v2"))), t0);
+        let _ = job.on(Event::Checked(Refreshed::Fresh(env("v2"))), t0);
         let due = job.kill_deadline().expect("a deadline");
         assert_eq!(due, t0 + 10 * SECOND);
         assert_eq!(names(&job.on(Event::KillDeadline, due)), ["kill SIGKILL"]);
@@ -372,7 +392,8 @@ mod tests {
             now += expected * SECOND;
         }
         let _ = job.on(Event::CheckDue, now);
-        let _ = job.on(Event::Checked(Refreshed::Unchanged), now);
+        let unchanged = job.on(Event::Checked(Refreshed::Fresh(env("v1"))), now);
+        assert!(unchanged.is_empty(), "the same environment: nothing to do");
         assert_eq!(job.check_due(), Some(now + 10 * SECOND));
     }
 
@@ -386,7 +407,7 @@ mod tests {
         let mut job = Job::new(with_file("v1", b"old"), reload, true, t0, same);
         let _ = job.on(Event::CheckDue, t0);
         let actions = job.on(
-            Event::Checked(Refreshed::Changed(with_file("v1", b"new"))),
+            Event::Checked(Refreshed::Fresh(with_file("v1", b"new"))),
             t0,
         );
         let [Action::Reload { env, signal }] = actions.as_slice() else {
@@ -398,10 +419,44 @@ mod tests {
         // A variable changed: a running process cannot take it, so the command restarts.
         let _ = job.on(Event::CheckDue, t0);
         let actions = job.on(
-            Event::Checked(Refreshed::Changed(with_file("v2", b"new"))),
+            Event::Checked(Refreshed::Fresh(with_file("v2", b"new"))),
             t0,
         );
         assert_eq!(names(&actions), ["kill SIGTERM"]);
+    }
+
+    #[test]
+    fn the_changed_names_are_the_new_or_different_variables_and_files() {
+        let old = with_file("v1", b"old");
+        assert!(changed_names(&old, &old).is_empty());
+        assert_eq!(changed_names(&old, &with_file("v2", b"old")), ["DB"]);
+        assert_eq!(
+            changed_names(&old, &with_file("v2", b"new")),
+            ["DB", "TLS_KEY_FILE"]
+        );
+    }
+
+    #[test]
+    fn a_reload_whose_files_could_not_be_written_is_tried_again_at_the_next_check() {
+        let t0 = Instant::now();
+        let reload = Options {
+            reload_signal: Some(Signal::SIGHUP),
+            ..options(Some(10))
+        };
+        let mut job = Job::new(with_file("v1", b"old"), reload, true, t0, same);
+        for _ in 0..2 {
+            // No `Reloaded` follows: the supervisor could not rewrite the files.
+            let _ = job.on(Event::CheckDue, t0);
+            let actions = job.on(
+                Event::Checked(Refreshed::Fresh(with_file("v1", b"new"))),
+                t0,
+            );
+            assert!(
+                matches!(actions.as_slice(), [Action::Reload { .. }]),
+                "{:?}",
+                names(&actions)
+            );
+        }
     }
 
     #[test]
@@ -409,7 +464,7 @@ mod tests {
         let t0 = Instant::now();
         let mut job = started(options(Some(10)), t0);
         let _ = job.on(Event::CheckDue, t0);
-        let _ = job.on(Event::Checked(Refreshed::Changed(env("v2"))), t0);
+        let _ = job.on(Event::Checked(Refreshed::Fresh(env("v2"))), t0);
         let term = Event::Signal {
             signal: Signal::SIGTERM,
             from_kernel: false,
@@ -425,7 +480,7 @@ mod tests {
         assert!(job.on(int, t0).is_empty());
         let _ = job.on(Event::CheckDue, t0);
         assert!(
-            job.on(Event::Checked(Refreshed::Changed(env("v2"))), t0)
+            job.on(Event::Checked(Refreshed::Fresh(env("v2"))), t0)
                 .is_empty()
         );
     }
@@ -435,7 +490,7 @@ mod tests {
         let t0 = Instant::now();
         let mut job = started(options(Some(10)), t0);
         let _ = job.on(Event::CheckDue, t0);
-        let _ = job.on(Event::Checked(Refreshed::Changed(env("v2"))), t0);
+        let _ = job.on(Event::Checked(Refreshed::Fresh(env("v2"))), t0);
         let hup = Event::Signal {
             signal: Signal::SIGHUP,
             from_kernel: false,

@@ -25,7 +25,7 @@
 use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -92,17 +92,18 @@ pub(crate) fn block_signals() -> Result<SignalFd, Error> {
 
 /// What a `--watch` check found.
 pub(crate) enum Refreshed {
-    /// Every secret resolved; nothing changed.
-    Unchanged,
-    /// Every secret resolved and the command's environment or files differ.
-    Changed(ChildEnv),
+    /// Every secret resolved: the environment they make now ([`Job`] compares it with the
+    /// command's).
+    Fresh(ChildEnv),
     /// Something failed (already logged): the command keeps what it has.
     Failed,
 }
 
-/// A `--watch` check: fetch again, compare, answer.
-pub(crate) type Refresh =
-    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Refreshed> + Send>> + Send + Sync>;
+/// A `--watch` check: fetch the secrets that can change again and build the environment they
+/// make. `launch` knows nothing of vaults; the run command implements this.
+pub(crate) trait Watch: Send + Sync + 'static {
+    fn check(self: Arc<Self>) -> impl Future<Output = Refreshed> + Send + 'static;
+}
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Options {
@@ -258,13 +259,13 @@ impl Supervisor {
         mut self,
         env: ChildEnv,
         options: Options,
-        refresh: Option<Refresh>,
+        watch: Option<Arc<impl Watch>>,
     ) -> Result<i32, Error> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigchld = signal(SignalKind::child())
             .map_err(|e| Error::System(format!("cannot watch SIGCHLD: {e}")))?;
         let mut pid = self.spawn(&env)?;
-        let mut job = Job::new(env, options, refresh.is_some(), Instant::now(), jittered);
+        let mut job = Job::new(env, options, watch.is_some(), Instant::now(), jittered);
         let mut check: Option<tokio::task::JoinHandle<Refreshed>> = None;
         loop {
             let events: Vec<Event> = tokio::select! {
@@ -307,8 +308,8 @@ impl Supervisor {
                         }
                         Action::Start => pid = self.spawn(job.environment())?,
                         Action::StartCheck => {
-                            if let Some(refresh) = &refresh {
-                                check = Some(tokio::spawn(refresh()));
+                            if let Some(watch) = &watch {
+                                check = Some(tokio::spawn(watch.clone().check()));
                             }
                         }
                         Action::Reload { env, signal } => match self.rewrite(&env) {
