@@ -7,6 +7,7 @@
 
 use std::fmt::{self, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The process exit codes. `docs/failures.md` lists the same codes, kept in step by hand.
 pub struct ExitCode;
@@ -90,7 +91,111 @@ impl fmt::Display for FailureClass {
     }
 }
 
-/// One failed reference: which variable wanted it, from where, and what the vault said.
+/// Why something kvrun asked a server for could not be had — a token, a secret — in one shape
+/// from the leaf that failed to the report: its class (the exit code), kvrun's own words, the
+/// error that caused it, and what to do about it.
+///
+/// `Display` joins the parts with `": "`: the reason, then each error of the cause's `source()`
+/// chain (their text may come from a server, so it passes through [`untrusted`]), then what the
+/// retries tried. The reason is empty where the cause says it all (`TLS: …`, a refused
+/// challenge).
+///
+/// [`untrusted`]: crate::http::untrusted
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub class: FailureClass,
+    reason: String,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// How the retries ended: `after 3 attempts over 2.1s`.
+    retried: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    pub(crate) fn new(class: FailureClass, reason: impl Into<String>) -> Self {
+        Self {
+            class,
+            reason: reason.into(),
+            cause: None,
+            retried: None,
+            hint: None,
+        }
+    }
+
+    /// The error this problem comes from; its text follows the reason.
+    #[must_use]
+    pub(crate) fn caused_by(
+        mut self,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
+    }
+
+    #[must_use]
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    #[must_use]
+    pub(crate) fn maybe_hint(mut self, hint: Option<String>) -> Self {
+        self.hint = hint;
+        self
+    }
+
+    /// Says how the retries ended (the reason stays what the last attempt said).
+    pub(crate) fn retried(&mut self, how: String) {
+        self.retried = Some(how);
+    }
+
+    /// The error this problem comes from, if a typed one does.
+    #[must_use]
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)?;
+        let mut first = self.reason.is_empty();
+        if let Some(cause) = self.cause() {
+            first = write_chain(f, cause, first)?;
+        }
+        if let Some(retried) = &self.retried {
+            if !first {
+                f.write_str(" ")?;
+            }
+            write!(f, "({retried})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `error` and its `source()` chain, each through [`untrusted`](crate::http::untrusted),
+/// with `": "` before every one but a `first`; returns whether nothing was written.
+fn write_chain(
+    f: &mut fmt::Formatter<'_>,
+    error: &(dyn std::error::Error + 'static),
+    mut first: bool,
+) -> Result<bool, fmt::Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let text = crate::http::untrusted(&error.to_string());
+        if !text.is_empty() {
+            if !first {
+                f.write_str(": ")?;
+            }
+            f.write_str(&text)?;
+            first = false;
+        }
+        next = error.source();
+    }
+    Ok(first)
+}
+
+/// One failed reference: which variable wanted it, from where, and what went wrong.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub variable: String,
@@ -98,10 +203,7 @@ pub struct Failure {
     pub location: String,
     /// `https://vault…/secrets/name[/version]`.
     pub secret: String,
-    pub class: FailureClass,
-    /// One line: HTTP status and Key Vault error code where there is one, else what went wrong.
-    pub reason: String,
-    pub hint: Option<String>,
+    pub problem: Problem,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +228,8 @@ pub enum Error {
     #[error("{message}")]
     VaultNotAllowed { message: String },
 
-    #[error("{program}: {source}")]
+    /// The report adds the cause: `nope: No such file or directory (os error 2)`.
+    #[error("{program}")]
     Exec {
         program: String,
         source: std::io::Error,
@@ -138,9 +241,13 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
-    /// The system would not give kvrun something it needs (a runtime, a signalfd, a thread).
-    #[error("{0}")]
-    System(String),
+    /// The system would not give kvrun something it needs (a runtime, a signalfd, a thread):
+    /// `doing` says what kvrun tried (`cannot open a signalfd`), the report adds the cause.
+    #[error("{doing}")]
+    System {
+        doing: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     /// The reader of stdout went away; not printed.
     #[error("stdout was closed")]
@@ -162,7 +269,7 @@ pub enum Error {
     TooLarge(String),
 
     /// Several errors, each printed as its own `kvrun: error:`; the first decides the exit code.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("{}", .0.iter().map(|e| Chain(e).to_string()).collect::<Vec<_>>().join("; "))]
     Several(Vec<Error>),
 }
 
@@ -193,9 +300,9 @@ fn list(mut out: String, failures: &[Failure]) -> String {
         let _ = write!(
             out,
             "\n  {} ({}): {}: {}",
-            f.variable, f.location, f.secret, f.reason
+            f.variable, f.location, f.secret, f.problem
         );
-        if let Some(hint) = &f.hint {
+        if let Some(hint) = &f.problem.hint {
             let _ = write!(out, "\n    hint: {hint}");
         }
     }
@@ -212,7 +319,7 @@ impl Error {
             Self::VaultNotAllowed { .. } => ExitCode::AUTHORIZATION,
             Self::Unresolved { failures } | Self::CheckFailed { failures } => failures
                 .iter()
-                .map(|f| f.class)
+                .map(|f| f.problem.class)
                 .min()
                 .map_or(ExitCode::INTERNAL, FailureClass::exit_code),
             Self::Exec { source, .. } => match source.kind() {
@@ -221,7 +328,7 @@ impl Error {
             },
             Self::Interrupted { signal, .. } => ExitCode::SIGNAL_BASE + signal,
             Self::Internal(_) => ExitCode::INTERNAL,
-            Self::System(_) => ExitCode::OS_ERROR,
+            Self::System { .. } => ExitCode::OS_ERROR,
             Self::StdoutClosed => ExitCode::STDOUT_CLOSED,
             Self::Stdout(_) => ExitCode::IO_ERROR,
             Self::Several(errors) => errors.first().map_or(ExitCode::INTERNAL, Self::exit_code),
@@ -247,9 +354,33 @@ impl Error {
             hint: None,
         }
     }
+
+    /// The system refused kvrun something it needs.
+    pub(crate) fn system<E: std::error::Error + Send + Sync + 'static>(
+        doing: &'static str,
+    ) -> impl FnOnce(E) -> Self {
+        move |source| Self::System {
+            doing,
+            source: Box::new(source),
+        }
+    }
 }
 
-/// Prints `kvrun: error: …` and the hint, walking the `source()` chain.
+/// An error and its `source()` chain, joined with `": "` (what [`Report`] prints after
+/// `kvrun: error: `).
+struct Chain<'a>(&'a Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        if let Some(cause) = std::error::Error::source(self.0) {
+            write_chain(f, cause, false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Prints `kvrun: error: …`, walking the `source()` chain, and the hint.
 pub struct Report<'a>(pub &'a Error);
 
 impl fmt::Display for Report<'_> {
@@ -263,16 +394,7 @@ impl fmt::Display for Report<'_> {
             }
             return Ok(());
         }
-        write!(f, "kvrun: error: {}", self.0)?;
-        let mut source = std::error::Error::source(self.0);
-        // `Exec` already shows its io::Error inline.
-        if matches!(self.0, Error::Exec { .. }) {
-            source = None;
-        }
-        while let Some(cause) = source {
-            write!(f, "\n  caused by: {cause}")?;
-            source = cause.source();
-        }
+        write!(f, "kvrun: error: {}", Chain(self.0))?;
         if let Some(hint) = self.0.hint() {
             write!(f, "\nhint: {hint}")?;
         }
@@ -289,10 +411,62 @@ mod tests {
             variable: "DB".into(),
             location: ".env:3".into(),
             secret: "https://v.vault.azure.net/secrets/db".into(),
-            class,
-            reason: "403 Forbidden (AccessDenied)".into(),
-            hint: Some("grant the role".into()),
+            problem: Problem::new(class, "403 Forbidden (AccessDenied)").hint("grant the role"),
         }
+    }
+
+    /// A leaf error with a cause of its own, its text from a hostile server.
+    #[derive(Debug, thiserror::Error)]
+    #[error("proxy said \u{1b}[2Jgone")]
+    struct Leaf(#[source] std::io::Error);
+
+    #[test]
+    fn a_problem_joins_its_reason_its_cause_chain_and_its_retries() {
+        let mut problem = Problem::new(FailureClass::Unavailable, "could not reach the vault")
+            .caused_by(Leaf(std::io::Error::other("connection reset")))
+            .hint("check the network");
+        assert_eq!(
+            problem.to_string(),
+            "could not reach the vault: proxy said \\u{1b}[2Jgone: connection reset"
+        );
+        problem.retried("after 3 attempts over 2s".into());
+        assert_eq!(
+            problem.to_string(),
+            "could not reach the vault: proxy said \\u{1b}[2Jgone: connection reset (after 3 attempts over 2s)"
+        );
+        assert!(
+            problem
+                .cause()
+                .is_some_and(|cause| cause.source().is_some())
+        );
+        // Where the cause says it all, the reason is empty and no separator leads.
+        let tls = Problem::new(FailureClass::Protocol, "").caused_by(
+            crate::http::Error::Untrusted("invalid peer certificate: UnknownIssuer".into()),
+        );
+        assert_eq!(
+            tls.to_string(),
+            "TLS: invalid peer certificate: UnknownIssuer"
+        );
+    }
+
+    #[test]
+    fn the_report_walks_the_source_chain() {
+        let exec = Error::Exec {
+            program: "nope".into(),
+            source: std::io::Error::from_raw_os_error(2),
+        };
+        assert_eq!(
+            Report(&exec).to_string(),
+            "kvrun: error: nope: No such file or directory (os error 2)"
+        );
+        let several = Error::Several(vec![
+            exec,
+            Error::system("cannot open a signalfd")(std::io::Error::other("EMFILE")),
+        ]);
+        assert_eq!(
+            several.to_string(),
+            "nope: No such file or directory (os error 2); cannot open a signalfd: EMFILE"
+        );
     }
 
     #[test]
@@ -377,11 +551,13 @@ mod tests {
     #[test]
     fn seventy_is_a_bug_and_a_system_that_refuses_a_runtime_is_seventy_one() {
         assert_eq!(Error::Internal("a bug".into()).exit_code(), 70);
-        let refused = Error::System("cannot start the async runtime: out of threads".into());
+        let refused = Error::system("cannot start the async runtime")(std::io::Error::other(
+            "out of threads",
+        ));
         assert_eq!(refused.exit_code(), 71);
         assert_eq!(
-            refused.to_string(),
-            "cannot start the async runtime: out of threads"
+            Report(&refused).to_string(),
+            "kvrun: error: cannot start the async runtime: out of threads"
         );
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::error::FailureClass;
+use crate::error::{FailureClass, Problem};
 use crate::reference::SecretRef;
 use crate::vault::challenge::Challenge;
 use crate::vault::{FetchError, FirstAnswer, SecretValue, VaultClient};
@@ -82,15 +82,13 @@ pub(crate) async fn resolve(
         .iter_mut()
         .map(|slot| {
             slot.take().unwrap_or_else(|| {
-                Err(FetchError {
-                    class: FailureClass::Unavailable,
-                    reason: format!(
-                        "timed out after {}",
-                        humantime::format_duration(options.timeout)
-                    ),
-                    hint: Some("the vault or Entra ID did not answer in time; raise --timeout or check the network".into()),
-                    vault_wide: true,
-                })
+                let timed_out = format!(
+                    "timed out after {}",
+                    humantime::format_duration(options.timeout)
+                );
+                Err(Problem::new(FailureClass::Unavailable, timed_out)
+                    .hint("the vault or Entra ID did not answer in time; raise --timeout or check the network")
+                    .into())
             })
         })
         .collect()

@@ -149,20 +149,20 @@ pub(crate) fn check(
             let secret = &plan.secrets[index];
             let variable = var.name.to_string_lossy();
             let refusal = refused.iter().find(|f| {
-                f.class == FailureClass::BadValue
+                f.problem.class == FailureClass::BadValue
                     && f.variable == variable
                     && f.secret == secret.to_string()
             });
             let (status, reason) = match &outcomes[index] {
                 Ok(_) if refusal.is_some() => (
                     FailureClass::BadValue.to_string(),
-                    refusal.map(|f| f.reason.clone()),
+                    refusal.map(|f| f.problem.to_string()),
                 ),
                 Ok(_) => ("ok".to_owned(), None),
-                Err(e) if optional && e.class == FailureClass::NotFound => {
+                Err(e) if optional && e.problem.class == FailureClass::NotFound => {
                     ("optional, not found".to_owned(), None)
                 }
-                Err(e) => (e.class.to_string(), Some(e.reason.clone())),
+                Err(e) => (e.problem.class.to_string(), Some(e.problem.to_string())),
             };
             rows.push(Row {
                 variable: var.name.to_string_lossy().into_owned(),

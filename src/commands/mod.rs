@@ -132,7 +132,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::System(format!("cannot start the async runtime: {e}")))
+        .map_err(Error::system("cannot start the async runtime"))
 }
 
 /// The run's vault client: its HTTP client, its credential chain (`environment` is what `az` and
@@ -203,7 +203,7 @@ pub(crate) fn fetch_all(
     let result = runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
-        let (mut term, mut int) = signals.map_err(|e| Error::System(format!("cannot watch signals: {e}")))?;
+        let (mut term, mut int) = signals.map_err(Error::system("cannot watch signals"))?;
         tokio::select! {
             outcomes = resolve_logged(client, &plan.secrets, options) => Ok(outcomes),
             _ = term.recv() => Err(Error::Interrupted { signal: signal_number::SIGTERM, name: "SIGTERM" }),

@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 
-use crate::error::{Error, Failure, FailureClass};
+use crate::error::{Error, Failure, FailureClass, Problem};
 use crate::launch::files::{self, FileSecret};
 use crate::launch::{ChildEnv, ExecLimits};
 use crate::plan::{self, Part, Plan, Value};
@@ -33,15 +33,12 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
     let mut env = Vec::with_capacity(plan.vars.len());
     let mut files = Vec::new();
     let mut failures = Vec::new();
-    let failure =
-        |var: &plan::Var, index: usize, class, reason: String, hint: Option<String>| Failure {
-            variable: var.name.to_string_lossy().into_owned(),
-            location: var.location.to_string(),
-            secret: plan.secrets[index].to_string(),
-            class,
-            reason,
-            hint,
-        };
+    let failure = |var: &plan::Var, index: usize, problem: Problem| Failure {
+        variable: var.name.to_string_lossy().into_owned(),
+        location: var.location.to_string(),
+        secret: plan.secrets[index].to_string(),
+        problem,
+    };
     for var in &plan.vars {
         // The resolved value, its content type, and the first secret in it (for error messages).
         let (value, content_type, first) = match &var.value {
@@ -55,24 +52,18 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                     value.content_type(),
                     *index,
                 ),
-                Err(e) if *optional && e.class == FailureClass::NotFound => {
+                Err(e) if *optional && e.problem.class == FailureClass::NotFound => {
                     tracing::warn!(
                         "{}: optional secret {} for {} not used: {}",
                         var.location,
                         plan.secrets[*index],
                         var.name.to_string_lossy(),
-                        e.reason
+                        e.problem
                     );
                     continue;
                 }
                 Err(e) => {
-                    failures.push(failure(
-                        var,
-                        *index,
-                        e.class,
-                        e.reason.clone(),
-                        e.hint.clone(),
-                    ));
+                    failures.push(failure(var, *index, e.problem.clone()));
                     continue;
                 }
             },
@@ -89,13 +80,7 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                                 Ok(secret) => value.push_str(secret.expose()),
                                 Err(e) => {
                                     ok = false;
-                                    failures.push(failure(
-                                        var,
-                                        *index,
-                                        e.class,
-                                        e.reason.clone(),
-                                        e.hint.clone(),
-                                    ));
+                                    failures.push(failure(var, *index, e.problem.clone()));
                                 }
                             }
                         }
@@ -120,7 +105,11 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                 .map(|()| env.push((var.name.clone(), value.as_str().into()))),
         };
         if let Err(reason) = delivered {
-            failures.push(failure(var, first, FailureClass::BadValue, reason, None));
+            failures.push(failure(
+                var,
+                first,
+                Problem::new(FailureClass::BadValue, reason),
+            ));
         }
     }
     if failures.is_empty() {
@@ -188,9 +177,7 @@ mod tests {
 
     fn failed(class: FailureClass, reason: &str) -> Outcome {
         Err(FetchError {
-            class,
-            reason: reason.into(),
-            hint: None,
+            problem: Problem::new(class, reason),
             vault_wide: false,
         })
     }
@@ -269,7 +256,7 @@ mod tests {
         };
         let named: Vec<(&str, &str, FailureClass)> = failures
             .iter()
-            .map(|f| (f.variable.as_str(), f.secret.as_str(), f.class))
+            .map(|f| (f.variable.as_str(), f.secret.as_str(), f.problem.class))
             .collect();
         // C is optional and not found: left out, not a failure.
         assert_eq!(
@@ -323,7 +310,7 @@ mod tests {
         };
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].variable, "NUL");
-        assert_eq!(failures[0].class, FailureClass::BadValue);
+        assert_eq!(failures[0].problem.class, FailureClass::BadValue);
     }
 
     #[test]

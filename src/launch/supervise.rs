@@ -85,9 +85,9 @@ pub(crate) fn block_signals() -> Result<SignalFd, Error> {
         set.add(signal);
     }
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .map_err(|e| Error::System(format!("cannot block signals: {e}")))?;
+        .map_err(Error::system("cannot block signals"))?;
     SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Error::System(format!("cannot open a signalfd: {e}")))
+        .map_err(Error::system("cannot open a signalfd"))
 }
 
 /// What a `--watch` check found.
@@ -170,7 +170,7 @@ impl Supervisor {
                     }
                 }
             })
-            .map_err(|e| Error::System(format!("cannot start the signal thread: {e}")))?;
+            .map_err(Error::system("cannot start the signal thread"))?;
         let signals = receiver;
         Ok(Self {
             signals,
@@ -262,8 +262,8 @@ impl Supervisor {
         watch: Option<Arc<impl Watch>>,
     ) -> Result<i32, Error> {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut sigchld = signal(SignalKind::child())
-            .map_err(|e| Error::System(format!("cannot watch SIGCHLD: {e}")))?;
+        let mut sigchld =
+            signal(SignalKind::child()).map_err(Error::system("cannot watch SIGCHLD"))?;
         let mut pid = self.spawn(&env)?;
         let mut job = Job::new(env, options, watch.is_some(), Instant::now(), jittered);
         let mut check: Option<tokio::task::JoinHandle<Refreshed>> = None;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::error::FailureClass;
+use crate::error::{FailureClass, Problem};
 use crate::http;
 use crate::reference::SecretRef;
 use crate::timing::Phase;
@@ -92,9 +92,7 @@ impl fmt::Debug for SecretValue {
 /// Why one Get Secret failed (no value, no token inside).
 #[derive(Debug, Clone)]
 pub struct FetchError {
-    pub class: FailureClass,
-    pub reason: String,
-    pub hint: Option<String>,
+    pub problem: Problem,
     /// The same would happen to any secret of this vault (unreachable, untrusted, hostile
     /// challenge), as opposed to an answer about this secret (404, 403 on it).
     pub vault_wide: bool,
@@ -102,18 +100,16 @@ pub struct FetchError {
 
 impl FetchError {
     fn new(class: FailureClass, reason: impl Into<String>, hint: Option<String>) -> Self {
-        Self {
-            class,
-            reason: reason.into(),
-            hint,
-            vault_wide: true,
-        }
+        Problem::new(class, reason).maybe_hint(hint).into()
     }
 }
 
-impl From<credential::AuthFailure> for FetchError {
-    fn from(f: credential::AuthFailure) -> Self {
-        Self::new(f.class, f.reason, f.hint)
+impl From<Problem> for FetchError {
+    fn from(problem: Problem) -> Self {
+        Self {
+            problem,
+            vault_wide: true,
+        }
     }
 }
 
@@ -250,7 +246,7 @@ impl VaultClient {
     ///
     /// # Errors
     /// No token could be had.
-    pub async fn token(&self, tenant: &str, scope: &str) -> Result<Token, credential::AuthFailure> {
+    pub async fn token(&self, tenant: &str, scope: &str) -> Result<Token, Problem> {
         self.credentials.token(tenant, scope, self.deadline()).await
     }
 
@@ -334,11 +330,11 @@ impl VaultClient {
                 Answer::Challenge(_, body) => {
                     // The vault refused a fresh token too; its error code says why (AKV10032:
                     // a token from another tenant; AKV10022: for another audience).
-                    return Err(FetchError::new(
-                        FailureClass::Authentication,
-                        status_error(401, &body, secret).reason,
-                        Some("the token's tenant or audience does not match the vault; check AZURE_TENANT_ID".into()),
-                    ));
+                    let mut refused = status_error(401, &body, secret).problem;
+                    refused.class = FailureClass::Authentication;
+                    return Err(refused
+                        .hint("the token's tenant or audience does not match the vault; check AZURE_TENANT_ID")
+                        .into());
                 }
             }
         }
@@ -404,7 +400,7 @@ impl VaultClient {
                 Next::GiveUp(why) => {
                     return match (answer, why) {
                         (Answer::Failed(mut e), Some(why)) => {
-                            e.reason = why.added_to(&e.reason, "the vault");
+                            e.problem.retried(why.describe("the vault"));
                             Answer::Failed(e)
                         }
                         (answer, _) => answer,
@@ -416,7 +412,7 @@ impl VaultClient {
                     vault = secret.vault_host(),
                     secret = %secret.name,
                     wait_ms = wait.as_millis(),
-                    reason = %e.reason,
+                    reason = %e.problem,
                     "retrying"
                 );
             }
@@ -575,14 +571,10 @@ impl Attempt {
 /// Verify the challenge of a 401 from `secret`'s vault.
 fn verify(header: Option<&str>, secret: &SecretRef) -> Result<Challenge, FetchError> {
     challenge::verify(header, secret.vault_host()).map_err(|e| {
-        FetchError::new(
-            FailureClass::Protocol,
-            untrusted(&e.to_string()),
-            Some(
-                "the server is not the Key Vault it claims to be, or a proxy rewrote its answer"
-                    .into(),
-            ),
-        )
+        Problem::new(FailureClass::Protocol, "")
+            .caused_by(e)
+            .hint("the server is not the Key Vault it claims to be, or a proxy rewrote its answer")
+            .into()
     })
 }
 
@@ -594,20 +586,15 @@ pub enum FirstAnswer {
 
 /// A failure before a status line: connection, proxy, TLS.
 fn transport_error(err: http::Error) -> FetchError {
-    match err {
-        http::Error::Untrusted(detail) => FetchError::new(
-            FailureClass::Protocol,
-            format!("TLS: {}", untrusted(&detail)),
-            Some("the server's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
+    let problem = match &err {
+        http::Error::Untrusted(_) => Problem::new(FailureClass::Protocol, "").hint(
+            "the server's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA",
         ),
-        http::Error::TooLarge(_) => FetchError::new(FailureClass::Protocol, err.to_string(), None),
-        http::Error::Refused(detail) => FetchError::new(FailureClass::Protocol, untrusted(&detail), None),
-        http::Error::Unreachable(detail) => FetchError::new(
-            FailureClass::Unavailable,
-            format!("could not reach the vault: {}", untrusted(&detail)),
-            Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),
-        ),
-    }
+        http::Error::TooLarge(_) | http::Error::Refused(_) => Problem::new(FailureClass::Protocol, ""),
+        http::Error::Unreachable(_) => Problem::new(FailureClass::Unavailable, "could not reach the vault")
+            .hint("check the network, DNS, HTTPS_PROXY and NO_PROXY"),
+    };
+    problem.caused_by(err).into()
 }
 
 /// Map an error status and Key Vault's error body to a failure with a hint.
@@ -662,7 +649,7 @@ fn status_error(status: u16, body: &[u8], secret: &SecretRef) -> FetchError {
     };
     FetchError {
         vault_wide: retry::transient_status(status),
-        ..FetchError::new(class, reason, Some(hint))
+        ..Problem::new(class, reason).hint(hint).into()
     }
 }
 
@@ -691,30 +678,29 @@ mod tests {
     fn status_errors_carry_codes_and_hints() {
         let body = br#"{"error":{"code":"Forbidden","message":"The user, group or application 'appid=x' does not have secrets get permission on key vault 'myvault;location=eastus'.","innererror":{"code":"AccessDenied"}}}"#;
         let e = status_error(403, body, &secret());
-        assert_eq!(e.class, FailureClass::Authorization);
-        assert!(
-            e.reason.starts_with("403 AccessDenied: The user"),
-            "{}",
-            e.reason
+        assert_eq!(e.problem.class, FailureClass::Authorization);
+        assert_eq!(
+            e.problem.to_string(),
+            "403 AccessDenied: The user, group or application 'appid=x' does not have secrets get permission on key vault 'myvault;location=eastus'."
         );
-        assert!(e.hint.unwrap().contains("Key Vault Secrets User"));
+        assert!(e.problem.hint.unwrap().contains("Key Vault Secrets User"));
 
         let body = br#"{"error":{"code":"Forbidden","message":"Operation get is not allowed on a disabled secret.","innererror":{"code":"SecretDisabled"}}}"#;
         let e = status_error(403, body, &secret());
-        assert_eq!(e.class, FailureClass::NotFound);
-        assert!(e.hint.unwrap().contains("--enabled true"));
+        assert_eq!(e.problem.class, FailureClass::NotFound);
+        assert!(e.problem.hint.unwrap().contains("--enabled true"));
 
         let body = br#"{"error":{"code":"SecretNotFound","message":"A secret with (name/id) db was not found in this key vault."}}"#;
         let e = status_error(404, body, &secret());
-        assert_eq!(e.class, FailureClass::NotFound);
-        assert!(e.reason.starts_with("404 SecretNotFound"));
+        assert_eq!(e.problem.class, FailureClass::NotFound);
+        assert!(e.problem.to_string().starts_with("404 SecretNotFound"));
 
         assert_eq!(
-            status_error(503, b"not json", &secret()).class,
+            status_error(503, b"not json", &secret()).problem.class,
             FailureClass::Unavailable
         );
         assert_eq!(
-            status_error(400, b"", &secret()).class,
+            status_error(400, b"", &secret()).problem.class,
             FailureClass::Protocol
         );
     }

@@ -97,12 +97,6 @@ impl GaveUp {
             ),
         }
     }
-
-    /// A failure's `reason` with why it was given up on: `reason (…)`.
-    #[must_use]
-    pub fn added_to(&self, reason: &str, server: &str) -> String {
-        format!("{reason} ({})", self.describe(server))
-    }
 }
 
 /// The retry state of one request.

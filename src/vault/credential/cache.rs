@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{AuthFailure, Token};
+use super::{Problem, Token};
 use crate::error::FailureClass;
 
 /// A token is refreshed this long before it expires (the SDKs' margin).
@@ -57,7 +57,7 @@ struct SlotState {
     /// The last request's failure and the deadline it was asked under: the answer for every
     /// caller of the same resolution (same deadline), which kvrun's retry rule has already
     /// given its chances; a later resolution (the next `--watch` check) asks again.
-    failure: Option<(Instant, AuthFailure)>,
+    failure: Option<(Instant, Problem)>,
 }
 
 impl Slot {
@@ -91,9 +91,9 @@ impl Tokens {
         scope: &str,
         deadline: Instant,
         request: impl FnOnce() -> F,
-    ) -> Result<Token, AuthFailure>
+    ) -> Result<Token, Problem>
     where
-        F: Future<Output = Result<Token, AuthFailure>>,
+        F: Future<Output = Result<Token, Problem>>,
     {
         let slot = self.slot(tenant, scope);
         if let Some(token) = slot.fresh(Instant::now()) {
@@ -112,11 +112,7 @@ impl Tokens {
         let outcome = tokio::time::timeout_at(deadline.into(), request())
             .await
             .unwrap_or_else(|_| {
-                Err(AuthFailure {
-                    class: FailureClass::Unavailable,
-                    reason: "no token before the --timeout deadline".into(),
-                    hint: Some("Entra ID or the credential did not answer in time; raise --timeout or check the network".into()),
-                })
+                Err(Problem::new(FailureClass::Unavailable, "no token before the --timeout deadline").hint("Entra ID or the credential did not answer in time; raise --timeout or check the network"))
             });
         let mut state = slot.state();
         match &outcome {
@@ -172,12 +168,8 @@ mod tests {
         );
     }
 
-    fn failure(reason: &str) -> AuthFailure {
-        AuthFailure {
-            class: FailureClass::Authentication,
-            reason: reason.into(),
-            hint: None,
-        }
+    fn failure(reason: &str) -> Problem {
+        Problem::new(FailureClass::Authentication, reason)
     }
 
     #[tokio::test]
@@ -187,14 +179,14 @@ mod tests {
         let failed = tokens
             .token("t", "s", first, || async { Err(failure("refused")) })
             .await;
-        assert_eq!(failed.unwrap_err().reason, "refused");
+        assert_eq!(failed.unwrap_err().to_string(), "refused");
         // The same resolution: the failure is the answer, no new request.
         let again = tokens
             .token("t", "s", first, || async {
                 panic!("asked again within the resolution")
             })
             .await;
-        assert_eq!(again.unwrap_err().reason, "refused");
+        assert_eq!(again.unwrap_err().to_string(), "refused");
         // The next resolution asks again, and keeps the token it gets.
         let next = first + Duration::from_secs(10);
         let token = tokens
@@ -227,7 +219,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let hung = tokens.token("t", "s", deadline, std::future::pending).await;
         assert_eq!(
-            hung.unwrap_err().reason,
+            hung.unwrap_err().to_string(),
             "no token before the --timeout deadline"
         );
         let later = Instant::now() + Duration::from_secs(5);

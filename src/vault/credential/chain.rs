@@ -11,8 +11,8 @@ use zeroize::Zeroizing;
 use super::certificate::ClientCertificate;
 use super::{
     AZURE_CLIENT_CERTIFICATE_PASSWORD, AZURE_CLIENT_CERTIFICATE_PATH, AZURE_CLIENT_ID,
-    AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, AuthFailure, Config, Kind,
-    LinkError, managed,
+    AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, Config, Kind, LinkError,
+    Problem, managed,
 };
 use crate::error::FailureClass;
 
@@ -70,13 +70,15 @@ pub(super) fn configure(kind: Kind, config: &Config) -> Result<Link, LinkError> 
                 };
                 // Half a service principal is a mistake to show, not a reason to fall through
                 // to whatever `az login` happens to be on the machine.
-                return Err(LinkError::failed(AuthFailure {
-                    class: FailureClass::Authentication,
-                    reason: format!("a service principal is half configured: {absent} is not set"),
-                    hint: Some(format!(
+                return Err(LinkError::failed(
+                    Problem::new(
+                        FailureClass::Authentication,
+                        format!("a service principal is half configured: {absent} is not set"),
+                    )
+                    .hint(format!(
                         "a service principal needs {AZURE_TENANT_ID} and {AZURE_CLIENT_ID} too"
                     )),
-                }));
+                ));
             };
             let (tenant, client_id) = (tenant.to_owned(), client_id.to_owned());
             if let Some(secret) = secret {
@@ -88,25 +90,24 @@ pub(super) fn configure(kind: Kind, config: &Config) -> Result<Link, LinkError> 
             }
             let path = certificate.unwrap_or_default();
             let bytes = read_small_file(path).map_err(|e| {
-                LinkError::failed(AuthFailure {
-                    class: FailureClass::Authentication,
-                    reason: format!("{AZURE_CLIENT_CERTIFICATE_PATH} ({path}) cannot be read: {e}"),
-                    hint: None,
-                })
+                LinkError::failed(
+                    Problem::new(
+                        FailureClass::Authentication,
+                        format!("{AZURE_CLIENT_CERTIFICATE_PATH} ({path}) cannot be read"),
+                    )
+                    .caused_by(e),
+                )
             })?;
             let certificate = ClientCertificate::load(
                 &bytes,
                 config.client_certificate_password.as_deref().map(String::as_str),
             )
                 .map_err(|e| {
-                    LinkError::failed(AuthFailure {
-                        class: FailureClass::Authentication,
-                        reason: format!("{AZURE_CLIENT_CERTIFICATE_PATH} ({path}): {e}"),
-                        hint: Some(e.hint().map_or_else(
+                    let hint = e.hint();
+                    LinkError::failed(Problem::new(FailureClass::Authentication, format!("{AZURE_CLIENT_CERTIFICATE_PATH} ({path})")).caused_by(e).hint(hint.map_or_else(
                             || format!("PEM with an unencrypted private key, or PKCS#12 with {AZURE_CLIENT_CERTIFICATE_PASSWORD}"),
                             str::to_owned,
-                        )),
-                    })
+                        )))
                 })?;
             Ok(Link::ClientCertificate {
                 tenant,
@@ -153,7 +154,7 @@ fn read_small_file(path: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
 }
 
 /// The error when no link produced a token: every link tried and why, one per line.
-pub(super) fn chain_failure(tried: &[(Kind, AuthFailure)], stopped: bool) -> AuthFailure {
+pub(super) fn chain_failure(tried: &[(Kind, Problem)], stopped: bool) -> Problem {
     if let ([(_, only)], true) = (tried, stopped) {
         return only.clone();
     }
@@ -164,7 +165,7 @@ pub(super) fn chain_failure(tried: &[(Kind, AuthFailure)], stopped: bool) -> Aut
     });
     let mut class = FailureClass::Authentication;
     for (kind, failure) in tried {
-        let _ = write!(reason, "\n      {}: {}", kind.name(), failure.reason);
+        let _ = write!(reason, "\n      {}: {failure}", kind.name());
         if let Some(hint) = &failure.hint {
             let _ = write!(reason, " (hint: {hint})");
         }
@@ -173,9 +174,6 @@ pub(super) fn chain_failure(tried: &[(Kind, AuthFailure)], stopped: bool) -> Aut
     if !stopped {
         class = FailureClass::Authentication;
     }
-    AuthFailure {
-        class,
-        reason,
-        hint: Some("configure one credential: see \"Credentials\" in kvrun's README".into()),
-    }
+    Problem::new(class, reason)
+        .hint("configure one credential: see \"Credentials\" in kvrun's README")
 }

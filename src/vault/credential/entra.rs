@@ -20,8 +20,7 @@ use super::super::retry::{self, Retry};
 use super::certificate::ClientCertificate;
 use super::sdk_client::{self, EntraAnswer, SdkClient};
 use super::{
-    AZURE_AUTHORITY_HOST, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, AuthFailure, LinkError,
-    Token,
+    AZURE_AUTHORITY_HOST, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID, LinkError, Problem, Token,
 };
 use crate::error::FailureClass;
 use crate::http;
@@ -94,13 +93,15 @@ impl ClientAssertion for CertificateAssertion {
 }
 
 pub(super) fn settings_error(e: &azure_core::Error) -> LinkError {
-    LinkError::failed(AuthFailure {
-        class: FailureClass::Authentication,
-        reason: format!("the service principal's settings are not valid: {e}"),
-        hint: Some(format!(
+    LinkError::failed(
+        Problem::new(
+            FailureClass::Authentication,
+            format!("the service principal's settings are not valid: {e}"),
+        )
+        .hint(format!(
             "{AZURE_AUTHORITY_HOST} must be an https URL; {AZURE_TENANT_ID} a tenant ID or domain"
         )),
-    })
+    )
 }
 
 /// An Entra answer: a token, or a failure that stops the chain (the link was configured).
@@ -179,14 +180,16 @@ fn entra_failure(err: &azure_core::Error, refused_hint: &str) -> LinkError {
         } else {
             (FailureClass::Authentication, Some(refused_hint.to_owned()))
         };
-        return LinkError::failed(AuthFailure {
-            class,
-            reason: format!(
-                "Entra ID answered {status}: {}",
-                crate::vault::untrusted(&answer.summary())
-            ),
-            hint,
-        })
+        return LinkError::failed(
+            Problem::new(
+                class,
+                format!(
+                    "Entra ID answered {status}: {}",
+                    crate::vault::untrusted(&answer.summary())
+                ),
+            )
+            .maybe_hint(hint),
+        )
         .retry(retry);
     }
     let text = crate::vault::untrusted(innermost.trim().lines().next().unwrap_or_default());
@@ -199,43 +202,36 @@ fn entra_failure(err: &azure_core::Error, refused_hint: &str) -> LinkError {
     } else {
         (FailureClass::Authentication, None)
     };
-    LinkError::failed(AuthFailure {
-        class,
-        reason: format!("token request failed: {text}"),
-        hint,
-    })
+    LinkError::failed(Problem::new(class, format!("token request failed: {text}")).maybe_hint(hint))
 }
 
-/// A token request that got no HTTP answer.
+/// A token request that got no HTTP answer: the transport's error is the cause.
 fn below_http_failure(err: &http::Error) -> LinkError {
-    match err {
-        http::Error::Untrusted(tls) => LinkError::failed(AuthFailure {
-            class: FailureClass::Protocol,
-            reason: format!("token request failed: TLS: {}", crate::vault::untrusted(tls)),
-            hint: Some("Entra ID's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA".into()),
-        }),
-        http::Error::TooLarge(_) => LinkError::failed(AuthFailure {
-            class: FailureClass::Protocol,
-            reason: format!(
-                "token request failed: the answer is larger than {} KiB",
+    const FAILED: &str = "token request failed";
+    let (problem, retry) = match err {
+        http::Error::Untrusted(_) => (
+            Problem::new(FailureClass::Protocol, FAILED).hint("Entra ID's certificate is not trusted; if a proxy inspects TLS, point SSL_CERT_FILE or SSL_CERT_DIR at its CA"),
+            Retry::Never,
+        ),
+        http::Error::TooLarge(_) => {
+            let too_large = format!(
+                "{FAILED}: the answer is larger than {} KiB",
                 sdk_client::MAX_BODY / 1024
-            ),
-            hint: Some(format!(
-                "a proxy or gateway may be in the way; check {AZURE_AUTHORITY_HOST}"
-            )),
-        }),
-        http::Error::Refused(why) => LinkError::failed(AuthFailure {
-            class: FailureClass::Authentication,
-            reason: format!("token request failed: {}", crate::vault::untrusted(why)),
-            hint: Some(format!("{AZURE_AUTHORITY_HOST} must be an https URL")),
-        }),
-        http::Error::Unreachable(why) => LinkError::failed(AuthFailure {
-            class: FailureClass::Unavailable,
-            reason: format!("token request failed: {}", crate::vault::untrusted(why)),
-            hint: Some(format!(
+            );
+            let hint = format!("a proxy or gateway may be in the way; check {AZURE_AUTHORITY_HOST}");
+            return LinkError::failed(Problem::new(FailureClass::Protocol, too_large).hint(hint));
+        }
+        http::Error::Refused(_) => (
+            Problem::new(FailureClass::Authentication, FAILED)
+                .hint(format!("{AZURE_AUTHORITY_HOST} must be an https URL")),
+            Retry::Never,
+        ),
+        http::Error::Unreachable(_) => (
+            Problem::new(FailureClass::Unavailable, FAILED).hint(format!(
                 "Entra ID could not be reached; check the network, HTTPS_PROXY and {AZURE_AUTHORITY_HOST}"
             )),
-        })
-        .retry(Retry::Backoff),
-    }
+            Retry::Backoff,
+        ),
+    };
+    LinkError::failed(problem.caused_by(err.clone())).retry(retry)
 }

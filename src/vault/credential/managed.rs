@@ -23,8 +23,8 @@ use azure_core::credentials::Secret;
 use serde::Deserialize;
 
 use super::{
-    AZURE_CLIENT_ID, AZURE_POD_IDENTITY_AUTHORITY_HOST, AuthFailure, Config, IDENTITY_ENDPOINT,
-    IDENTITY_HEADER, LinkError, Token, sdk_client::MAX_BODY,
+    AZURE_CLIENT_ID, AZURE_POD_IDENTITY_AUTHORITY_HOST, Config, IDENTITY_ENDPOINT, IDENTITY_HEADER,
+    LinkError, Problem, Token, sdk_client::MAX_BODY,
 };
 use crate::error::FailureClass;
 use crate::http;
@@ -153,36 +153,30 @@ impl ManagedIdentity {
         .max_body(MAX_BODY);
         // From here the endpoint is known to be there: its failures stop the chain.
         let unanswered = |e: &dyn std::fmt::Display| {
-            LinkError::failed(AuthFailure {
-                class: FailureClass::Unavailable,
-                reason: untrusted(&format!(
+            LinkError::failed(Problem::new(
+                FailureClass::Unavailable,
+                untrusted(&format!(
                     "the managed identity endpoint did not answer: {e}"
                 )),
-                hint: None,
-            })
+            ))
             .retry(Retry::Backoff)
         };
         // Bounded by the caller's attempt timeout, as every token request is.
         let response = match http.send(&request).await {
             Ok(response) => response,
             Err(http::Error::TooLarge(_)) => {
-                return Err(LinkError::failed(AuthFailure {
-                    class: FailureClass::Protocol,
-                    reason: format!(
+                return Err(LinkError::failed(Problem::new(
+                    FailureClass::Protocol,
+                    format!(
                         "the managed identity endpoint's answer is larger than {} KiB",
                         MAX_BODY / 1024
                     ),
-                    hint: None,
-                }));
+                )));
             }
             Err(e @ http::Error::Refused(_)) => {
-                return Err(LinkError::failed(AuthFailure {
-                    class: FailureClass::Authentication,
-                    reason: untrusted(&e.to_string()),
-                    hint: Some(format!(
+                return Err(LinkError::failed(Problem::new(FailureClass::Authentication, untrusted(&e.to_string())).hint(format!(
                         "{IDENTITY_ENDPOINT} and {AZURE_POD_IDENTITY_AUTHORITY_HOST} must be http URLs on a loopback or link-local address"
-                    )),
-                }));
+                    ))));
             }
             Err(e) => return Err(unanswered(&e)),
         };
@@ -193,11 +187,10 @@ impl ManagedIdentity {
             return serde_json::from_slice::<TokenResponse>(&body)
                 .map(|t| Token::new(t.access_token.clone(), t.expires_on()))
                 .map_err(|_| {
-                    LinkError::failed(AuthFailure {
-                        class: FailureClass::Protocol,
-                        reason: "the managed identity endpoint's answer has no access_token".into(),
-                        hint: None,
-                    })
+                    LinkError::failed(Problem::new(
+                        FailureClass::Protocol,
+                        "the managed identity endpoint's answer has no access_token",
+                    ))
                 });
         }
         Err(self.refusal(status, &body, asked, is_imds))
@@ -244,15 +237,17 @@ impl ManagedIdentity {
         } else {
             Retry::for_status(status, asked)
         };
-        LinkError::failed(AuthFailure {
-            class: if retry == Retry::Never {
-                FailureClass::Authentication
-            } else {
-                FailureClass::Unavailable
-            },
-            reason,
-            hint,
-        })
+        LinkError::failed(
+            Problem::new(
+                if retry == Retry::Never {
+                    FailureClass::Authentication
+                } else {
+                    FailureClass::Unavailable
+                },
+                reason,
+            )
+            .maybe_hint(hint),
+        )
         .retry(retry)
     }
 }

@@ -57,7 +57,7 @@ use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
 use super::retry::{self, Next, Retry, Schedule};
-use crate::error::FailureClass;
+use crate::error::{FailureClass, Problem};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_identity::{
     ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
@@ -192,20 +192,12 @@ impl fmt::Debug for Token {
     }
 }
 
-/// Why no token could be had. Holds Entra's reason (e.g. `AADSTS7000215: …`), never the secret sent.
-#[derive(Debug, Clone)]
-pub struct AuthFailure {
-    pub class: FailureClass,
-    pub reason: String,
-    pub hint: Option<String>,
-}
-
 /// Why one link gave no token.
 #[derive(Debug, Clone)]
 pub struct LinkError {
     /// The link's source is not there or not configured: the chain moves on.
     pub unavailable: bool,
-    pub failure: AuthFailure,
+    pub failure: Problem,
     /// Whether asking the same link again could help ([`retry`]'s rule).
     pub retry: Retry,
 }
@@ -214,16 +206,12 @@ impl LinkError {
     pub(crate) fn unavailable(reason: impl Into<String>, hint: Option<String>) -> Self {
         Self {
             unavailable: true,
-            failure: AuthFailure {
-                class: FailureClass::Authentication,
-                reason: reason.into(),
-                hint,
-            },
+            failure: Problem::new(FailureClass::Authentication, reason).maybe_hint(hint),
             retry: Retry::Never,
         }
     }
 
-    pub(crate) fn failed(failure: AuthFailure) -> Self {
+    pub(crate) fn failed(failure: Problem) -> Self {
         Self {
             unavailable: false,
             failure,
@@ -317,7 +305,7 @@ impl Credentials {
         tenant: &str,
         scope: &str,
         deadline: Instant,
-    ) -> Result<Token, AuthFailure> {
+    ) -> Result<Token, Problem> {
         self.tokens
             .token(
                 tenant,
@@ -342,7 +330,7 @@ impl Credentials {
         tenant: &str,
         scope: &str,
         deadline: Instant,
-    ) -> Result<Token, AuthFailure> {
+    ) -> Result<Token, Problem> {
         if let Some(&i) = self.chosen.get()
             && let (kind, Ok(link)) = &self.links[i]
         {
@@ -351,7 +339,7 @@ impl Credentials {
                 .await
                 .map_err(|e| e.failure);
         }
-        let mut tried: Vec<(Kind, AuthFailure)> = Vec::new();
+        let mut tried: Vec<(Kind, Problem)> = Vec::new();
         for (i, (kind, link)) in self.links.iter().enumerate() {
             let outcome = match link {
                 Ok(link) => {
@@ -400,7 +388,7 @@ impl Credentials {
                     tracing::info!(
                         credential = kind.name(),
                         wait_ms = wait.as_millis(),
-                        reason = %error.failure.reason,
+                        reason = %error.failure,
                         "retrying the token request"
                     );
                     tokio::time::sleep(wait).await;
@@ -412,7 +400,7 @@ impl Credentials {
                             Link::ManagedIdentity(_) => "the managed identity endpoint",
                             _ => "Entra ID",
                         };
-                        error.failure.reason = why.added_to(&error.failure.reason, server);
+                        error.failure.retried(why.describe(server));
                     }
                     return Err(error);
                 }
@@ -436,14 +424,13 @@ impl Credentials {
             _ => tokio::time::timeout(retry::ATTEMPT_TIMEOUT, self.link_token(link, tenant, scope))
                 .await
                 .unwrap_or_else(|_| {
-                    Err(LinkError::failed(AuthFailure {
-                        class: FailureClass::Unavailable,
-                        reason: format!(
+                    Err(LinkError::failed(Problem::new(
+                        FailureClass::Unavailable,
+                        format!(
                             "the token request got no answer within {}s",
                             retry::ATTEMPT_TIMEOUT.as_secs()
                         ),
-                        hint: None,
-                    })
+                    ))
                     .retry(Retry::Backoff))
                 }),
         };
@@ -595,14 +582,14 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.class, FailureClass::Authentication);
         assert!(
-            err.reason.contains("env: neither AZURE_CLIENT_SECRET"),
+            err.to_string().contains("env: neither AZURE_CLIENT_SECRET"),
             "{}",
-            err.reason
+            err.to_string()
         );
         assert!(
-            err.reason.contains(AZURE_CLIENT_CERTIFICATE_PATH),
+            err.to_string().contains(AZURE_CLIENT_CERTIFICATE_PATH),
             "{}",
-            err.reason
+            err.to_string()
         );
     }
 
@@ -621,7 +608,11 @@ mod tests {
             .token("other", "https://vault.azure.net/.default", soon())
             .await
             .unwrap_err();
-        assert!(err.reason.contains("tenant other"), "{}", err.reason);
+        assert!(
+            err.to_string().contains("tenant other"),
+            "{}",
+            err.to_string()
+        );
         assert!(
             err.hint
                 .as_deref()
@@ -646,18 +637,20 @@ mod tests {
         let failure = chain_failure(&tried, false);
         assert!(
             failure
-                .reason
+                .to_string()
                 .starts_with("no credential could get a token")
         );
         assert!(
-            failure.reason.contains("env: not set (hint: set it)"),
+            failure.to_string().contains("env: not set (hint: set it)"),
             "{}",
-            failure.reason
+            failure.to_string()
         );
         assert!(
-            failure.reason.contains("azure-cli: az is not installed"),
+            failure
+                .to_string()
+                .contains("azure-cli: az is not installed"),
             "{}",
-            failure.reason
+            failure.to_string()
         );
     }
 

@@ -3,7 +3,7 @@
 //! only to a tenant listed in `AZURE_ADDITIONALLY_ALLOWED_TENANTS` (or `*`). Managed identities
 //! have one tenant and are not asked.
 
-use super::{AZURE_ADDITIONALLY_ALLOWED_TENANTS, AZURE_TENANT_ID, AuthFailure, LinkError};
+use super::{AZURE_ADDITIONALLY_ALLOWED_TENANTS, AZURE_TENANT_ID, LinkError, Problem};
 use crate::error::FailureClass;
 
 /// The tenants a challenge may lead to besides the credential's own.
@@ -38,15 +38,11 @@ impl Policy {
         {
             return Ok(());
         }
-        Err(LinkError::failed(AuthFailure {
-            class: FailureClass::Authentication,
-            reason: format!(
+        Err(LinkError::failed(Problem::new(FailureClass::Authentication, format!(
                 "the vault belongs to tenant {requested}, but {AZURE_TENANT_ID} is {own}"
-            ),
-            hint: Some(format!(
+            )).hint(format!(
                 "set {AZURE_TENANT_ID} to the tenant ID the vault names ({requested}) if it is the same directory under another name; to sign in to another tenant, add it to {AZURE_ADDITIONALLY_ALLOWED_TENANTS} (or '*')"
-            )),
-        }))
+            ))))
     }
 }
 
@@ -67,7 +63,7 @@ mod tests {
         let refused = listed.check(Some("a"), "d").unwrap_err();
         assert!(!refused.unavailable, "a refusal stops the chain");
         assert_eq!(
-            refused.failure.reason,
+            refused.failure.to_string(),
             "the vault belongs to tenant d, but AZURE_TENANT_ID is a"
         );
         assert!(policy("*").check(Some("a"), "anything").is_ok());
