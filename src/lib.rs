@@ -26,6 +26,7 @@ pub mod reference;
 pub(crate) mod resolve;
 pub(crate) mod settings;
 pub mod source;
+pub(crate) mod time;
 pub(crate) mod timing;
 pub mod vault;
 

@@ -98,7 +98,7 @@ impl Log {
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = |value: Option<&String>| if value.is_some() { "[set]" } else { "[unset]" };
+        use crate::vault::credential::set;
         f.debug_struct("Settings")
             .field("sources", &self.sources)
             .field("fetch", &self.fetch)

@@ -148,7 +148,7 @@ pub(crate) fn vault_client(
         http.clone(),
         settings.fetch.only,
     );
-    let deadline = later(settings.fetch.resolve.timeout);
+    let deadline = crate::time::after(std::time::Instant::now(), settings.fetch.resolve.timeout);
     Ok(Arc::new(vault::VaultClient::new(
         http,
         credentials,
@@ -164,15 +164,6 @@ pub(crate) fn http_settings(settings: &Settings) -> Result<http::Settings, Error
         proxy: settings.proxy.clone(),
         per_origin: settings.fetch.resolve.concurrency,
     })
-}
-
-/// `now + after`, or a far future when that would overflow (`Instant + Duration` panics). The
-/// command line bounds every duration; this keeps any other path from overflowing too.
-pub(crate) fn later(after: std::time::Duration) -> std::time::Instant {
-    let now = std::time::Instant::now();
-    now.checked_add(after)
-        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 24 * 60 * 60)))
-        .unwrap_or(now)
 }
 
 /// Resolve `secrets` and log how long it took.
@@ -219,16 +210,4 @@ pub(crate) fn fetch_all(
 mod signal_number {
     pub(super) const SIGINT: i32 = nix::sys::signal::Signal::SIGINT as i32;
     pub(super) const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_deadline_never_overflows() {
-        let year = std::time::Duration::from_secs(365 * 24 * 60 * 60);
-        assert!(later(std::time::Duration::MAX) > std::time::Instant::now() + year);
-        assert!(later(year) <= std::time::Instant::now() + year);
-    }
 }

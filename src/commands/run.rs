@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use super::{later, plan_run, resolve_logged, resolve_plan, runtime, several, vault_client};
+use super::{plan_run, resolve_logged, resolve_plan, runtime, several, vault_client};
 use crate::cli;
 use crate::error::{self, Error};
 use crate::launch::environment::{child_env, unfit_for_environment};
@@ -238,7 +238,10 @@ impl launch::supervise::Watch for Watcher {
             .iter()
             .map(|&i| self.plan.secrets[i].clone())
             .collect();
-        self.client.set_deadline(later(self.options.timeout));
+        self.client.set_deadline(crate::time::after(
+            std::time::Instant::now(),
+            self.options.timeout,
+        ));
         let fresh = resolve_logged(self.client.clone(), &subset, self.options).await;
         let mut outcomes = self.first.clone();
         for (&index, outcome) in self.unpinned.iter().zip(fresh) {

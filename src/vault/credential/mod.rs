@@ -109,11 +109,13 @@ pub struct Config {
     pub pod_identity_authority_host: Option<String>,
 }
 
+/// What `Debug` shows of a setting that may hold a secret: whether it is there, never what.
+pub(crate) fn set<T>(value: Option<&T>) -> &'static str {
+    if value.is_some() { "[set]" } else { "[unset]" }
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn set<T>(value: Option<&T>) -> &'static str {
-            if value.is_some() { "[set]" } else { "[unset]" }
-        }
         f.debug_struct("Config")
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
