@@ -173,6 +173,18 @@ impl fmt::Display for Problem {
     }
 }
 
+/// `error` and its `source()` chain as one line (`http2 error: stream error received: …`), for
+/// a library error kvrun keeps only as text.
+pub(crate) fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    struct Text<'a>(&'a (dyn std::error::Error + 'static));
+    impl fmt::Display for Text<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write_chain(f, self.0, true).map(|_| ())
+        }
+    }
+    Text(error).to_string()
+}
+
 /// Writes `error` and its `source()` chain, each through [`untrusted`](crate::http::untrusted),
 /// with `": "` before every one but a `first`; returns whether nothing was written.
 fn write_chain(

@@ -266,7 +266,7 @@ impl Client {
         request: &Request,
     ) -> Result<Response, Failure> {
         let reused = lease.reused;
-        let before = |e: hyper::Error| Failure::BeforeAnswer(e.to_string(), reused);
+        let before = |e: hyper::Error| Failure::BeforeAnswer(crate::error::chain_text(&e), reused);
         let path = &request.url[url::Position::BeforePath..url::Position::AfterQuery];
         let mut builder = hyper::Request::builder().method(request.method.clone());
         // h2 takes the authority from the URI (`:authority`); HTTP/1.1 from `Host`.
@@ -321,7 +321,10 @@ impl Client {
             Failure::Failed(if e.is::<http_body_util::LengthLimitError>() {
                 Error::TooLarge(max / 1024)
             } else {
-                Error::Unreachable(format!("the answer broke off: {e}"))
+                Error::Unreachable(format!(
+                    "the answer broke off: {}",
+                    crate::error::chain_text(&*e)
+                ))
             })
         })?;
         lease.finish();

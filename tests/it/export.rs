@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::{Command, Output};
 
-use crate::common::{World, assert_no_leak, run, stderr};
+use crate::common::{World, assert_no_leak, assert_stderr, run, stderr};
 
 /// Values that stress every format's quoting; each fits dotenv, shell and JSON.
 const VALUES: [(&str, &str); 8] = [
@@ -144,8 +144,7 @@ fn docker_holds_single_line_values_and_refuses_the_rest_by_name() {
         output.stdout.is_empty(),
         "nothing is written when anything is refused"
     );
-    let err = stderr(&output);
-    assert!(err.contains("S0") && err.contains("line break"), "{err}");
+    assert_stderr!("docker_refuses_a_multi_line_value", &world, &output);
     assert_no_leak(&output, &["line one", "line two"]);
     // Without the multi-line value, every value reads back as Docker reads an env file: each
     // line is NAME=VALUE, the value as written.
@@ -176,7 +175,7 @@ fn dotenv_refuses_a_value_with_all_three_quotes() {
         .env("QUOTES", world.url("export", "quotes"))
         .args(["export", "--format", "dotenv"]));
     assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
-    assert!(stderr(&output).contains("QUOTES"), "{}", stderr(&output));
+    assert_stderr!("dotenv_refuses_all_three_quotes", &world, &output);
     assert!(output.stdout.is_empty());
     assert_no_leak(&output, &["`three` quotes"]);
 }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::common::lines::Lines;
-use crate::common::{World, assert_no_leak, child_env, exit_status, run, stderr};
+use crate::common::{World, assert_no_leak, assert_stderr, child_env, exit_status, run, stderr};
 use base64::Engine as _;
 use kvrun_fake::{Fault, SecretAttrs};
 use nix::sys::signal::{Signal, kill};
@@ -352,11 +352,7 @@ fn supervisor_mode_files_live_on_tmpfs_and_go_when_the_command_exits() {
         .arg(world.dir.path())
         .args(["--", "bash", "-c", "echo started"]));
     assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("not a tmpfs"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr!("a_secrets_dir_that_is_not_a_tmpfs", &world, &output);
     assert!(output.stdout.is_empty());
 }
 

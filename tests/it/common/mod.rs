@@ -8,6 +8,9 @@
 )]
 
 pub(crate) mod lines;
+pub(crate) mod test;
+
+pub(crate) use test::Test;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -134,13 +137,30 @@ pub(crate) fn run(command: &mut Command) -> Output {
     output
 }
 
-/// kvrun's stderr with what differs from run to run replaced: the fake's port (`[PORT]`) and the
-/// test's temporary directory (`[DIR]`). The rest is compared exactly: error text is kvrun's
+/// kvrun's stderr with what differs from run to run replaced: any loopback port (`[PORT]`: the
+/// fake's, a second fake's, a proxy's), the test's temporary directory (`[DIR]`), and Entra's
+/// trace and correlation IDs and timestamp, the times in rustls's "certificate expired". The rest is compared exactly: error text is kvrun's
 /// interface.
 pub(crate) fn stable_stderr(world: &World, output: &Output) -> String {
-    stderr(output)
-        .replace(&format!(":{}", world.fake.port()), ":[PORT]")
-        .replace(&world.dir.path().display().to_string(), "[DIR]")
+    let port = regex::Regex::new(r"(localhost|127\.0\.0\.1):[0-9]+").unwrap();
+    // Entra's (and the fake's) per-request trace: `Trace ID: <uuid> … Timestamp: <UTC time>`.
+    let trace = regex::Regex::new(r"(Trace ID|Correlation ID): [0-9a-f-]{36}").unwrap();
+    let timestamp = regex::Regex::new(r"Timestamp: [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}Z").unwrap();
+    let text = stderr(output).replace(&world.dir.path().display().to_string(), "[DIR]");
+    let text = port.replace_all(&text, "$1:[PORT]");
+    let text = trace.replace_all(&text, "$1: [ID]");
+    // rustls on an expired certificate: the clock's time and the certificate's age.
+    let expired = regex::Regex::new(
+        r"time [0-9]+ \(UNIX\), but certificate is not valid after [0-9]+ \([0-9]+ seconds ago\)",
+    )
+    .unwrap();
+    let text = expired.replace_all(
+        &text,
+        "time [NOW] (UNIX), but certificate is not valid after [NOT AFTER] ([AGE] seconds ago)",
+    );
+    timestamp
+        .replace_all(&text, "Timestamp: [TIME]")
+        .into_owned()
 }
 
 /// Asserts kvrun's stderr, made stable ([`stable_stderr`]), against the snapshot `name` in
