@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use kvrun::reference::{self, Classified, Piece, SecretRef, VaultHosts};
+use kvrun::reference::{self, Classified, Piece, Reference, VaultHosts};
 use kvrun::source::{dotenv, manifest};
 
 /// Values shorter than this may appear in a message by coincidence (`1`, `true`).
@@ -40,7 +40,8 @@ pub(crate) fn hosts() -> VaultHosts {
 
 /// `https://{label}.{known suffix}[:port]` in lower case, a valid name and version, and a canonical
 /// form that classifies as the same secret.
-pub(crate) fn check_secret(secret: &SecretRef, hosts: &VaultHosts, file: &str) {
+pub(crate) fn check_secret(wanted: &Reference, hosts: &VaultHosts, file: &str) {
+    let secret = &wanted.secret;
     let authority = secret
         .vault_url
         .strip_prefix("https://")
@@ -85,10 +86,11 @@ pub(crate) fn check_secret(secret: &SecretRef, hosts: &VaultHosts, file: &str) {
             "{file}: bad version {version:?}"
         );
     }
-    let canonical = secret.to_string();
+    // The canonical form, `?field=` included, classifies as the same reference.
+    let canonical = wanted.to_string();
     assert_eq!(
         reference::classify(&canonical, hosts),
-        Ok(Classified::Reference(secret.clone())),
+        Ok(Classified::Reference(wanted.clone())),
         "{file}: {canonical:?} does not classify as itself"
     );
 }

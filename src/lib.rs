@@ -18,6 +18,7 @@ pub(crate) mod children;
 pub mod cli;
 pub(crate) mod commands;
 pub mod error;
+pub mod field;
 pub mod http;
 pub(crate) mod jitter;
 pub(crate) mod launch;

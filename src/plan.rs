@@ -16,7 +16,8 @@ use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 
 use crate::error::Error;
-use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts, VaultOrigin};
+use crate::field::Field;
+use crate::reference::{self, Classified, Piece, Reference, SecretRef, VaultHosts, VaultOrigin};
 use crate::source::FileSpec;
 use crate::source::files::DotEnvFile;
 use crate::source::{Location, manifest};
@@ -53,6 +54,8 @@ pub(crate) enum Value {
     Literal(OsString),
     Secret {
         index: usize,
+        /// Only this field of the secret's JSON value.
+        field: Option<Field>,
         optional: bool,
     },
     Template(Vec<Part>),
@@ -62,9 +65,14 @@ impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Literal(_) => f.write_str("Literal([redacted])"),
-            Self::Secret { index, optional } => f
+            Self::Secret {
+                index,
+                field,
+                optional,
+            } => f
                 .debug_struct("Secret")
                 .field("index", index)
+                .field("field", field)
                 .field("optional", optional)
                 .finish(),
             Self::Template(parts) => f.debug_tuple("Template").field(parts).finish(),
@@ -74,7 +82,8 @@ impl std::fmt::Debug for Value {
 
 pub(crate) enum Part {
     Text(String),
-    Secret(usize),
+    /// A secret (an index into [`Plan::secrets`]), or one field of it.
+    Secret(usize, Option<Field>),
 }
 
 /// The inputs to planning, all already read.
@@ -127,8 +136,12 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
                     ),
                 ));
             }
-            Raw::Manifest(manifest::Value::Secret { secret, optional }) => Value::Secret {
-                index: intern(secret),
+            Raw::Manifest(manifest::Value::Secret {
+                reference,
+                optional,
+            }) => Value::Secret {
+                index: intern(&reference.secret),
+                field: reference.field.clone(),
                 optional: *optional,
             },
             Raw::Manifest(manifest::Value::Template(pieces)) => {
@@ -220,8 +233,9 @@ fn text_value(
     };
     match reference::classify(utf8, hosts) {
         Ok(Classified::Literal) => Ok(Value::Literal(text.to_owned())),
-        Ok(Classified::Reference(secret)) => Ok(Value::Secret {
+        Ok(Classified::Reference(Reference { secret, field })) => Ok(Value::Secret {
             index: intern(&secret),
+            field,
             optional: false,
         }),
         Ok(Classified::Template(pieces)) => Ok(Value::Template(parts(&pieces, intern))),
@@ -270,7 +284,7 @@ pub(crate) fn check_allowed(plan: &Plan, lists: &[(&str, &[VaultOrigin])]) -> Re
                 Value::Secret { index: i, .. } => *i == index,
                 Value::Template(parts) => parts
                     .iter()
-                    .any(|p| matches!(p, Part::Secret(i) if *i == index)),
+                    .any(|p| matches!(p, Part::Secret(i, _) if *i == index)),
                 Value::Literal(_) => false,
             })
             .map(|v| format!("{} ({})", v.name.to_string_lossy(), v.location));
@@ -300,7 +314,9 @@ impl std::fmt::Debug for Part {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Text(_) => f.write_str("Text([redacted])"),
-            Self::Secret(index) => f.debug_tuple("Secret").field(index).finish(),
+            Self::Secret(index, field) => {
+                f.debug_tuple("Secret").field(index).field(field).finish()
+            }
         }
     }
 }
@@ -325,7 +341,9 @@ fn parts(pieces: &[Piece], intern: &mut dyn FnMut(&SecretRef) -> usize) -> Vec<P
         .iter()
         .map(|piece| match piece {
             Piece::Text(text) => Part::Text(text.clone()),
-            Piece::Secret(secret) => Part::Secret(intern(secret)),
+            Piece::Secret(reference) => {
+                Part::Secret(intern(&reference.secret), reference.field.clone())
+            }
         })
         .collect()
 }

@@ -179,13 +179,39 @@ pub fn parse_vault_origin(text: &str, hosts: &VaultHosts) -> Option<VaultOrigin>
     valid.then_some(VaultOrigin { host, port })
 }
 
+/// A secret and what to take of its value: all of it, or one field of a JSON value (`?field=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub secret: SecretRef,
+    pub field: Option<crate::field::Field>,
+}
+
+impl From<SecretRef> for Reference {
+    fn from(secret: SecretRef) -> Self {
+        Self {
+            secret,
+            field: None,
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.secret)?;
+        if let Some(field) = &self.field {
+            write!(f, "?field={}", field.encoded())?;
+        }
+        Ok(())
+    }
+}
+
 /// What a configuration value is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
     /// Not a reference: passed through as it is.
     Literal,
-    /// The whole value is replaced by the secret.
-    Reference(SecretRef),
+    /// The whole value is replaced by the secret (or one field of it).
+    Reference(Reference),
     /// Placeholders inside a larger value.
     Template(Vec<Piece>),
 }
@@ -194,7 +220,7 @@ pub enum Classified {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
     Text(String),
-    Secret(SecretRef),
+    Secret(Reference),
 }
 
 /// A value that is meant as a reference but cannot be one. The message names what is wrong, never
@@ -229,6 +255,10 @@ pub struct Identifier {
     pub vault_url: String,
     pub name: String,
     pub version: Option<String>,
+    /// kvrun's addition: the `?field=` of a JSON secret, when the query names one (the SDK
+    /// ignores the query).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// Parse a Key Vault secret identifier on any host, as `parseKeyVaultSecretIdentifier` does, but
@@ -295,6 +325,10 @@ pub fn parse_secret_identifier(id: &str) -> Result<Identifier, ReferenceError> {
         vault_url,
         name: name.to_owned(),
         version: version.map(|v| (*v).to_owned()),
+        field: url
+            .query()
+            .and_then(|query| crate::field::from_query(query).ok())
+            .map(|field| field.as_str().to_owned()),
     })
 }
 
@@ -455,7 +489,7 @@ fn https_origin(url: &Url) -> String {
 fn secret_from_vault_url(
     url: &Url,
     hosts: &VaultHosts,
-) -> Result<Option<SecretRef>, ReferenceError> {
+) -> Result<Option<Reference>, ReferenceError> {
     let path = url.path();
     let first = path.split('/').nth(1).unwrap_or_default();
     let collection = path.trim_start_matches('/').split('/').next().unwrap_or("");
@@ -494,11 +528,15 @@ fn secret_from_vault_url(
             "a secret identifier must not carry user information",
         ));
     }
-    if url.query().is_some() || url.fragment().is_some() {
+    if url.fragment().is_some() {
         return Err(ReferenceError::new(
-            "a secret identifier must not have a query or fragment",
+            "a secret identifier must not have a fragment",
         ));
     }
+    let field = match url.query() {
+        None => None,
+        Some(query) => Some(crate::field::from_query(query).map_err(ReferenceError::new)?),
+    };
     let host = url.host_str().unwrap_or_default();
     if host.ends_with('.') {
         return Err(ReferenceError::new(
@@ -514,10 +552,13 @@ fn secret_from_vault_url(
     }
     let id = parse_secret_identifier(url.as_str())?;
     check_name_version(&id.name, id.version.as_deref())?;
-    Ok(Some(SecretRef {
-        vault_url: id.vault_url,
-        name: id.name,
-        version: id.version,
+    Ok(Some(Reference {
+        secret: SecretRef {
+            vault_url: id.vault_url,
+            name: id.name,
+            version: id.version,
+        },
+        field,
     }))
 }
 
@@ -572,7 +613,12 @@ fn app_service_reference(value: &str, hosts: &VaultHosts) -> Result<SecretRef, R
     }
     match (secret_uri, vault_name, secret_name) {
         (Some(uri), None, None) if secret_version.is_none() => match vault_url(uri, hosts) {
+            VaultUrl::Url(url) if url.query().is_some() => Err(ReferenceError::new(
+                "SecretUri must not have a query: App Service's syntax takes the whole secret",
+            )
+            .hint("for one field of a JSON secret, write the identifier with ?field=NAME instead")),
             VaultUrl::Url(url) => secret_from_vault_url(&url, hosts)?
+                .map(|reference| reference.secret)
                 .ok_or_else(|| ReferenceError::new("SecretUri is not a secret identifier")),
             VaultUrl::Malformed(e) => Err(e),
             VaultUrl::No => Err(
@@ -610,10 +656,10 @@ fn app_service_reference(value: &str, hosts: &VaultHosts) -> Result<SecretRef, R
 ///
 /// # Errors
 /// When `text` is not a reference.
-pub fn parse_reference(text: &str, hosts: &VaultHosts) -> Result<SecretRef, ReferenceError> {
+pub fn parse_reference(text: &str, hosts: &VaultHosts) -> Result<Reference, ReferenceError> {
     let text = text.trim();
     if is_app_service(text) {
-        return app_service_reference(text, hosts);
+        return app_service_reference(text, hosts).map(Reference::from);
     }
     match vault_url(text, hosts) {
         VaultUrl::Url(url) => secret_from_vault_url(&url, hosts)?.ok_or_else(|| {
@@ -686,7 +732,8 @@ fn template(value: &str, hosts: &VaultHosts) -> Result<Option<Vec<Piece>>, Refer
 /// When the value is clearly meant as a reference but malformed.
 pub fn classify(value: &str, hosts: &VaultHosts) -> Result<Classified, ReferenceError> {
     if is_app_service(value) {
-        return app_service_reference(value, hosts).map(Classified::Reference);
+        return app_service_reference(value, hosts)
+            .map(|secret| Classified::Reference(secret.into()));
     }
     match vault_url(value, hosts) {
         VaultUrl::Url(url) => {
@@ -771,7 +818,7 @@ mod tests {
         for (value, want) in cases {
             assert_eq!(
                 classify(value, &hosts()),
-                Ok(Classified::Reference(want)),
+                Ok(Classified::Reference(want.into())),
                 "{value}"
             );
         }
@@ -995,6 +1042,93 @@ mod tests {
         }
     }
 
+    fn field(text: &str) -> Option<crate::field::Field> {
+        crate::field::Field::parse(text).ok()
+    }
+
+    #[test]
+    fn a_field_of_a_json_secret_in_the_query() {
+        let db = || secret("https://myvault.vault.azure.net", "db", None);
+        let cases = [
+            (
+                "https://myvault.vault.azure.net/secrets/db?field=username",
+                "username",
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/db/?field=%2Fdb%2Fprimary%2Fhost",
+                "/db/primary/host",
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/db?field=/db/primary/host",
+                "/db/primary/host",
+            ),
+            (
+                "https://myvault.vault.azure.net/secrets/db?field=a~1b",
+                "a~1b",
+            ),
+        ];
+        for (text, want) in cases {
+            let want = Reference {
+                secret: db(),
+                field: field(want),
+            };
+            assert_eq!(
+                classify(text, &hosts()),
+                Ok(Classified::Reference(want.clone())),
+                "{text}"
+            );
+            assert_eq!(
+                parse_reference(text, &hosts()).as_ref(),
+                Ok(&want),
+                "{text}"
+            );
+        }
+        // Inside a template, each placeholder takes its own field of the one secret.
+        let dsn = "postgres://{{ https://myvault.vault.azure.net/secrets/db?field=username }}:{{ https://myvault.vault.azure.net/secrets/db?field=password }}@db";
+        assert_eq!(
+            classify(dsn, &hosts()),
+            Ok(Classified::Template(vec![
+                Piece::Text("postgres://".into()),
+                Piece::Secret(Reference {
+                    secret: db(),
+                    field: field("username")
+                }),
+                Piece::Text(":".into()),
+                Piece::Secret(Reference {
+                    secret: db(),
+                    field: field("password")
+                }),
+                Piece::Text("@db".into()),
+            ]))
+        );
+        // Any other query stays an error, and App Service's syntax takes none.
+        let error = |text: &str| classify(text, &hosts()).unwrap_err().message;
+        assert_eq!(
+            error("https://myvault.vault.azure.net/secrets/db?api-version=7.4"),
+            "a secret identifier's query may only be ?field=NAME, not 'api-version'"
+        );
+        assert_eq!(
+            error("https://myvault.vault.azure.net/secrets/db?field=a&field=b"),
+            "?field= appears twice in the secret identifier"
+        );
+        assert_eq!(
+            error("https://myvault.vault.azure.net/secrets/db#frag"),
+            "a secret identifier must not have a fragment"
+        );
+        assert_eq!(
+            error(
+                "@Microsoft.KeyVault(SecretUri=https://myvault.vault.azure.net/secrets/db?field=username)"
+            ),
+            "SecretUri must not have a query: App Service's syntax takes the whole secret"
+        );
+        // kvrun parse: what the SDK prints, and the field.
+        let id = parse_secret_identifier("https://myvault.vault.azure.net/secrets/db?field=%2Fa")
+            .unwrap();
+        assert_eq!((id.name.as_str(), id.field.as_deref()), ("db", Some("/a")));
+        let id = parse_secret_identifier("https://myvault.vault.azure.net/secrets/db?x=1").unwrap();
+        assert_eq!(id.field, None);
+    }
+
     #[test]
     fn app_service_syntax() {
         let cases = [
@@ -1018,7 +1152,7 @@ mod tests {
         for (value, want) in cases {
             assert_eq!(
                 classify(value, &hosts()),
-                Ok(Classified::Reference(want)),
+                Ok(Classified::Reference(want.into())),
                 "{value}"
             );
         }
@@ -1027,11 +1161,9 @@ mod tests {
                 "@microsoft.keyvault (VaultName=myvault;SecretName=db)",
                 &hosts()
             ),
-            Ok(Classified::Reference(secret(
-                "https://myvault.vault.localhost",
-                "db",
-                None
-            )))
+            Ok(Classified::Reference(
+                secret("https://myvault.vault.localhost", "db", None).into()
+            ))
         );
         // Without an added suffix, VaultName= is a vault in the public cloud.
         assert_eq!(
@@ -1039,11 +1171,9 @@ mod tests {
                 "@Microsoft.KeyVault(VaultName=myvault;SecretName=db)",
                 &VaultHosts::default()
             ),
-            Ok(Classified::Reference(secret(
-                "https://myvault.vault.azure.net",
-                "db",
-                None
-            )))
+            Ok(Classified::Reference(
+                secret("https://myvault.vault.azure.net", "db", None).into()
+            ))
         );
     }
 
@@ -1054,7 +1184,7 @@ mod tests {
             classify(value, &hosts()),
             Ok(Classified::Template(vec![
                 Piece::Text("postgres://app:".into()),
-                Piece::Secret(secret("https://myvault.vault.azure.net", "db-pass", None)),
+                Piece::Secret(secret("https://myvault.vault.azure.net", "db-pass", None).into()),
                 Piece::Text("@db/app".into()),
             ]))
         );
@@ -1062,9 +1192,9 @@ mod tests {
         assert_eq!(
             classify(value, &hosts()),
             Ok(Classified::Template(vec![
-                Piece::Secret(secret("https://a12.vault.azure.net", "u", None)),
+                Piece::Secret(secret("https://a12.vault.azure.net", "u", None).into()),
                 Piece::Text(":".into()),
-                Piece::Secret(secret("https://a12.vault.localhost", "p", None)),
+                Piece::Secret(secret("https://a12.vault.localhost", "p", None).into()),
             ]))
         );
         // A vault URL that is not a secret identifier may carry a placeholder.
@@ -1074,7 +1204,7 @@ mod tests {
             classify(value, &hosts()),
             Ok(Classified::Template(vec![
                 Piece::Text("https://myvault.vault.azure.net/?k=".into()),
-                Piece::Secret(secret("https://myvault.vault.azure.net", "k", None)),
+                Piece::Secret(secret("https://myvault.vault.azure.net", "k", None).into()),
             ]))
         );
         // A Go-template placeholder beside a reference stays text.
@@ -1083,7 +1213,7 @@ mod tests {
             classify(value, &hosts()),
             Ok(Classified::Template(vec![
                 Piece::Text("{{ .x }}-".into()),
-                Piece::Secret(secret("https://a12.vault.azure.net", "u", None)),
+                Piece::Secret(secret("https://a12.vault.azure.net", "u", None).into()),
             ]))
         );
     }

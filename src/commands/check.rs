@@ -32,6 +32,9 @@ pub(crate) struct Row {
     pub location: String,
     pub vault: String,
     pub secret: String,
+    /// The field of the secret's JSON value the variable takes, if only one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// The pinned version, or `latest`.
     pub version: String,
     /// The version that answered (for `latest`, what it resolved to); `None` when none did.
@@ -65,7 +68,10 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 r.variable.clone(),
                 r.location.clone(),
                 r.vault.clone(),
-                r.secret.clone(),
+                match &r.field {
+                    Some(field) => format!("{}?field={field}", r.secret),
+                    None => r.secret.clone(),
+                },
                 match (r.version.as_str(), &r.resolved_version) {
                     // A short form in the table, as git shows commits; the JSON has it whole.
                     ("latest", Some(resolved)) => {
@@ -133,42 +139,60 @@ pub(crate) fn check(
     for var in &plan.vars {
         let (indices, optional) = match &var.value {
             plan::Value::Literal(_) => continue,
-            plan::Value::Secret { index, optional } => (vec![*index], *optional),
+            plan::Value::Secret {
+                index,
+                field,
+                optional,
+            } => (vec![(*index, field.as_ref())], *optional),
             plan::Value::Template(parts) => (
                 parts
                     .iter()
                     .filter_map(|p| match p {
-                        Part::Secret(i) => Some(*i),
+                        Part::Secret(i, field) => Some((*i, field.as_ref())),
                         Part::Text(_) => None,
                     })
                     .collect(),
                 false,
             ),
         };
-        for index in indices {
+        for (index, field) in indices {
             let secret = &plan.secrets[index];
             let variable = var.name.to_string_lossy();
-            let refusal = refused.iter().find(|f| {
-                f.problem.class == FailureClass::BadValue
-                    && f.variable == variable
-                    && f.secret == secret.to_string()
-            });
-            let (status, reason) = match &outcomes[index] {
-                Ok(_) if refusal.is_some() => (
-                    FailureClass::BadValue.to_string(),
-                    refusal.map(|f| f.problem.to_string()),
+            let shown = match field {
+                Some(field) => format!("{secret}?field={}", field.encoded()),
+                None => secret.to_string(),
+            };
+            // What the assembly refused of a value that resolved: one no environment can hold, a
+            // field the value does not have.
+            let refusal = refused
+                .iter()
+                .find(|f| f.variable == variable && f.secret == shown);
+            let optional_field_missing = optional
+                && field.is_some_and(|field| {
+                    outcomes[index].as_ref().is_ok_and(|value| {
+                        field
+                            .take(value.expose())
+                            .is_err_and(|missing| missing != crate::field::Missing::NotJson)
+                    })
+                });
+            let (status, reason) = match (&outcomes[index], refusal) {
+                (Ok(_), _) if optional_field_missing => ("optional, not found".to_owned(), None),
+                (Ok(_), Some(refusal)) => (
+                    refusal.problem.class.to_string(),
+                    Some(refusal.problem.to_string()),
                 ),
-                Ok(_) => ("ok".to_owned(), None),
-                Err(e) if optional && e.problem.class == FailureClass::NotFound => {
+                (Ok(_), None) => ("ok".to_owned(), None),
+                (Err(e), _) if optional && e.problem.class == FailureClass::NotFound => {
                     ("optional, not found".to_owned(), None)
                 }
-                Err(e) => (e.problem.class.to_string(), Some(e.problem.to_string())),
+                (Err(e), _) => (e.problem.class.to_string(), Some(e.problem.to_string())),
             };
             rows.push(Row {
                 variable: var.name.to_string_lossy().into_owned(),
                 location: var.location.to_string(),
                 vault: secret.vault_host().to_owned(),
                 secret: secret.name.clone(),
+                field: field.map(ToString::to_string),
                 version: secret
                     .version
                     .clone()
@@ -242,6 +266,7 @@ mod tests {
             location: ".env:1".into(),
             vault: "kv.vault.azure.net".into(),
             secret: "db".into(),
+            field: None,
             version: "latest".into(),
             resolved_version: None,
             status: status.into(),
@@ -265,6 +290,7 @@ mod tests {
             location: ".env:1".into(),
             vault: "kv.vault.azure.net".into(),
             secret: "db".into(),
+            field: None,
             version: "latest".into(),
             resolved_version: Some("4387e9f3d6e14c459867679a90fd0f79".into()),
             status: "ok".into(),

@@ -6,6 +6,7 @@
 use std::ffi::OsStr;
 
 use crate::error::{Error, Failure, FailureClass, Problem};
+use crate::field::{Field, Missing};
 use crate::launch::files::{self, FileSecret};
 use crate::launch::{ChildEnv, ExecLimits};
 use crate::plan::{self, Part, Plan, Value};
@@ -33,11 +34,17 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
     let mut env = Vec::with_capacity(plan.vars.len());
     let mut files = Vec::new();
     let mut failures = Vec::new();
-    let failure = |var: &plan::Var, index: usize, problem: Problem| Failure {
-        variable: var.name.to_string_lossy().into_owned(),
-        location: var.location.to_string(),
-        secret: plan.secrets[index].to_string(),
-        problem,
+    let failure = |var: &plan::Var, index: usize, field: Option<&Field>, problem: Problem| {
+        let secret = &plan.secrets[index];
+        Failure {
+            variable: var.name.to_string_lossy().into_owned(),
+            location: var.location.to_string(),
+            secret: match field {
+                Some(field) => format!("{secret}?field={}", field.encoded()),
+                None => secret.to_string(),
+            },
+            problem,
+        }
     };
     for var in &plan.vars {
         // The resolved value, its content type, and the first secret in it (for error messages).
@@ -46,24 +53,21 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                 env.push((var.name.clone(), value.clone()));
                 continue;
             }
-            Value::Secret { index, optional } => match &outcomes[*index] {
-                Ok(value) => (
-                    zeroize::Zeroizing::new(value.expose().to_owned()),
-                    value.content_type(),
-                    *index,
-                ),
-                Err(e) if *optional && e.problem.class == FailureClass::NotFound => {
-                    tracing::warn!(
-                        "{}: optional secret {} for {} not used: {}",
-                        var.location,
-                        plan.secrets[*index],
-                        var.name.to_string_lossy(),
-                        e.problem
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    failures.push(failure(var, *index, e.problem.clone()));
+            Value::Secret {
+                index,
+                field,
+                optional,
+            } => match given(
+                var,
+                &plan.secrets[*index],
+                field.as_ref(),
+                *optional,
+                &outcomes[*index],
+            ) {
+                Given::Value(value, content_type) => (value, content_type, *index),
+                Given::Skipped => continue,
+                Given::Failed(problem) => {
+                    failures.push(failure(var, *index, field.as_ref(), problem));
                     continue;
                 }
             },
@@ -74,14 +78,18 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                 for part in parts {
                     match part {
                         Part::Text(text) => value.push_str(text),
-                        Part::Secret(index) => {
+                        Part::Secret(index, field) => {
                             first.get_or_insert(*index);
-                            match &outcomes[*index] {
-                                Ok(secret) => value.push_str(secret.expose()),
-                                Err(e) => {
+                            let secret = &plan.secrets[*index];
+                            let taken =
+                                given(var, secret, field.as_ref(), false, &outcomes[*index]);
+                            match taken {
+                                Given::Value(taken, _) => value.push_str(&taken),
+                                Given::Failed(problem) => {
                                     ok = false;
-                                    failures.push(failure(var, *index, e.problem.clone()));
+                                    failures.push(failure(var, *index, field.as_ref(), problem));
                                 }
+                                Given::Skipped => unreachable!("a template's secret is required"),
                             }
                         }
                     }
@@ -105,9 +113,12 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                 .map(|()| env.push((var.name.clone(), value.as_str().into()))),
         };
         if let Err(reason) = delivered {
+            // The field the value came from, so the failure names what `check` shows.
+            let field = field_of(var, first);
             failures.push(failure(
                 var,
                 first,
+                field,
                 Problem::new(FailureClass::BadValue, reason),
             ));
         }
@@ -117,6 +128,78 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
     } else {
         Err(Error::Unresolved { failures })
     }
+}
+
+/// The field of secret `index` that `var` takes, if it takes one.
+fn field_of(var: &plan::Var, index: usize) -> Option<&Field> {
+    match &var.value {
+        Value::Secret { field, .. } => field.as_ref(),
+        Value::Template(parts) => parts.iter().find_map(|part| match part {
+            Part::Secret(i, field) if *i == index => field.as_ref(),
+            _ => None,
+        }),
+        Value::Literal(_) => None,
+    }
+}
+
+/// What one secret (or one field of it) gives a variable.
+enum Given<'o> {
+    /// The value, and the secret's content type when the variable takes it whole.
+    Value(zeroize::Zeroizing<String>, Option<&'o str>),
+    /// Optional and not there: warned about, the variable stays unset.
+    Skipped,
+    Failed(Problem),
+}
+
+/// The value `secret`'s outcome gives `var`: all of it, or `field` of it.
+fn given<'o>(
+    var: &plan::Var,
+    secret: &crate::reference::SecretRef,
+    field: Option<&Field>,
+    optional: bool,
+    outcome: &'o Outcome,
+) -> Given<'o> {
+    let name = var.name.to_string_lossy();
+    let value = match outcome {
+        Ok(value) => value,
+        Err(e) if optional && e.problem.class == FailureClass::NotFound => {
+            tracing::warn!(
+                "{}: optional secret {secret} for {name} not used: {}",
+                var.location,
+                e.problem
+            );
+            return Given::Skipped;
+        }
+        Err(e) => return Given::Failed(e.problem.clone()),
+    };
+    let Some(field) = field else {
+        return Given::Value(
+            zeroize::Zeroizing::new(value.expose().to_owned()),
+            value.content_type(),
+        );
+    };
+    match field.take(value.expose()) {
+        Ok(taken) => Given::Value(zeroize::Zeroizing::new(taken), None),
+        Err(missing) if optional && missing != Missing::NotJson => {
+            tracing::warn!(
+                "{}: optional field '{field}' of {secret} for {name} not used: {}",
+                var.location,
+                field.describe(&missing)
+            );
+            Given::Skipped
+        }
+        Err(missing) => Given::Failed(field_problem(field, &missing)),
+    }
+}
+
+/// A field the secret's value does not have: not found (66), or bad input (65) when the value is
+/// not JSON at all. Names the field, never the value.
+fn field_problem(field: &Field, missing: &Missing) -> Problem {
+    let class = match missing {
+        Missing::NotJson => FailureClass::BadValue,
+        Missing::Absent | Missing::Null => FailureClass::NotFound,
+    };
+    Problem::new(class, field.describe(missing))
 }
 
 /// Linux refuses one environment string (`NAME=value` and its NUL) over 128 KiB
@@ -198,6 +281,7 @@ mod tests {
                     "DB_PASSWORD",
                     Value::Secret {
                         index: 0,
+                        field: None,
                         optional: false,
                     },
                 ),
@@ -205,7 +289,7 @@ mod tests {
                     "URL",
                     Value::Template(vec![
                         Part::Text("postgres://app:".into()),
-                        Part::Secret(0),
+                        Part::Secret(0, None),
                         Part::Text("@db".into()),
                     ]),
                 ),
@@ -225,6 +309,66 @@ mod tests {
     }
 
     #[test]
+    fn one_outcome_yields_many_variables_by_field() {
+        let field = |text: &str| Some(Field::parse(text).unwrap());
+        let take = |name: &str, text: &str, optional: bool| {
+            var(
+                name,
+                Value::Secret {
+                    index: 0,
+                    field: field(text),
+                    optional,
+                },
+            )
+        };
+        let json = r#"{"user":"app","pass":"pw","port":5432,"tls":{"on":true}}"#;
+        let plan = Plan {
+            vars: vec![
+                take("USER", "user", false),
+                take("TLS", "/tls", false),
+                take("GONE", "gone", true),
+                var(
+                    "DSN",
+                    Value::Template(vec![
+                        Part::Secret(0, field("user")),
+                        Part::Text(":".into()),
+                        Part::Secret(0, field("pass")),
+                        Part::Text("@db:".into()),
+                        Part::Secret(0, field("/port")),
+                    ]),
+                ),
+            ],
+            secrets: vec![secret("db")],
+        };
+        let env = child_env(&plan, &[ok(json)], &[]).expect("assembled");
+        assert_eq!(
+            vars(&env),
+            [
+                ("USER".into(), "app".into()),
+                ("TLS".into(), r#"{"on":true}"#.into()),
+                ("DSN".into(), "app:pw@db:5432".into()),
+            ]
+        );
+        // Required: a missing field fails by name, with the field in the secret's column.
+        let plan = Plan {
+            vars: vec![take("GONE", "gone", false)],
+            secrets: vec![secret("db")],
+        };
+        let Err(Error::Unresolved { failures }) = child_env(&plan, &[ok(json)], &[]) else {
+            panic!("a required field is missing");
+        };
+        assert_eq!(
+            failures[0].secret,
+            "https://kv.vault.azure.net/secrets/db?field=gone"
+        );
+        assert_eq!(failures[0].problem.class, FailureClass::NotFound);
+        assert_eq!(
+            failures[0].problem.to_string(),
+            "the secret's JSON value has no field 'gone'"
+        );
+    }
+
+    #[test]
     fn any_failure_yields_no_environment_but_every_failure() {
         let plan = Plan {
             vars: vec![
@@ -232,14 +376,16 @@ mod tests {
                     "A",
                     Value::Secret {
                         index: 0,
+                        field: None,
                         optional: false,
                     },
                 ),
-                var("B", Value::Template(vec![Part::Secret(1)])),
+                var("B", Value::Template(vec![Part::Secret(1, None)])),
                 var(
                     "C",
                     Value::Secret {
                         index: 2,
+                        field: None,
                         optional: true,
                     },
                 ),
@@ -283,6 +429,7 @@ mod tests {
                 "C",
                 Value::Secret {
                     index: 0,
+                    field: None,
                     optional: true,
                 },
             )],
@@ -300,6 +447,7 @@ mod tests {
                 "NUL",
                 Value::Secret {
                     index: 0,
+                    field: None,
                     optional: false,
                 },
             )],

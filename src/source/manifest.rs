@@ -32,13 +32,18 @@ use toml::de::{DeString, DeTable, DeValue};
 use super::FileSpec;
 use super::Location;
 use crate::error::Error;
-use crate::reference::{self, Classified, Piece, SecretRef, VaultHosts, VaultOrigin};
+use crate::field::Field;
+use crate::reference::{self, Classified, Piece, Reference, SecretRef, VaultHosts, VaultOrigin};
 
 /// The value a manifest entry gives its variable.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Value {
-    /// A secret, replaced whole. An optional secret that does not exist leaves the variable unset.
-    Secret { secret: SecretRef, optional: bool },
+    /// A secret (or one field of it), replaced whole. An optional secret that does not exist (or
+    /// has no such field) leaves the variable unset.
+    Secret {
+        reference: Reference,
+        optional: bool,
+    },
     /// A template with secrets inside a larger value.
     Template(Vec<Piece>),
     /// A plain value, never resolved.
@@ -48,9 +53,12 @@ pub enum Value {
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Secret { secret, optional } => f
+            Self::Secret {
+                reference,
+                optional,
+            } => f
                 .debug_struct("Secret")
-                .field("secret", secret)
+                .field("reference", reference)
                 .field("optional", optional)
                 .finish(),
             Self::Template(pieces) => f.debug_tuple("Template").field(&pieces.len()).finish(),
@@ -91,8 +99,8 @@ enum RawEntry<'t, 'i> {
 }
 
 /// The keys a table entry may have.
-const TABLE_KEYS: [&str; 8] = [
-    "secret", "vault", "version", "optional", "value", "file", "mode", "owner",
+const TABLE_KEYS: [&str; 9] = [
+    "secret", "vault", "version", "field", "optional", "value", "file", "mode", "owner",
 ];
 
 /// A table entry's keys, typed.
@@ -102,6 +110,7 @@ struct Table {
     /// With the span of its value, for errors.
     vault: Option<Spanned<String>>,
     version: Option<String>,
+    field: Option<String>,
     optional: bool,
     value: Option<String>,
     file: bool,
@@ -159,6 +168,7 @@ fn table(entries: &DeTable<'_>) -> Result<Table, (Range<usize>, Problem)> {
             "secret" => table.secret = Some(string()?),
             "vault" => table.vault = Some(Spanned::new(span.clone(), string()?)),
             "version" => table.version = Some(string()?),
+            "field" => table.field = Some(string()?),
             "optional" => table.optional = boolean()?,
             "value" => table.value = Some(string()?),
             "file" => table.file = boolean()?,
@@ -389,7 +399,7 @@ fn entry_value(
     let whole = |problem| (None, problem);
     let entries = match raw {
         RawEntry::Text(text) => {
-            return secret_value(text, default_vault, None, false, hosts)
+            return secret_value(text, default_vault, None, None, false, hosts)
                 .map(|v| (v, None))
                 .map_err(whole);
         }
@@ -411,6 +421,7 @@ fn entry_value(
             secret: None,
             vault: None,
             version: None,
+            field: None,
             optional: false,
             file: false,
             mode: None,
@@ -428,6 +439,7 @@ fn entry_value(
             secret: Some(secret),
             vault,
             version,
+            field,
             optional,
             value: None,
             file,
@@ -444,8 +456,12 @@ fn entry_value(
                 Some(v) => Some(vault_url(v.get_ref(), hosts).map_err(|p| (Some(v.span()), p))?),
                 None => default_vault.map(str::to_owned),
             };
-            let value =
-                secret_value(&secret, vault.as_deref(), version, optional, hosts).map_err(whole)?;
+            let field = field
+                .map(|f| Field::parse(&f).map_err(|e| (format!("'field': {e}"), None)))
+                .transpose()
+                .map_err(whole)?;
+            let value = secret_value(&secret, vault.as_deref(), version, field, optional, hosts)
+                .map_err(whole)?;
             Ok((value, file_spec(file, mode, owner).map_err(whole)?))
         }
     }
@@ -456,6 +472,7 @@ fn secret_value(
     text: &str,
     vault: Option<&str>,
     version: Option<String>,
+    field: Option<Field>,
     optional: bool,
     hosts: &VaultHosts,
 ) -> Result<Value, Problem> {
@@ -480,7 +497,11 @@ fn secret_value(
             name: text.to_owned(),
             version,
         };
-        return Ok(Value::Secret { secret, optional });
+        let reference = Reference { secret, field };
+        return Ok(Value::Secret {
+            reference,
+            optional,
+        });
     }
     let too_specific = || {
         (
@@ -489,17 +510,32 @@ fn secret_value(
         )
     };
     match reference::classify(text, hosts) {
-        Ok(Classified::Reference(secret)) => {
+        Ok(Classified::Reference(mut reference)) => {
             if version.is_some() {
                 return Err(too_specific());
             }
-            Ok(Value::Secret { secret, optional })
+            if let Some(field) = field {
+                if reference.field.is_some() {
+                    return Err((
+                        "the field is named twice: in the identifier's ?field= and in 'field'"
+                            .to_owned(),
+                        None,
+                    ));
+                }
+                reference.field = Some(field);
+            }
+            Ok(Value::Secret {
+                reference,
+                optional,
+            })
         }
-        Ok(Classified::Template(pieces)) if !optional && version.is_none() => {
+        Ok(Classified::Template(pieces))
+            if !optional && version.is_none() && field.is_none() =>
+        {
             Ok(Value::Template(pieces))
         }
         Ok(Classified::Template(_)) => Err((
-            "'optional' and 'version' do not apply to a template".to_owned(),
+            "'optional', 'version' and 'field' do not apply to a template (write ?field= inside each {{ }})".to_owned(),
             None,
         )),
         Ok(Classified::Literal) => Err((
@@ -581,6 +617,47 @@ mod tests {
     }
 
     #[test]
+    fn a_field_in_either_form() {
+        let entries = parse_ok(
+            "vault = \"https://main.vault.azure.net\"\n[env]\nU = { secret = \"db\", field = \"username\" }\nH = { secret = \"db\", field = \"/db/host\", optional = true, version = \"v1\" }\nP = \"https://main.vault.azure.net/secrets/db?field=password\"\n",
+        );
+        let fields: Vec<_> = entries
+            .iter()
+            .map(|e| match &e.value {
+                Value::Secret {
+                    reference,
+                    optional,
+                } => (
+                    reference.secret.name.as_str(),
+                    reference.field.as_ref().map(crate::field::Field::as_str),
+                    *optional,
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("db", Some("/db/host"), true),
+                ("db", Some("password"), false),
+                ("db", Some("username"), false)
+            ]
+        );
+        assert_eq!(
+            parse_err(
+                "[env]\nX = { secret = \"https://main.vault.azure.net/secrets/db?field=a\", field = \"b\" }\n"
+            ),
+            "kvrun.toml:2:5: X: the field is named twice: in the identifier's ?field= and in 'field' "
+        );
+        assert_eq!(
+            parse_err(
+                "[env]\nX = { secret = \"https://main.vault.azure.net/secrets/db\", field = \"\" }\n"
+            ),
+            "kvrun.toml:2:5: X: 'field': the field is empty: name a top-level key or a JSON Pointer (/a/b) "
+        );
+    }
+
+    #[test]
     fn every_entry_form() {
         let entries = parse_ok(
             r#"
@@ -600,7 +677,7 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
         assert_eq!(
             by_name("A").value,
             Value::Secret {
-                secret: secret("https://main.vault.azure.net", "db-pass", None),
+                reference: secret("https://main.vault.azure.net", "db-pass", None).into(),
                 optional: false
             }
         );
@@ -614,21 +691,21 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
         assert_eq!(
             by_name("B").value,
             Value::Secret {
-                secret: secret("https://other.vault.azure.net", "api", Some("abc123")),
+                reference: secret("https://other.vault.azure.net", "api", Some("abc123")).into(),
                 optional: false
             }
         );
         assert_eq!(
             by_name("C").value,
             Value::Secret {
-                secret: secret("https://main.vault.azure.net", "flag", None),
+                reference: secret("https://main.vault.azure.net", "flag", None).into(),
                 optional: true
             }
         );
         assert_eq!(
             by_name("D").value,
             Value::Secret {
-                secret: secret("https://pin.vault.azure.net", "db", Some("v1")),
+                reference: secret("https://pin.vault.azure.net", "db", Some("v1")).into(),
                 optional: false
             }
         );
@@ -639,7 +716,7 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
         assert_eq!(
             by_name("F").value,
             Value::Secret {
-                secret: secret("https://legacy.vault.azure.net", "old", None),
+                reference: secret("https://legacy.vault.azure.net", "old", None).into(),
                 optional: false
             }
         );
@@ -686,7 +763,7 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
 
     #[test]
     fn typos_and_wrong_types_name_the_key_the_type_and_the_column() {
-        let keys = "the keys of an entry are secret, vault, version, optional, value, file, mode and owner";
+        let keys = "the keys of an entry are secret, vault, version, field, optional, value, file, mode and owner";
         let entry_kind = |kind: &str| {
             format!(
                 "A: an entry is a string (a secret name or a reference) or a table, not {kind} a plain value goes in a table: A = {{ value = \"…\" }}"
@@ -808,7 +885,7 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
         assert_eq!(
             manifest.entries[0].value,
             Value::Secret {
-                secret: secret("https://main.vault.azure.net", "db", None),
+                reference: secret("https://main.vault.azure.net", "db", None).into(),
                 optional: false
             }
         );
@@ -829,7 +906,7 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
             parse_err(
                 "vault = \"https://main.vault.azure.net\"\n[env.A]\nsecret = \"a\"\noptinal = true\n"
             ),
-            "kvrun.toml:4:1: A: unknown key 'optinal' (did you mean 'optional'?) the keys of an entry are secret, vault, version, optional, value, file, mode and owner"
+            "kvrun.toml:4:1: A: unknown key 'optinal' (did you mean 'optional'?) the keys of an entry are secret, vault, version, field, optional, value, file, mode and owner"
         );
         assert_eq!(
             parse_err("env = 5\n"),
