@@ -1398,3 +1398,37 @@ fn the_stream_limit_of_the_server_opens_a_second_h2_connection() {
         world.fake.streams_per_connection()
     );
 }
+
+#[test]
+fn a_managed_identity_endpoint_that_is_refused_or_silent_is_named() {
+    // Not loopback or link-local: refused before anything is sent (the header is a secret).
+    let refused = Test::new()
+        .secret("kv1", "db", "v")
+        .env("IDENTITY_ENDPOINT", "http://example.com/msi/token")
+        .env("IDENTITY_HEADER", "header-NEVER-PRINT")
+        .env("X", "<kv1>/secrets/db")
+        .args(["--credential", "managed-identity", "--", "true"])
+        .run();
+    refused.code(67);
+    insta::assert_snapshot!("managed_identity_endpoint_refused", refused.stderr());
+    assert_no_leak(refused.output(), &["header-NEVER-PRINT"]);
+    // On loopback but nothing listens: the endpoint did not answer, tried again with backoff
+    // (six attempts take at most 6.2 s of waiting, well inside the deadline).
+    let silent = Test::new()
+        .secret("kv1", "db", "v")
+        .env("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token")
+        .env("IDENTITY_HEADER", "header-NEVER-PRINT")
+        .env("X", "<kv1>/secrets/db")
+        .args([
+            "--credential",
+            "managed-identity",
+            "--timeout",
+            "30s",
+            "--",
+            "true",
+        ])
+        .run();
+    silent.code(75);
+    insta::assert_snapshot!("managed_identity_endpoint_silent", silent.stderr());
+    assert_no_leak(silent.output(), &["header-NEVER-PRINT"]);
+}

@@ -152,15 +152,6 @@ impl ManagedIdentity {
         }
         .max_body(MAX_BODY);
         // From here the endpoint is known to be there: its failures stop the chain.
-        let unanswered = |e: &dyn std::fmt::Display| {
-            LinkError::failed(Problem::new(
-                FailureClass::Unavailable,
-                untrusted(&format!(
-                    "the managed identity endpoint did not answer: {e}"
-                )),
-            ))
-            .retry(Retry::Backoff)
-        };
         // Bounded by the caller's attempt timeout, as every token request is.
         let response = match http.send(&request).await {
             Ok(response) => response,
@@ -174,11 +165,17 @@ impl ManagedIdentity {
                 )));
             }
             Err(e @ http::Error::Refused(_)) => {
-                return Err(LinkError::failed(Problem::new(FailureClass::Authentication, untrusted(&e.to_string())).hint(format!(
+                return Err(LinkError::failed(Problem::new(FailureClass::Authentication, "").caused_by(e).hint(format!(
                         "{IDENTITY_ENDPOINT} and {AZURE_POD_IDENTITY_AUTHORITY_HOST} must be http URLs on a loopback or link-local address"
                     ))));
             }
-            Err(e) => return Err(unanswered(&e)),
+            Err(e) => {
+                let unanswered = Problem::new(
+                    FailureClass::Unavailable,
+                    "the managed identity endpoint did not answer",
+                );
+                return Err(LinkError::failed(unanswered.caused_by(e)).retry(Retry::Backoff));
+            }
         };
         let status = response.status;
         let asked = retry::retry_after_in(&response.headers);
