@@ -106,7 +106,7 @@ pub struct Problem {
     pub class: FailureClass,
     reason: String,
     cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
-    /// How the retries ended: `after 3 attempts over 2.1s`.
+    /// How the retries ended: `gave up after 6 attempts`.
     retried: Option<String>,
     pub hint: Option<String>,
 }

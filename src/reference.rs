@@ -197,8 +197,18 @@ impl From<SecretRef> for Reference {
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.secret)?;
-        if let Some(field) = &self.field {
+        write!(f, "{}", Shown(&self.secret, self.field.as_ref()))
+    }
+}
+
+/// A secret, or one field of it, written as its identifier (`…/secrets/db?field=username`): what
+/// failures and `kvrun check` show, and what classifies back as the same reference.
+pub(crate) struct Shown<'a>(pub &'a SecretRef, pub Option<&'a crate::field::Field>);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        if let Some(field) = self.1 {
             write!(f, "?field={}", field.encoded())?;
         }
         Ok(())

@@ -158,10 +158,7 @@ pub(crate) fn check(
         for (index, field) in indices {
             let secret = &plan.secrets[index];
             let variable = var.name.to_string_lossy();
-            let shown = match field {
-                Some(field) => format!("{secret}?field={}", field.encoded()),
-                None => secret.to_string(),
-            };
+            let shown = crate::reference::Shown(secret, field).to_string();
             // What the assembly refused of a value that resolved: one no environment can hold, a
             // field the value does not have.
             let refusal = refused

@@ -10,6 +10,7 @@ use crate::field::{Field, Missing};
 use crate::launch::files::{self, FileSecret};
 use crate::launch::{ChildEnv, ExecLimits};
 use crate::plan::{self, Part, Plan, Value};
+use crate::reference::Shown;
 use crate::resolve::Outcome;
 
 /// The child's environment from a plan and its outcomes (fail closed), without the variables
@@ -39,10 +40,7 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
         Failure {
             variable: var.name.to_string_lossy().into_owned(),
             location: var.location.to_string(),
-            secret: match field {
-                Some(field) => format!("{secret}?field={}", field.encoded()),
-                None => secret.to_string(),
-            },
+            secret: Shown(secret, field).to_string(),
             problem,
         }
     };
