@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 /// Environment variables that set kvrun's options, in one place.
 pub mod env {
     pub const ENV_FILE: &str = "KVRUN_ENV_FILE";
+    pub const ENV_FROM: &str = "KVRUN_ENV_FROM";
     pub const NO_DOTENV: &str = "KVRUN_NO_DOTENV";
     pub const MANIFEST: &str = "KVRUN_MANIFEST";
     pub const NO_MANIFEST: &str = "KVRUN_NO_MANIFEST";
@@ -281,6 +282,16 @@ pub struct RunArgs {
     /// Read variables from this .env file (repeatable; later files win). [default: ./.env]
     #[arg(long, value_name = "PATH", env = env::ENV_FILE, value_delimiter = ',')]
     pub env_file: Vec<PathBuf>,
+
+    /// Set a variable from each setting of this secret, a JSON object or a .env file
+    /// (repeatable; of two bundles the later wins): [PREFIX=][json:|dotenv:]REFERENCE.
+    ///
+    /// E.g. `--env-from APP_=https://myvault.vault.azure.net/secrets/app-settings` makes
+    /// `{"db":{"host":"h"}}` `APP_db__host=h`; `dotenv:` reads the value as a .env file. Any
+    /// variable set explicitly (manifest, .env, environment) wins over a bundle's. A bare secret
+    /// name is looked for in the manifest's vault. Comma-separated in `KVRUN_ENV_FROM`.
+    #[arg(long, value_name = "BUNDLE", env = env::ENV_FROM, value_delimiter = ',')]
+    pub env_from: Vec<String>,
 
     /// Do not read ./.env automatically.
     #[arg(long, env = env::NO_DOTENV, value_parser = BoolishValueParser::new())]

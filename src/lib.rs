@@ -14,6 +14,7 @@
 //!
 //! No async runtime is built when there is nothing to fetch.
 
+pub mod bundle;
 pub(crate) mod children;
 pub mod cli;
 pub(crate) mod commands;
@@ -22,6 +23,7 @@ pub mod field;
 pub mod http;
 pub(crate) mod jitter;
 pub(crate) mod launch;
+pub mod names;
 pub(crate) mod plan;
 pub mod reference;
 pub(crate) mod resolve;

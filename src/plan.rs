@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 
-use crate::error::Error;
+use crate::bundle::EnvFrom;
+use crate::error::{Error, Failure};
 use crate::field::Field;
 use crate::reference::{self, Classified, Piece, Reference, SecretRef, VaultHosts, VaultOrigin};
 use crate::source::FileSpec;
@@ -23,14 +24,31 @@ use crate::source::files::DotEnvFile;
 use crate::source::{Location, manifest};
 
 /// What kvrun will do: the child's variables, in order, and the distinct secrets to fetch.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Plan {
     pub vars: Vec<Var>,
     /// Deduplicated by [`SecretRef::key`]; [`Value::Secret`] indexes into this.
     pub secrets: Vec<SecretRef>,
+    /// Bundles, in the order declared (the later wins); their variables join [`Plan::vars`] once
+    /// they are fetched ([`crate::bundle::expand`]).
+    pub bundles: Vec<Bundle>,
+    /// Bundles that could not be used (fetch failed, value unfit): failures of the run.
+    pub refused: Vec<Failure>,
+    /// The vault allow-lists, each with where it came from: every secret, a bundle's references
+    /// too, must be on each.
+    pub allowed: Vec<(&'static str, Vec<VaultOrigin>)>,
 }
 
-#[derive(Debug)]
+/// A bundle of the plan: the secret it is ([`Plan::secrets`] index), as declared, and once
+/// expanded the names it gave (shadowed ones too), for `check`.
+#[derive(Debug, Clone)]
+pub(crate) struct Bundle {
+    pub index: usize,
+    pub declared: EnvFrom,
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
 pub(crate) struct Var {
     pub name: OsString,
     pub value: Value,
@@ -49,9 +67,16 @@ impl Var {
     }
 }
 
+#[derive(Clone)]
 pub(crate) enum Value {
     /// A plain value; may itself be sensitive (an inherited client secret), so `Debug` hides it.
     Literal(OsString),
+    /// A setting of the bundle that is secret `index`, fetched: a secret's value, delivered as a
+    /// file when asked.
+    Bundled {
+        index: usize,
+        value: zeroize::Zeroizing<String>,
+    },
     Secret {
         index: usize,
         /// Only this field of the secret's JSON value.
@@ -65,6 +90,10 @@ impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Literal(_) => f.write_str("Literal([redacted])"),
+            Self::Bundled { index, .. } => f
+                .debug_struct("Bundled")
+                .field("index", index)
+                .finish_non_exhaustive(),
             Self::Secret {
                 index,
                 field,
@@ -80,6 +109,7 @@ impl std::fmt::Debug for Value {
     }
 }
 
+#[derive(Clone)]
 pub(crate) enum Part {
     Text(String),
     /// A secret (an index into [`Plan::secrets`]), or one field of it.
@@ -99,6 +129,8 @@ pub(crate) struct Inputs<'a> {
     /// `--file-var` names, and how their files are written.
     pub file_vars: &'a [String],
     pub file_spec: &'a FileSpec,
+    /// Bundles, in the order declared.
+    pub env_from: &'a [EnvFrom],
 }
 
 enum Raw<'a> {
@@ -160,7 +192,17 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
             file,
         });
     }
+    let bundles = inputs
+        .env_from
+        .iter()
+        .map(|declared| Bundle {
+            index: intern(&declared.secret),
+            declared: declared.clone(),
+            names: Vec::new(),
+        })
+        .collect();
     plan.vars = vars;
+    plan.bundles = bundles;
     Ok(plan)
 }
 
@@ -257,15 +299,17 @@ fn text_value(
     }
 }
 
-/// Refuse every secret whose vault (host and port) is not on each given allow-list, with the name
-/// of where the list came from. Nothing is contacted before this check.
+/// Refuse every secret whose vault (host and port) is not on each of the plan's allow-lists, with
+/// the name of where the list came from. Nothing is contacted before this check (and a bundle's
+/// references are checked before they are fetched).
 ///
 /// # Errors
-/// Names every refused vault and the variables that wanted it.
-pub(crate) fn check_allowed(plan: &Plan, lists: &[(&str, &[VaultOrigin])]) -> Result<(), Error> {
+/// Names every refused vault and the variables (or bundles) that wanted it.
+pub(crate) fn check_allowed(plan: &Plan) -> Result<(), Error> {
     let mut refused: Vec<(String, &str, Vec<String>)> = Vec::new();
     for (index, secret) in plan.secrets.iter().enumerate() {
-        let Some((list_name, _)) = lists
+        let Some((list_name, _)) = plan
+            .allowed
             .iter()
             .find(|(_, list)| !list.iter().any(|entry| entry.admits(secret)))
         else {
@@ -285,9 +329,15 @@ pub(crate) fn check_allowed(plan: &Plan, lists: &[(&str, &[VaultOrigin])]) -> Re
                 Value::Template(parts) => parts
                     .iter()
                     .any(|p| matches!(p, Part::Secret(i, _) if *i == index)),
-                Value::Literal(_) => false,
+                Value::Literal(_) | Value::Bundled { .. } => false,
             })
-            .map(|v| format!("{} ({})", v.name.to_string_lossy(), v.location));
+            .map(|v| format!("{} ({})", v.name.to_string_lossy(), v.location))
+            .chain(
+                plan.bundles
+                    .iter()
+                    .filter(|b| b.index == index)
+                    .map(|b| format!("{} ({})", b.declared.label(), b.declared.location)),
+            );
         match refused.iter_mut().find(|(h, _, _)| *h == host) {
             Some((_, _, vars)) => vars.extend(users),
             None => refused.push((host, list_name, users.collect())),
@@ -383,6 +433,7 @@ mod tests {
             literal: &[],
             file_vars: &["FROM_FLAG".to_owned(), "PLAIN".to_owned()],
             file_spec: &FileSpec::default(),
+            env_from: &[],
         })
     }
 
@@ -455,6 +506,7 @@ mod tests {
                 literal,
                 file_vars: &[],
                 file_spec: &FileSpec::default(),
+                env_from: &[],
             })
             .unwrap()
         };

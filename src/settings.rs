@@ -47,6 +47,8 @@ pub(crate) struct Sources {
     pub(crate) literal: Vec<String>,
     pub(crate) file_vars: Vec<String>,
     pub(crate) file_spec: FileSpec,
+    /// `--env-from` (and `KVRUN_ENV_FROM`) as given; read with the manifest's default vault.
+    pub(crate) env_from: Vec<String>,
     /// `--clear-env`: the inherited plain variables kept besides the built-in few (`--keep-env`).
     pub(crate) clear_env: Option<Vec<String>>,
 }
@@ -153,6 +155,7 @@ impl Settings {
                 literal: args.literal.clone(),
                 file_vars: args.file_var.clone(),
                 file_spec,
+                env_from: args.env_from.clone(),
                 clear_env: args.clear_env.then(|| args.keep_env.clone()),
             },
             fetch: Fetch {

@@ -15,6 +15,7 @@ use crate::error::{Error, Failure, FailureClass};
 use crate::launch::environment::child_env;
 use crate::plan::{self, Part};
 use crate::settings::{Settings, Sources};
+use crate::source::Location;
 use crate::source::files::WhichManifest;
 
 use std::fmt::Write as _;
@@ -127,7 +128,7 @@ pub(crate) fn check(
         });
     }
     let client = vault_client(settings, environment)?;
-    let outcomes = fetch_all(&plan, settings.fetch.resolve, client.clone())?;
+    let (plan, outcomes) = fetch_all(plan, settings, client.clone())?;
     // The run's verdict, computed first so that each row carries what would fail it (a value no
     // environment variable can hold resolves fine but fails the run).
     let verdict = child_env(&plan, &outcomes, settings.hidden).map(|_| ());
@@ -139,6 +140,7 @@ pub(crate) fn check(
     for var in &plan.vars {
         let (indices, optional) = match &var.value {
             plan::Value::Literal(_) => continue,
+            plan::Value::Bundled { index, .. } => (vec![(*index, None)], false),
             plan::Value::Secret {
                 index,
                 field,
@@ -204,6 +206,7 @@ pub(crate) fn check(
             });
         }
     }
+    rows.extend(unused_bundles(&plan, &outcomes, refused, &client));
     let text = if json {
         let mut text = serde_json::to_string_pretty(&rows)
             .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))?;
@@ -219,6 +222,65 @@ pub(crate) fn check(
         Error::Unresolved { failures } => Error::CheckFailed { failures },
         other => other,
     })
+}
+
+/// A row for each bundle that gives the plan no variable (it failed, an optional one is missing,
+/// or every one of its names is set elsewhere), so that it shows all the same.
+fn unused_bundles(
+    plan: &plan::Plan,
+    outcomes: &[crate::resolve::Outcome],
+    refused: &[Failure],
+    client: &crate::vault::VaultClient,
+) -> Vec<Row> {
+    let gives = |bundle: &plan::Bundle, var: &plan::Var| match &var.location {
+        Location::Bundle {
+            secret, declared, ..
+        } => *secret == bundle.declared.secret.name && **declared == bundle.declared.location,
+        _ => false,
+    };
+    plan.bundles
+        .iter()
+        .filter(|bundle| !plan.vars.iter().any(|var| gives(bundle, var)))
+        .map(|bundle| {
+            let declared = &bundle.declared;
+            let secret = &declared.secret;
+            let outcome = &outcomes[bundle.index];
+            let label = declared.label();
+            let location = declared.location.to_string();
+            let refusal = refused
+                .iter()
+                .find(|f| f.variable == label && f.location == location);
+            let (status, reason) = match (outcome, refusal) {
+                (Err(e), _) if declared.optional && e.problem.class == FailureClass::NotFound => {
+                    ("optional, not found".to_owned(), None)
+                }
+                (_, Some(refusal)) => (
+                    refusal.problem.class.to_string(),
+                    Some(refusal.problem.to_string()),
+                ),
+                (Err(e), None) => (e.problem.class.to_string(), Some(e.problem.to_string())),
+                (Ok(_), None) => ("ok".to_owned(), None),
+            };
+            Row {
+                variable: label,
+                location,
+                vault: secret.vault_host().to_owned(),
+                secret: secret.name.clone(),
+                field: None,
+                version: secret
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| "latest".to_owned()),
+                resolved_version: outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|value| value.version().map(str::to_owned)),
+                status,
+                reason,
+                latency_ms: Row::latency(client.spent(secret)),
+            }
+        })
+        .collect()
 }
 
 /// Where `check` looked for references: the `.env` files, the manifest, the environment.

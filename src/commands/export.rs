@@ -148,6 +148,22 @@ fn docker_line(name: &str, value: &str) -> Result<String, &'static str> {
     Ok(line)
 }
 
+/// Refuse, by name, the variables a run would deliver as files.
+fn refuse_files<'p>(vars: impl Iterator<Item = &'p plan::Var>) -> Result<(), Error> {
+    let refused: Vec<Error> = vars
+        .map(|var| Error::BadInput {
+            location: var.location.naming(&var.name),
+            message: "a run delivers this secret as a file and puts the file's path in the variable; export cannot write a file, so it refuses the variable".into(),
+            hint: Some("leave the variable out of the export (or drop --file-var / `file = true` for it)".into()),
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(several(refused))
+    }
+}
+
 /// `kvrun export`: resolve as a run would, print the managed variables in `format`.
 pub(crate) fn export(
     format: Format,
@@ -155,25 +171,19 @@ pub(crate) fn export(
     environment: &[(OsString, OsString)],
 ) -> Result<(), Error> {
     use std::io::IsTerminal as _;
-    let mut plan = plan_run(&settings.sources, environment)?;
-    plan.vars.retain(plan::Var::is_managed);
+    let plan = plan_run(&settings.sources, environment)?;
     // A variable that a run delivers as a file holds the file's *path* in a run: printing its
     // value would hand key material to an app that expects a path. Refused by name, before any
-    // request. (A plain value there, a path set by hand, is exported as it is.)
-    let refused: Vec<Error> = plan
-        .vars
-        .iter()
-        .filter(|var| var.file.is_some() && !matches!(var.value, Value::Literal(_)))
-        .map(|var| Error::BadInput {
-            location: var.location.naming(&var.name),
-            message: "a run delivers this secret as a file and puts the file's path in the variable; export cannot write a file, so it refuses the variable".into(),
-            hint: Some("leave the variable out of the export (or drop --file-var / `file = true` for it)".into()),
-        })
-        .collect();
-    if !refused.is_empty() {
-        return Err(several(refused));
-    }
-    let outcomes = resolve_plan(&plan, settings, environment)?;
+    // request (a bundle's, once it is known). (A plain value there, a path set by hand, is
+    // exported as it is.)
+    let as_file = |var: &plan::Var| {
+        var.is_managed() && var.file.is_some() && !matches!(var.value, Value::Literal(_))
+    };
+    refuse_files(plan.vars.iter().filter(|var| as_file(var)))?;
+    let (mut plan, outcomes) = resolve_plan(plan, settings, environment)?;
+    refuse_files(plan.vars.iter().filter(|var| as_file(var)))?;
+    // Only now: an inherited variable that is left out still wins over a bundle's.
+    plan.vars.retain(plan::Var::is_managed);
     let env = child_env(&plan, &outcomes, settings.hidden)?;
     let text = render(format, &env.vars).map_err(|refused| {
         several(

@@ -22,22 +22,40 @@ use crate::plan::{self, Plan};
 use crate::resolve::{self, Outcome};
 use crate::settings::{self, Settings};
 use crate::source::files;
-use crate::{http, reference, timing, vault};
+use crate::{bundle, http, reference, timing, vault};
 
-/// Every secret of `plan`, resolved as a run resolves them; no runtime when there are none.
+/// Every secret of `plan`, resolved as a run resolves them, its bundles expanded: the plan with
+/// every variable in place, and one outcome per secret of it. No runtime when there is nothing to
+/// fetch.
 pub(crate) fn resolve_plan(
-    plan: &Plan,
+    plan: Plan,
     settings: &Settings,
     environment: &[(OsString, OsString)],
-) -> Result<Vec<Outcome>, Error> {
+) -> Result<(Plan, Vec<Outcome>), Error> {
     if plan.secrets.is_empty() {
-        return Ok(Vec::new());
+        return Ok((plan, Vec::new()));
     }
-    fetch_all(
-        plan,
-        settings.fetch.resolve,
-        vault_client(settings, environment)?,
-    )
+    fetch_all(plan, settings, vault_client(settings, environment)?)
+}
+
+/// After the plan's own secrets (`first`, one outcome each) are fetched: its bundles' variables
+/// put in place, and the references of its dotenv bundles fetched (one level deep, allow-lists
+/// checked first). The plan with every variable, and one outcome per secret of it.
+pub(crate) async fn with_bundles(
+    client: Arc<vault::VaultClient>,
+    plan: Plan,
+    first: Vec<Outcome>,
+    context: &bundle::Context,
+    options: resolve::Options,
+) -> Result<(Plan, Vec<Outcome>), Error> {
+    let fetched = first.len();
+    let plan = bundle::expand(plan, &first, context);
+    let mut outcomes = first;
+    if plan.secrets.len() > fetched {
+        plan::check_allowed(&plan)?;
+        outcomes.extend(resolve_logged(client, &plan.secrets[fetched..], options).await);
+    }
+    Ok((plan, outcomes))
 }
 
 /// One error, or several printed one after the other.
@@ -71,6 +89,12 @@ pub(crate) fn plan_run(
 ) -> Result<Plan, Error> {
     let manifest = files::read_manifest(&sources.manifest, &sources.hosts)?;
     let dotenv_files = files::read_dotenv_files(sources.default_dotenv, &sources.env_files)?;
+    let mut env_from = manifest.env_from.clone();
+    for text in sources.env_from.iter().filter(|t| !t.is_empty()) {
+        let flag = bundle::parse_flag(text, manifest.default_vault.as_deref(), &sources.hosts)
+            .map_err(|message| Error::Usage(format!("--env-from {text}: {message}")))?;
+        env_from.push(flag);
+    }
     let mut plan = plan::build(&plan::Inputs {
         environment,
         dotenv_files: &dotenv_files,
@@ -80,15 +104,16 @@ pub(crate) fn plan_run(
         literal: &sources.literal,
         file_vars: &sources.file_vars,
         file_spec: &sources.file_spec,
+        env_from: &env_from,
     })?;
-    let mut lists: Vec<(&str, &[reference::VaultOrigin])> = Vec::new();
     if !sources.allowed_vaults.is_empty() {
-        lists.push(("--allow-vault", &sources.allowed_vaults));
+        plan.allowed
+            .push(("--allow-vault", sources.allowed_vaults.clone()));
     }
-    if let Some(list) = &manifest.allowed_vaults {
-        lists.push(("the manifest's allowed_vaults", list));
+    if let Some(list) = manifest.allowed_vaults {
+        plan.allowed.push(("the manifest's allowed_vaults", list));
     }
-    plan::check_allowed(&plan, &lists)?;
+    plan::check_allowed(&plan)?;
     if let Some(keep) = &sources.clear_env {
         plan.vars
             .retain(|var| var.is_managed() || kept_by_clear_env(&var.name, keep));
@@ -96,6 +121,7 @@ pub(crate) fn plan_run(
     tracing::info!(
         variables = plan.vars.len(),
         secrets = plan.secrets.len(),
+        bundles = plan.bundles.len(),
         "planned"
     );
     Ok(plan)
@@ -182,13 +208,15 @@ pub(crate) async fn resolve_logged(
     outcomes
 }
 
-/// Exec mode: build a runtime, resolve every secret, drop the runtime. SIGTERM or SIGINT while
-/// resolving stops everything: nothing is started.
+/// Exec mode: build a runtime, resolve every secret (bundles expanded, their references too), drop
+/// the runtime. SIGTERM or SIGINT while resolving stops everything: nothing is started.
 pub(crate) fn fetch_all(
-    plan: &Plan,
-    options: resolve::Options,
+    plan: Plan,
+    settings: &Settings,
     client: Arc<vault::VaultClient>,
-) -> Result<Vec<Outcome>, Error> {
+) -> Result<(Plan, Vec<Outcome>), Error> {
+    let options = settings.fetch.resolve;
+    let context = bundle::Context::new(&settings.sources);
     let _timing = timing::Run::start();
     let runtime = runtime()?;
     let result = runtime.block_on(async {
@@ -196,7 +224,10 @@ pub(crate) fn fetch_all(
         let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
         let (mut term, mut int) = signals.map_err(Error::system("cannot watch signals"))?;
         tokio::select! {
-            outcomes = resolve_logged(client, &plan.secrets, options) => Ok(outcomes),
+            resolved = async {
+                let first = resolve_logged(client.clone(), &plan.secrets, options).await;
+                with_bundles(client, plan, first, &context, options).await
+            } => resolved,
             _ = term.recv() => Err(Error::Interrupted { signal: signal_number::SIGTERM, name: "SIGTERM" }),
             _ = int.recv() => Err(Error::Interrupted { signal: signal_number::SIGINT, name: "SIGINT" }),
         }

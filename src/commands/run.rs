@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use super::{plan_run, resolve_logged, resolve_plan, runtime, several, vault_client};
+use super::{plan_run, resolve_logged, resolve_plan, runtime, several, vault_client, with_bundles};
 use crate::cli;
 use crate::error::{self, Error};
 use crate::launch::environment::{child_env, unfit_for_environment};
@@ -14,7 +14,7 @@ use crate::launch::{self, ChildEnv};
 use crate::plan::{self, Plan, Value};
 use crate::resolve::Outcome;
 use crate::settings::Settings;
-use crate::{reference, resolve, timing, vault};
+use crate::{bundle, reference, resolve, timing, vault};
 
 /// Run `command`: exec it (a successful run never returns), or supervise it when `signals` says
 /// kvrun is the supervisor.
@@ -46,7 +46,7 @@ fn prepare(
 ) -> Result<ChildEnv, Error> {
     let plan = plan_run(&settings.sources, environment)?;
     preflight(&plan, command)?;
-    let outcomes = resolve_plan(&plan, settings, environment)?;
+    let (plan, outcomes) = resolve_plan(plan, settings, environment)?;
     let env = child_env(&plan, &outcomes, settings.hidden)?;
     fits_exec(command, &env)?;
     Ok(env)
@@ -152,22 +152,28 @@ fn supervise(
             wanted.runtime_dir.clone(),
         )?;
         let mut watcher = None;
-        let outcomes = if plan.secrets.is_empty() {
-            Vec::new()
+        let (expanded, outcomes) = if plan.secrets.is_empty() {
+            ((*plan).clone(), Vec::new())
         } else {
             let client = vault_client(settings, environment)?;
             let timing = timing::Run::start();
-            let outcomes = tokio::select! {
-                outcomes = resolve_logged(client.clone(), &plan.secrets, settings.fetch.resolve) => outcomes,
+            let options = settings.fetch.resolve;
+            let context = bundle::Context::new(&settings.sources);
+            let (first, resolved) = tokio::select! {
+                resolved = async {
+                    let first = resolve_logged(client.clone(), &plan.secrets, options).await;
+                    let resolved = with_bundles(client.clone(), (*plan).clone(), first.clone(), &context, options).await;
+                    (first, resolved)
+                } => resolved,
                 stop = supervisor.interrupted() => return Err(stop),
             };
             drop(timing);
             if wanted.watch.is_some() {
-                watcher = Watcher::new(&plan, &outcomes, client, settings, command).map(Arc::new);
+                watcher = Watcher::new(&plan, &first, client, settings, command).map(Arc::new);
             }
-            outcomes
+            resolved?
         };
-        let env = child_env(&plan, &outcomes, settings.hidden)?;
+        let env = child_env(&expanded, &outcomes, settings.hidden)?;
         fits_exec(command, &env)?;
         let options = Options {
             watch: wanted.watch,
@@ -194,6 +200,8 @@ struct Watcher {
     unpinned: Vec<usize>,
     command: Vec<OsString>,
     options: resolve::Options,
+    /// Where a check puts the bundles' variables.
+    context: bundle::Context,
     hidden: &'static [&'static str],
 }
 
@@ -224,6 +232,7 @@ impl Watcher {
             unpinned,
             command: command.to_vec(),
             options: settings.fetch.resolve,
+            context: bundle::Context::new(&settings.sources),
             hidden: settings.hidden,
         })
     }
@@ -247,9 +256,20 @@ impl launch::supervise::Watch for Watcher {
         for (&index, outcome) in self.unpinned.iter().zip(fresh) {
             outcomes[index] = outcome;
         }
+        // A rotated bundle is read again whole: a rotation of every variable it gives (and the
+        // references of a dotenv bundle are fetched again).
+        let resolved = with_bundles(
+            self.client.clone(),
+            (*self.plan).clone(),
+            outcomes,
+            &self.context,
+            self.options,
+        )
+        .await;
         // A rotated value that exec could not carry must not cost the running command its
         // restart: the check fails and the command keeps what it has.
-        match child_env(&self.plan, &outcomes, self.hidden)
+        match resolved
+            .and_then(|(plan, outcomes)| child_env(&plan, &outcomes, self.hidden))
             .and_then(|env| fits_exec(&self.command, &env).map(|()| env))
         {
             Ok(env) => Refreshed::Fresh(env),

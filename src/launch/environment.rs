@@ -34,7 +34,8 @@ pub(crate) fn child_env(
 fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
     let mut env = Vec::with_capacity(plan.vars.len());
     let mut files = Vec::new();
-    let mut failures = Vec::new();
+    // A bundle that could not be used comes first: it may be why a variable is missing.
+    let mut failures = plan.refused.clone();
     let failure = |var: &plan::Var, index: usize, field: Option<&Field>, problem: Problem| {
         let secret = &plan.secrets[index];
         Failure {
@@ -51,6 +52,7 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                 env.push((var.name.clone(), value.clone()));
                 continue;
             }
+            Value::Bundled { index, value } => (value.clone(), None, *index),
             Value::Secret {
                 index,
                 field,
@@ -136,7 +138,7 @@ fn field_of(var: &plan::Var, index: usize) -> Option<&Field> {
             Part::Secret(i, field) if *i == index => field.as_ref(),
             _ => None,
         }),
-        Value::Literal(_) => None,
+        Value::Literal(_) | Value::Bundled { .. } => None,
     }
 }
 
@@ -293,6 +295,7 @@ mod tests {
                 ),
             ],
             secrets: vec![secret("db")],
+            ..Plan::default()
         };
         let env = child_env(&plan, &[ok("pw")], &[]).expect("assembled");
         assert_eq!(
@@ -337,6 +340,7 @@ mod tests {
                 ),
             ],
             secrets: vec![secret("db")],
+            ..Plan::default()
         };
         let env = child_env(&plan, &[ok(json)], &[]).expect("assembled");
         assert_eq!(
@@ -351,6 +355,7 @@ mod tests {
         let plan = Plan {
             vars: vec![take("GONE", "gone", false)],
             secrets: vec![secret("db")],
+            ..Plan::default()
         };
         let Err(Error::Unresolved { failures }) = child_env(&plan, &[ok(json)], &[]) else {
             panic!("a required field is missing");
@@ -389,6 +394,7 @@ mod tests {
                 ),
             ],
             secrets: vec![secret("a"), secret("b"), secret("c")],
+            ..Plan::default()
         };
         let outcomes = [
             failed(FailureClass::NotFound, "not found"),
@@ -432,6 +438,7 @@ mod tests {
                 },
             )],
             secrets: vec![secret("c")],
+            ..Plan::default()
         };
         let env = child_env(&plan, &[failed(FailureClass::NotFound, "not found")], &[])
             .expect("optional");
@@ -450,6 +457,7 @@ mod tests {
                 },
             )],
             secrets: vec![secret("nul")],
+            ..Plan::default()
         };
         let Err(Error::Unresolved { failures }) = child_env(&plan, &[ok("a\0b")], &[]) else {
             panic!("a NUL byte cannot be delivered");
@@ -467,6 +475,7 @@ mod tests {
                 var("AZURE_CLIENT_ID", Value::Literal("id".into())),
             ],
             secrets: vec![],
+            ..Plan::default()
         };
         let shown = child_env(&plan, &[], &[]).expect("assembled");
         assert_eq!(shown.vars.len(), 2);

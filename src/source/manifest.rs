@@ -31,6 +31,7 @@ use toml::de::{DeString, DeTable, DeValue};
 
 use super::FileSpec;
 use super::Location;
+use crate::bundle::{self, EnvFrom};
 use crate::error::Error;
 use crate::field::Field;
 use crate::reference::{self, Classified, Piece, Reference, SecretRef, VaultHosts, VaultOrigin};
@@ -85,6 +86,20 @@ struct File {
     /// its position.
     #[expect(dead_code, reason = "only accepted here; read by env_entries")]
     env: Option<serde::de::IgnoredAny>,
+    env_from: Option<Vec<Spanned<RawEnvFrom>>>,
+}
+
+/// One `[[env_from]]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvFrom {
+    secret: Spanned<String>,
+    vault: Option<Spanned<String>>,
+    version: Option<String>,
+    prefix: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    #[serde(default)]
+    optional: bool,
 }
 
 /// One `[env]` entry as written, checked by hand ([`table`]) rather than by serde: an untagged
@@ -299,10 +314,14 @@ pub fn parse(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Vec<Entry>, 
     parse_manifest(text, path, hosts).map(|m| m.entries)
 }
 
-/// A whole manifest: its entries and its vault allow-list.
+/// A whole manifest: its entries, its bundles, its default vault and its vault allow-list.
 #[derive(Debug, Default)]
 pub struct Manifest {
     pub entries: Vec<Entry>,
+    /// `[[env_from]]`, in order.
+    pub env_from: Vec<EnvFrom>,
+    /// `vault = "…"`: where bare secret names are (`--env-from` uses it too).
+    pub default_vault: Option<String>,
     /// `allowed_vaults = [...]`: the only vaults (host and port) kvrun may contact, when given.
     pub allowed_vaults: Option<Vec<VaultOrigin>>,
 }
@@ -377,9 +396,84 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
             file,
         });
     }
+    let env_from = file
+        .env_from
+        .unwrap_or_default()
+        .into_iter()
+        .map(|table| {
+            let (line, _) = line_col(text, table.span().start);
+            let location = Location::Manifest {
+                path: path.to_owned(),
+                line,
+            };
+            env_from_entry(
+                table.into_inner(),
+                location,
+                default_vault.as_deref(),
+                hosts,
+            )
+            .map_err(|(span, message)| Error::bad_input(at(span), message))
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Manifest {
         entries,
+        env_from,
+        default_vault,
         allowed_vaults,
+    })
+}
+
+/// One `[[env_from]]`: its secret (a bare name in `vault`, or any reference form, whole), prefix,
+/// format and whether it is optional. A problem names the span of the key it is about.
+fn env_from_entry(
+    raw: RawEnvFrom,
+    location: Location,
+    default_vault: Option<&str>,
+    hosts: &VaultHosts,
+) -> Result<EnvFrom, (Range<usize>, String)> {
+    let span = raw.secret.span();
+    let text = raw.secret.into_inner();
+    let bare = reference::is_valid_secret_name(&text);
+    if !bare && (raw.vault.is_some() || raw.version.is_some()) {
+        return Err((
+            span,
+            "env_from: 'vault' and 'version' only go with a bare secret name".to_owned(),
+        ));
+    }
+    let vault = match raw.vault {
+        Some(v) => Some(vault_url(v.get_ref(), hosts).map_err(|(message, _)| (v.span(), message))?),
+        None => default_vault.map(str::to_owned),
+    };
+    let mut secret = bundle::whole_secret(&text, vault.as_deref(), hosts)
+        .map_err(|message| (span.clone(), format!("env_from: {message}")))?;
+    if let Some(version) = raw.version.filter(|v| !v.is_empty()) {
+        if !reference::is_valid_version(&version) {
+            return Err((
+                span,
+                format!("env_from: '{version}' is not a valid secret version"),
+            ));
+        }
+        secret.version = Some(version);
+    }
+    let prefix = match raw.prefix {
+        Some(prefix) => {
+            bundle::check_prefix(prefix.get_ref())
+                .map_err(|message| (prefix.span(), format!("env_from: {message}")))?;
+            prefix.into_inner()
+        }
+        None => String::new(),
+    };
+    let format = match raw.format {
+        Some(format) => bundle::Format::parse(format.get_ref())
+            .map_err(|message| (format.span(), format!("env_from: {message}")))?,
+        None => bundle::Format::Json,
+    };
+    Ok(EnvFrom {
+        secret,
+        prefix,
+        format,
+        optional: raw.optional,
+        location,
     })
 }
 

@@ -38,6 +38,15 @@ pub enum Location {
     DotEnv { path: PathBuf, line: usize },
     /// An `[env]` entry of the manifest.
     Manifest { path: PathBuf, line: usize },
+    /// A command-line option (`--env-from`, also set by its `KVRUN_*` variable).
+    Flag(&'static str),
+    /// A setting of a bundle (`[[env_from]]`, `--env-from`): the bundle's secret, the line of a
+    /// dotenv bundle, and where the bundle is declared.
+    Bundle {
+        secret: String,
+        line: Option<usize>,
+        declared: Box<Location>,
+    },
 }
 
 impl Location {
@@ -58,6 +67,18 @@ impl fmt::Display for Location {
             Self::Environment => f.write_str("environment"),
             Self::DotEnv { path, line } | Self::Manifest { path, line } => {
                 write!(f, "{}:{line}", path.display())
+            }
+            Self::Flag(flag) => f.write_str(flag),
+            Self::Bundle {
+                secret,
+                line,
+                declared,
+            } => {
+                write!(f, "env_from {secret}")?;
+                if let Some(line) = line {
+                    write!(f, " line {line}")?;
+                }
+                write!(f, " ({declared})")
             }
         }
     }

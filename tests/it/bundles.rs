@@ -111,3 +111,98 @@ fn app_service_references_take_no_field() {
     ran.code(65);
     insta::assert_snapshot!(ran.stderr());
 }
+
+const SETTINGS: &str = r#"{
+    "db": { "host": "db.internal", "user": "app-SECRET-1", "replicas": ["r1", "r2"] },
+    "log.level": "debug",
+    "port": 8080,
+    "HOME": "/bundle-home",
+    "unset": null
+}"#;
+
+const DOTENV_BUNDLE: &str = "# pasted from .env\nAPI_KEY=<kv1>/secrets/api-key\nport=9090\nGREETING=\"hello # world\"\nDB_URL=\"pg://{{ <kv1>/secrets/db?field=password }}@h\"\n";
+
+#[test]
+fn bundles_from_the_manifest_and_kvrun_env_from_are_one_get_each() {
+    let test = Test::new();
+    let dotenv_bundle = test.world().fake.vault_url("kv1");
+    let test = test
+        .secret("kv1", "settings", SETTINGS)
+        .secret(
+            "kv1",
+            "app-env",
+            &DOTENV_BUNDLE.replace("<kv1>", &dotenv_bundle),
+        )
+        .secret("kv1", "extra", r#"{"EXTRA":"x-SECRET-4","port":"7070"}"#)
+        .secret("kv1", "api-key", "key-SECRET-5")
+        .secret("kv1", "db", DB);
+    let ran = test
+        .manifest(concat!(
+            "vault = \"<kv1>\"\n",
+            "[[env_from]]\nsecret = \"settings\"\nprefix = \"APP_\"\n",
+            "[[env_from]]\nsecret = \"app-env\"\nformat = \"dotenv\"\n",
+            "[env]\nAPP_port = { value = \"from-manifest\" }\n",
+        ))
+        .env_file("GREETING=from-dotenv\n")
+        .env("HOME", "/home/app")
+        .env("KVRUN_ENV_FROM", "settings,<kv1>/secrets/extra")
+        .args(["-vv", "--", "env", "-0"])
+        .run();
+    let env = ran.success().env();
+    // JSON: flattened with __, names by the generated-name rule, null left out.
+    assert_eq!(env["APP_db__host"], "db.internal");
+    assert_eq!(env["APP_db__user"], "app-SECRET-1");
+    assert_eq!(env["APP_db__replicas__1"], "r2");
+    assert_eq!(env["APP_log_level"], "debug");
+    assert!(!env.contains_key("APP_unset"));
+    // An explicitly named variable wins over any bundle's: the manifest's, a .env file's, the
+    // environment's (HOME from the unprefixed `settings`).
+    assert_eq!(env["APP_port"], "from-manifest");
+    assert_eq!(env["GREETING"], "from-dotenv");
+    assert_eq!(env["HOME"], "/home/app");
+    assert_eq!(env["db__host"], "db.internal");
+    // dotenv: its references resolved, one level deep.
+    assert_eq!(env["API_KEY"], "key-SECRET-5");
+    assert_eq!(env["DB_URL"], "pg://pw-SECRET-9@h");
+    // Of two bundles the later declared wins: the manifest's, then KVRUN_ENV_FROM's in order,
+    // so `extra` over `app-env`.
+    assert_eq!(env["EXTRA"], "x-SECRET-4");
+    assert_eq!(env["port"], "7070");
+    // One GET per secret: four bundles' secrets (settings twice is one) and two references.
+    let gets = ran.world().vault_gets();
+    let mut fetched: Vec<&str> = gets
+        .iter()
+        .filter(|r| r.authorization.is_some())
+        .map(|r| r.path_and_query.split('?').next().unwrap_or_default())
+        .collect();
+    fetched.sort_unstable();
+    assert_eq!(
+        fetched,
+        [
+            "/secrets/api-key/",
+            "/secrets/app-env/",
+            "/secrets/db/",
+            "/secrets/extra/",
+            "/secrets/settings/"
+        ]
+    );
+    // The shadowing is named, never a value.
+    let stderr = ran.stderr();
+    assert!(
+        stderr.contains(
+            "env_from settings (--env-from): HOME is set at environment, which wins over the bundle"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("env_from settings (kvrun.toml:2): APP_port is set at kvrun.toml:9, which wins over the bundle"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("env_from settings (--env-from): port replaces the one from env_from app-env line 3 (kvrun.toml:5) (the later bundle wins)"),
+        "{stderr}"
+    );
+    for value in ["app-SECRET-1", "x-SECRET-4", "key-SECRET-5", "pw-SECRET-9"] {
+        assert!(!stderr.contains(value), "stderr leaks {value}");
+    }
+}
