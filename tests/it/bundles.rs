@@ -206,3 +206,198 @@ fn bundles_from_the_manifest_and_kvrun_env_from_are_one_get_each() {
         assert!(!stderr.contains(value), "stderr leaks {value}");
     }
 }
+
+#[test]
+fn bundles_that_cannot_be_used_fail_by_name_and_say_nothing_of_their_values() {
+    let ran = Test::new()
+        .secret("kv1", "not-json", "hunter2-SECRET-6")
+        .secret("kv1", "array", r#"["hunter2-SECRET-6"]"#)
+        .secret(
+            "kv1",
+            "twice",
+            r#"{"db.host":"hunter2-SECRET-6","db-host":"x"}"#,
+        )
+        .secret(
+            "kv1",
+            "bad-ref",
+            "TOKEN=https://kv1.vault.azure.net/secrets/\nOK=1\n",
+        )
+        .manifest(concat!(
+            "vault = \"<kv1>\"\n",
+            "[[env_from]]\nsecret = \"missing\"\n",
+            "[[env_from]]\nsecret = \"gone\"\noptional = true\n",
+            "[[env_from]]\nsecret = \"not-json\"\nprefix = \"A_\"\n",
+            "[[env_from]]\nsecret = \"array\"\n",
+            "[[env_from]]\nsecret = \"twice\"\n",
+            "[[env_from]]\nsecret = \"bad-ref\"\nformat = \"dotenv\"\n",
+        ))
+        .args(["--", "true"])
+        .run();
+    // Bad input (65) outranks not found (66).
+    ran.code(65);
+    insta::assert_snapshot!(ran.stderr());
+    assert_no_leak(ran.output(), &["hunter2-SECRET-6"]);
+}
+
+#[test]
+fn an_optional_bundle_that_is_missing_is_a_warning() {
+    let ran = Test::new()
+        .secret("kv1", "other", "x")
+        .manifest(concat!(
+            "vault = \"<kv1>\"\n",
+            "[[env_from]]\nsecret = \"gone\"\noptional = true\n",
+        ))
+        .env("KEPT", "as-is")
+        .args(["--", "env", "-0"])
+        .run();
+    assert_eq!(ran.success().env()["KEPT"], "as-is");
+    insta::assert_snapshot!(ran.stderr());
+}
+
+#[test]
+fn bundle_declarations_are_checked_before_any_request() {
+    let cases = [
+        (
+            "unknown_key",
+            "[[env_from]]\nsecret = \"<kv1>/secrets/a\"\nprefx = \"A_\"\n",
+            None,
+        ),
+        (
+            "bad_prefix",
+            "[[env_from]]\nsecret = \"<kv1>/secrets/a\"\nprefix = \"1-A\"\n",
+            None,
+        ),
+        (
+            "a_field",
+            "[[env_from]]\nsecret = \"<kv1>/secrets/a?field=x\"\n",
+            None,
+        ),
+        (
+            "bad_format",
+            "[[env_from]]\nsecret = \"<kv1>/secrets/a\"\nformat = \"yaml\"\n",
+            None,
+        ),
+        ("bare_name_without_a_vault", "", Some("APP_=app-settings")),
+        ("flag_with_a_template", "", Some("{{ <kv1>/secrets/a }}")),
+    ];
+    for (name, manifest, flag) in cases {
+        let mut test = Test::new().manifest(manifest);
+        if let Some(flag) = flag {
+            test = test.args(["--env-from", flag]);
+        }
+        let ran = test.args(["--", "true"]).run();
+        assert!(
+            ran.world().vault_gets().is_empty(),
+            "{name}: nothing is fetched"
+        );
+        insta::assert_snapshot!(name, ran.stderr());
+    }
+}
+
+#[test]
+fn a_bundles_references_are_held_to_the_allow_list() {
+    let test = Test::new();
+    let token = format!(
+        "TOKEN={}/secrets/token\n",
+        test.world().fake.vault_url("kv2")
+    );
+    let ran = test
+        .secret("kv1", "app-env", &token)
+        .secret("kv2", "token", "t-SECRET-8")
+        .args([
+            "--allow-vault",
+            "<kv1>",
+            "--env-from",
+            "dotenv:<kv1>/secrets/app-env",
+            "--",
+            "true",
+        ])
+        .run();
+    ran.code(77);
+    insta::assert_snapshot!(ran.stderr());
+    let gets = ran.world().vault_gets();
+    assert!(
+        gets.iter().all(|r| !r.host.starts_with("kv2")),
+        "kv2 is never contacted: {gets:?}"
+    );
+}
+
+#[test]
+fn check_shows_each_bundle_variable_and_export_exports_it() {
+    let ran = Test::new()
+        .secret(
+            "kv1",
+            "settings",
+            r#"{"db":{"user":"u-SECRET-2"},"mode":"fast"}"#,
+        )
+        .secret("kv1", "shadowed", r#"{"MODE_ONLY":"s-SECRET-3"}"#)
+        .env("MODE_ONLY", "explicit")
+        .manifest(concat!(
+            "vault = \"<kv1>\"\n",
+            "[[env_from]]\nsecret = \"gone\"\noptional = true\n",
+            "[[env_from]]\nsecret = \"shadowed\"\n",
+        ))
+        .args(["--env-from", "APP_=settings", "check", "--json"])
+        .run();
+    ran.success();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&ran.stdout()).unwrap();
+    let summary: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            format!(
+                "{} | {} | {} | {}",
+                row["variable"].as_str().unwrap(),
+                row["origin"].as_str().unwrap(),
+                row["secret"].as_str().unwrap(),
+                row["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "APP_db__user | env_from settings (--env-from) | settings | ok",
+            "APP_mode | env_from settings (--env-from) | settings | ok",
+            "env_from | kvrun.toml:2 | gone | optional, not found",
+            "env_from | kvrun.toml:5 | shadowed | ok",
+        ]
+    );
+    assert_no_leak(ran.output(), &["u-SECRET-2", "s-SECRET-3"]);
+
+    let export = run(ran.world().kvrun().env("MODE_ONLY", "explicit").args([
+        "--env-from",
+        "APP_=settings",
+        "export",
+        "--format",
+        "dotenv",
+    ]));
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_eq!(
+        String::from_utf8_lossy(&export.stdout),
+        "APP_db__user='u-SECRET-2'\nAPP_mode='fast'\n",
+        "an inherited variable is not exported, and still wins over the bundle's"
+    );
+}
+
+#[test]
+fn no_bundle_value_in_any_output_at_trace_level() {
+    let test = Test::new();
+    let app_env = format!(
+        "TOKEN={}/secrets/token\nPLAIN=p-SECRET-12\n",
+        test.world().fake.vault_url("kv1")
+    );
+    let ran = test
+        .secret("kv1", "settings", r#"{"a":{"b":"j-SECRET-11"}}"#)
+        .secret("kv1", "app-env", &app_env)
+        .secret("kv1", "token", "t-SECRET-13")
+        .env("KVRUN_LOG", "trace")
+        .args([
+            "--env-from",
+            "<kv1>/secrets/settings,dotenv:<kv1>/secrets/app-env",
+            "check",
+        ])
+        .run();
+    ran.success();
+    assert!(ran.stdout().contains("a__b"), "{}", ran.stdout());
+    assert_no_leak(ran.output(), &["j-SECRET-11", "p-SECRET-12", "t-SECRET-13"]);
+}

@@ -446,6 +446,26 @@ fn watch_restarts_the_command_when_a_secret_changes() {
 }
 
 #[test]
+fn watch_treats_a_rotated_bundle_as_a_rotation_of_its_variables() {
+    let world = World::new();
+    let kv = world.fake.vault("watch4");
+    kv.set_secret("bundle", r#"{"SECRET":"first-VALUE","OTHER":"same"}"#);
+    let (kvrun, out, err) = watching(
+        &world,
+        ("KVRUN_ENV_FROM", world.url("watch4", "bundle")),
+        &[],
+    );
+    out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
+    kv.set_secret("bundle", r#"{"SECRET":"second-VALUE","OTHER":"same"}"#);
+    out.expect("stopping", WATCH_LIMIT, |l| l == "stopping");
+    out.expect("start second", WATCH_LIMIT, |l| l == "start second-VALUE");
+    err.expect("naming the change", WATCH_LIMIT, |l| {
+        l.contains("secrets changed") && l.contains("SECRET") && !l.contains("OTHER")
+    });
+    stop(kvrun, &out);
+}
+
+#[test]
 fn watch_with_a_reload_signal_rewrites_the_file_and_signals() {
     let world = World::new();
     let kv = world.fake.vault("watch2");
