@@ -9,6 +9,8 @@
 //! - the command run directly with the values already in its environment (the floor);
 //! - kvrun (`--concurrency 32`, its default, pinned), and kvrun `--sequential` (one request at a
 //!   time);
+//! - kvrun with the same N values as one JSON bundle (`--no-dotenv --env-from`, one GET however
+//!   large N is): what a team that keeps an app's settings in one secret pays;
 //! - `akv run` (crate `akv-cli` 1.0.0, installed by `scripts/bench` into `target/bench-tools/`);
 //! - the Node launcher of `benches/node-launcher/` (dotenv + `@azure/keyvault-secrets`, as the
 //!   Key Vault quickstart writes it), awaiting each `getSecret` in turn, and with `Promise.all`.
@@ -45,7 +47,7 @@
 //! `KVRUN_BENCH_AKV` (default `target/bench-tools/bin/akv`), `KVRUN_BENCH_NODE` (default `node`),
 //! `KVRUN_BENCH_KVRUN` (another kvrun binary, e.g. one built with other settings; default the
 //! release build's),
-//! `KVRUN_BENCH_LAUNCHERS` (some of `direct,kvrun,sequential,akv,node-each,node-all`; default all),
+//! `KVRUN_BENCH_LAUNCHERS` (some of `direct,kvrun,sequential,bundle,akv,node-each,node-all`; default all),
 //! `KVRUN_BENCH_TIMING=0` (kvrun without its timing line: no CPU figures; to check that printing
 //! it costs nothing measurable), `KVRUN_BENCH_VERBOSE=1` (shows kvrun's timing line of the last run
 //! of each case), `KVRUN_BENCH_CERT_DIR` (also trust this directory, e.g. `/etc/ssl/certs`, through
@@ -94,20 +96,30 @@ enum Launcher {
     Direct,
     Kvrun,
     KvrunSequential,
+    /// kvrun with the same values as one JSON bundle (`--env-from`) instead of N references.
+    KvrunBundle,
     Akv,
     NodeEach,
     NodeAll,
 }
 
 impl Launcher {
-    const ALL: [Launcher; 6] = [
+    const ALL: [Launcher; 7] = [
         Launcher::Direct,
         Launcher::Kvrun,
         Launcher::KvrunSequential,
+        Launcher::KvrunBundle,
         Launcher::Akv,
         Launcher::NodeEach,
         Launcher::NodeAll,
     ];
+
+    fn is_kvrun(self) -> bool {
+        matches!(
+            self,
+            Launcher::Kvrun | Launcher::KvrunSequential | Launcher::KvrunBundle
+        )
+    }
 
     /// The name `KVRUN_BENCH_LAUNCHERS` uses.
     fn key(self) -> &'static str {
@@ -115,6 +127,7 @@ impl Launcher {
             Launcher::Direct => "direct",
             Launcher::Kvrun => "kvrun",
             Launcher::KvrunSequential => "sequential",
+            Launcher::KvrunBundle => "bundle",
             Launcher::Akv => "akv",
             Launcher::NodeEach => "node-each",
             Launcher::NodeAll => "node-all",
@@ -126,6 +139,7 @@ impl Launcher {
             Launcher::Direct => "command directly",
             Launcher::Kvrun => "kvrun",
             Launcher::KvrunSequential => "kvrun --sequential",
+            Launcher::KvrunBundle => "kvrun, one bundle",
             Launcher::Akv => "akv run",
             Launcher::NodeEach => "Node, await each",
             Launcher::NodeAll => "Node, Promise.all",
@@ -341,6 +355,9 @@ struct Case {
     dir: PathBuf,
     /// (variable, value) for every reference.
     expected: Vec<(String, String)>,
+    /// The identifier of one JSON secret holding every (variable, value), for
+    /// [`Launcher::KvrunBundle`].
+    bundle: String,
 }
 
 impl Case {
@@ -444,11 +461,20 @@ impl World {
         }
         // Always a .env, even empty: akv looks for one in the parent directories otherwise.
         std::fs::write(dir.join(".env"), dotenv).map_err(|e| format!("write .env: {e}"))?;
+        let settings: serde_json::Map<String, serde_json::Value> = expected
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let name = format!("bundle-n{n}");
+        self.fake
+            .vault("bench0")
+            .set_secret(&name, &serde_json::Value::Object(settings).to_string());
         Ok(Case {
             n,
             vaults,
             dir,
             expected,
+            bundle: format!("https://bench0.vault.azure.net/secrets/{name}"),
         })
     }
 
@@ -456,12 +482,16 @@ impl World {
         let child = case.child();
         let mut command = match launcher {
             Launcher::Direct => Command::new(&child[0]),
-            Launcher::Kvrun | Launcher::KvrunSequential => {
+            Launcher::Kvrun | Launcher::KvrunSequential | Launcher::KvrunBundle => {
                 let mut c = Command::new(&settings.kvrun);
                 if launcher == Launcher::KvrunSequential {
                     c.arg("--sequential");
                 } else {
                     c.args(["--concurrency", CONCURRENCY]);
+                }
+                if launcher == Launcher::KvrunBundle {
+                    // The same values from one secret; the .env's references left unread.
+                    c.args(["--no-dotenv", "--env-from", &case.bundle]);
                 }
                 c.arg("--");
                 c
@@ -484,7 +514,7 @@ impl World {
         command
             .env_clear()
             .envs(self.base_env.iter().map(|(k, v)| (k, v)));
-        if settings.timing && matches!(launcher, Launcher::Kvrun | Launcher::KvrunSequential) {
+        if settings.timing && launcher.is_kvrun() {
             command.env("KVRUN_LOG", TIMING_LOG);
         }
         if launcher == Launcher::Direct {
@@ -624,9 +654,7 @@ fn measure(
             row.network()
         )
     };
-    let wants_cpu = settings.timing
-        && case.n > 0
-        && matches!(launcher, Launcher::Kvrun | Launcher::KvrunSequential);
+    let wants_cpu = settings.timing && case.n > 0 && launcher.is_kvrun();
     let mut runs: Vec<RunResult> = Vec::new();
     let mut wanted = settings.runs;
     let mut stderr = String::new();
@@ -1147,7 +1175,11 @@ fn report(
             w,
             rows,
             results,
-            &[Launcher::Kvrun, Launcher::KvrunSequential],
+            &[
+                Launcher::Kvrun,
+                Launcher::KvrunSequential,
+                Launcher::KvrunBundle,
+            ],
             "kvrun's own CPU time per run (median; from its timing line: before the resolution — process start, sources, plan — plus during it; not the stand-in `az` nor the command it execs into; none at N = 0, where nothing is resolved)",
             |s| {
                 s.cpu.map_or_else(String::new, |c| {
