@@ -161,12 +161,9 @@ pub fn whole_secret(
         });
     }
     match reference::classify(text, hosts) {
-        Ok(Classified::Reference(Reference {
-            secret,
-            field: None,
-        })) => Ok(secret),
+        Ok(Classified::Reference(Reference { secret, pick: None })) => Ok(secret),
         Ok(Classified::Reference(_)) => {
-            Err("a bundle takes a whole secret: ?field= does not apply".to_owned())
+            Err("a bundle takes a whole secret: ?field= and ?part= do not apply".to_owned())
         }
         Ok(Classified::Template(_)) => {
             Err("a bundle names one secret, not a {{ }} template".to_owned())
@@ -401,22 +398,10 @@ pub(crate) fn expand(mut plan: Plan, outcomes: &[Outcome], context: &Context) ->
     for bundle in &mut bundles {
         let from = &bundle.declared;
         let shown = Shown(&from.secret, None).to_string();
-        let settings = match &outcomes[bundle.index] {
-            Err(e) if from.optional && e.problem.class == FailureClass::NotFound => {
-                tracing::warn!(
-                    "{}: optional bundle {shown} not used: {}",
-                    from.location,
-                    e.problem
-                );
-                continue;
-            }
-            Err(e) => Err(e.problem.clone()),
-            Ok(value) => settings(value.expose(), from.format, &from.prefix)
-                .map_err(|unfit| Problem::new(FailureClass::BadValue, unfit.to_string())),
-        };
-        let settings = match settings {
-            Ok(settings) => settings,
-            Err(problem) => {
+        let settings = match settings_of(from, &shown, &outcomes[bundle.index]) {
+            None => continue,
+            Some(Ok(settings)) => settings,
+            Some(Err(problem)) => {
                 plan.refused.push(bundle_failure(from, &shown, problem));
                 continue;
             }
@@ -460,6 +445,14 @@ pub(crate) fn expand(mut plan: Plan, outcomes: &[Outcome], context: &Context) ->
                 .file_vars
                 .contains(&setting.name)
                 .then(|| context.file_spec.clone());
+            if let Some(problem) = plan::pkcs12_misplaced(&value, file.is_some()) {
+                let problem = Problem::new(
+                    FailureClass::BadValue,
+                    format!("{}: {problem}", setting.name),
+                );
+                plan.refused.push(bundle_failure(from, &shown, problem));
+                continue;
+            }
             layer.place(plan::Var {
                 name: setting.name.into(),
                 value,
@@ -472,6 +465,30 @@ pub(crate) fn expand(mut plan: Plan, outcomes: &[Outcome], context: &Context) ->
     layer.vars.append(&mut plan.vars);
     plan.vars = layer.vars;
     plan
+}
+
+/// The settings of a fetched bundle; `None` for an optional bundle that does not exist (a
+/// warning).
+fn settings_of(
+    from: &EnvFrom,
+    shown: &str,
+    outcome: &Outcome,
+) -> Option<Result<Vec<Setting>, Problem>> {
+    match outcome {
+        Err(e) if from.optional && e.problem.class == FailureClass::NotFound => {
+            tracing::warn!(
+                "{}: optional bundle {shown} not used: {}",
+                from.location,
+                e.problem
+            );
+            None
+        }
+        Err(e) => Some(Err(e.problem.clone())),
+        Ok(value) => Some(
+            settings(value.expose(), from.format, &from.prefix)
+                .map_err(|unfit| Problem::new(FailureClass::BadValue, unfit.to_string())),
+        ),
+    }
 }
 
 /// The bundles' variables as they are placed, and the plan's secrets by key.
@@ -519,9 +536,9 @@ impl Layer {
                 index: bundle,
                 value: setting.value.clone(),
             }),
-            Ok(Classified::Reference(Reference { secret, field })) => Ok(Value::Secret {
+            Ok(Classified::Reference(Reference { secret, pick })) => Ok(Value::Secret {
                 index: intern(&secret),
-                field,
+                pick,
                 optional: false,
             }),
             Ok(Classified::Template(pieces)) => Ok(Value::Template(
@@ -529,7 +546,7 @@ impl Layer {
                     .iter()
                     .map(|piece| match piece {
                         Piece::Text(text) => Part::Text(text.clone()),
-                        Piece::Secret(r) => Part::Secret(intern(&r.secret), r.field.clone()),
+                        Piece::Secret(r) => Part::Secret(intern(&r.secret), r.pick.clone()),
                     })
                     .collect(),
             )),
@@ -670,7 +687,7 @@ mod tests {
         assert_eq!(service.secret.name, "app");
         assert_eq!(
             parse(&format!("{id}?field=x")).unwrap_err(),
-            "a bundle takes a whole secret: ?field= does not apply"
+            "a bundle takes a whole secret: ?field= and ?part= do not apply"
         );
         assert_eq!(
             parse("yaml:app").unwrap_err(),

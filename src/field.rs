@@ -112,30 +112,8 @@ impl fmt::Display for Field {
     }
 }
 
-/// The field named by an identifier's query (`field=…`, percent-decoded once): the only query
-/// a reference may carry.
-///
-/// # Errors
-/// Any other parameter, `field` twice, bad percent-encoding, or a bad field.
-pub fn from_query(query: &str) -> Result<Field, String> {
-    let mut field = None;
-    for pair in query.split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key != "field" {
-            return Err(format!(
-                "a secret identifier's query may only be ?field=NAME, not '{key}'"
-            ));
-        }
-        if field.is_some() {
-            return Err("?field= appears twice in the secret identifier".into());
-        }
-        field = Some(Field::parse(&percent_decode(value)?)?);
-    }
-    field.ok_or_else(|| "the secret identifier's query is empty".into())
-}
-
 /// RFC 3986 percent-decoding, once (`+` stays `+`: a query here is no HTML form).
-fn percent_decode(text: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(text: &str) -> Result<String, String> {
     let bad = || format!("'{text}' is not valid percent-encoding in ?field=");
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -285,45 +263,5 @@ mod tests {
             field.describe(&Missing::NotJson),
             "the secret's value is not JSON, so it has no field 'username'"
         );
-    }
-
-    #[test]
-    fn a_query_holds_one_field_percent_decoded_once() {
-        assert_eq!(from_query("field=username").unwrap().as_str(), "username");
-        assert_eq!(
-            from_query("field=%2Fdb%2Fhost").unwrap().as_str(),
-            "/db/host"
-        );
-        assert_eq!(from_query("field=a%2525b").unwrap().as_str(), "a%25b");
-        assert_eq!(from_query("field=a+b").unwrap().as_str(), "a+b");
-        for (query, error) in [
-            (
-                "version=2",
-                "a secret identifier's query may only be ?field=NAME, not 'version'",
-            ),
-            (
-                "field=a&field=b",
-                "?field= appears twice in the secret identifier",
-            ),
-            (
-                "field=",
-                "the field is empty: name a top-level key or a JSON Pointer (/a/b)",
-            ),
-            (
-                "field=%zz",
-                "'%zz' is not valid percent-encoding in ?field=",
-            ),
-            (
-                "field=%ff",
-                "'%ff' is not valid percent-encoding in ?field=",
-            ),
-            (
-                "field=/a~2",
-                "in a JSON Pointer, '~' is written ~0 and '/' inside a key ~1",
-            ),
-        ] {
-            assert_eq!(from_query(query).unwrap_err(), error, "{query}");
-        }
-        assert_eq!(Field::parse("a b/c").unwrap().encoded(), "a%20b/c");
     }
 }

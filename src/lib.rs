@@ -24,6 +24,8 @@ pub mod http;
 pub(crate) mod jitter;
 pub(crate) mod launch;
 pub mod names;
+pub mod part;
+pub mod pick;
 pub(crate) mod plan;
 pub mod reference;
 pub(crate) mod resolve;

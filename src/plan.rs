@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use crate::bundle::EnvFrom;
 use crate::error::{Error, Failure};
-use crate::field::Field;
+use crate::pick::Pick;
 use crate::reference::{self, Classified, Piece, Reference, SecretRef, VaultHosts, VaultOrigin};
 use crate::source::FileSpec;
 use crate::source::files::DotEnvFile;
@@ -79,8 +79,8 @@ pub(crate) enum Value {
     },
     Secret {
         index: usize,
-        /// Only this field of the secret's JSON value.
-        field: Option<Field>,
+        /// Only this field of the secret's JSON value, or part of its certificate.
+        pick: Option<Pick>,
         optional: bool,
     },
     Template(Vec<Part>),
@@ -96,12 +96,12 @@ impl std::fmt::Debug for Value {
                 .finish_non_exhaustive(),
             Self::Secret {
                 index,
-                field,
+                pick,
                 optional,
             } => f
                 .debug_struct("Secret")
                 .field("index", index)
-                .field("field", field)
+                .field("pick", pick)
                 .field("optional", optional)
                 .finish(),
             Self::Template(parts) => f.debug_tuple("Template").field(parts).finish(),
@@ -112,8 +112,8 @@ impl std::fmt::Debug for Value {
 #[derive(Clone)]
 pub(crate) enum Part {
     Text(String),
-    /// A secret (an index into [`Plan::secrets`]), or one field of it.
-    Secret(usize, Option<Field>),
+    /// A secret (an index into [`Plan::secrets`]), or one field or part of it.
+    Secret(usize, Option<Pick>),
 }
 
 /// The inputs to planning, all already read.
@@ -173,7 +173,7 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
                 optional,
             }) => Value::Secret {
                 index: intern(&reference.secret),
-                field: reference.field.clone(),
+                pick: reference.pick.clone(),
                 optional: *optional,
             },
             Raw::Manifest(manifest::Value::Template(pieces)) => {
@@ -185,6 +185,9 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
             Value::Literal(_) => None,
             _ => file_spec(inputs, name),
         };
+        if let Some(problem) = pkcs12_misplaced(&value, file.is_some()) {
+            return Err(Error::bad_input(location.naming(name), problem));
+        }
         vars.push(Var {
             name: name.to_owned(),
             value,
@@ -204,6 +207,26 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
     plan.vars = vars;
     plan.bundles = bundles;
     Ok(plan)
+}
+
+/// `?part=pkcs12` is the binary PFX: a file's contents, never an environment variable's value
+/// nor a piece of a template.
+pub(crate) fn pkcs12_misplaced(value: &Value, file: bool) -> Option<&'static str> {
+    let pkcs12 =
+        |pick: &Option<Pick>| pick.as_ref().and_then(Pick::part) == Some(crate::part::Part::Pkcs12);
+    match value {
+        Value::Secret { pick, .. } if pkcs12(pick) && !file => Some(
+            "?part=pkcs12 is binary: deliver it as a file (file = true in the manifest, or --file-var)",
+        ),
+        Value::Template(parts)
+            if parts
+                .iter()
+                .any(|p| matches!(p, Part::Secret(_, pick) if pkcs12(pick))) =>
+        {
+            Some("?part=pkcs12 is binary and cannot be part of a {{ }} template")
+        }
+        _ => None,
+    }
 }
 
 /// How `name` is delivered as a file, if it is: the manifest's entry for it, else `--file-var`.
@@ -275,9 +298,9 @@ fn text_value(
     };
     match reference::classify(utf8, hosts) {
         Ok(Classified::Literal) => Ok(Value::Literal(text.to_owned())),
-        Ok(Classified::Reference(Reference { secret, field })) => Ok(Value::Secret {
+        Ok(Classified::Reference(Reference { secret, pick })) => Ok(Value::Secret {
             index: intern(&secret),
-            field,
+            pick,
             optional: false,
         }),
         Ok(Classified::Template(pieces)) => Ok(Value::Template(parts(&pieces, intern))),
@@ -364,9 +387,7 @@ impl std::fmt::Debug for Part {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Text(_) => f.write_str("Text([redacted])"),
-            Self::Secret(index, field) => {
-                f.debug_tuple("Secret").field(index).field(field).finish()
-            }
+            Self::Secret(index, pick) => f.debug_tuple("Secret").field(index).field(pick).finish(),
         }
     }
 }
@@ -392,7 +413,7 @@ fn parts(pieces: &[Piece], intern: &mut dyn FnMut(&SecretRef) -> usize) -> Vec<P
         .map(|piece| match piece {
             Piece::Text(text) => Part::Text(text.clone()),
             Piece::Secret(reference) => {
-                Part::Secret(intern(&reference.secret), reference.field.clone())
+                Part::Secret(intern(&reference.secret), reference.pick.clone())
             }
         })
         .collect()

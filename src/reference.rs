@@ -24,6 +24,8 @@ use std::fmt;
 
 use url::Url;
 
+use crate::pick::Pick;
+
 /// Vault host suffixes of the public, China and US Government clouds, and the retired German cloud.
 pub const BUILTIN_VAULT_SUFFIXES: [&str; 4] = [
     "vault.azure.net",
@@ -179,37 +181,36 @@ pub fn parse_vault_origin(text: &str, hosts: &VaultHosts) -> Option<VaultOrigin>
     valid.then_some(VaultOrigin { host, port })
 }
 
-/// A secret and what to take of its value: all of it, or one field of a JSON value (`?field=`).
+/// A secret and what to take of its value: all of it, one field of a JSON value (`?field=`) or
+/// one part of a certificate (`?part=`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
     pub secret: SecretRef,
-    pub field: Option<crate::field::Field>,
+    pub pick: Option<Pick>,
 }
 
 impl From<SecretRef> for Reference {
     fn from(secret: SecretRef) -> Self {
-        Self {
-            secret,
-            field: None,
-        }
+        Self { secret, pick: None }
     }
 }
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", Shown(&self.secret, self.field.as_ref()))
+        write!(f, "{}", Shown(&self.secret, self.pick.as_ref()))
     }
 }
 
-/// A secret, or one field of it, written as its identifier (`…/secrets/db?field=username`): what
-/// failures and `kvrun check` show, and what classifies back as the same reference.
-pub(crate) struct Shown<'a>(pub &'a SecretRef, pub Option<&'a crate::field::Field>);
+/// A secret, or one field or part of it, written as its identifier (`…/secrets/db?field=username`,
+/// `…/secrets/tls?part=key`): what failures and `kvrun check` show, and what classifies back as
+/// the same reference.
+pub(crate) struct Shown<'a>(pub &'a SecretRef, pub Option<&'a Pick>);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)?;
-        if let Some(field) = self.1 {
-            write!(f, "?field={}", field.encoded())?;
+        if let Some(pick) = self.1 {
+            write!(f, "?{}", pick.query())?;
         }
         Ok(())
     }
@@ -269,6 +270,9 @@ pub struct Identifier {
     /// ignores the query).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// kvrun's addition: the `?part=` of a certificate-backed secret, when the query names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<String>,
 }
 
 /// Parse a Key Vault secret identifier on any host, as `parseKeyVaultSecretIdentifier` does, but
@@ -330,15 +334,22 @@ pub fn parse_secret_identifier(id: &str) -> Result<Identifier, ReferenceError> {
         Some(port) => format!("https://{host}:{port}"),
         None => format!("https://{host}"),
     };
+    let pick = url
+        .query()
+        .and_then(|query| crate::pick::from_query(query).ok());
     Ok(Identifier {
         source_id: id.to_owned(),
         vault_url,
         name: name.to_owned(),
         version: version.map(|v| (*v).to_owned()),
-        field: url
-            .query()
-            .and_then(|query| crate::field::from_query(query).ok())
+        field: pick
+            .as_ref()
+            .and_then(Pick::field)
             .map(|field| field.as_str().to_owned()),
+        part: pick
+            .as_ref()
+            .and_then(Pick::part)
+            .map(|part| part.as_str().to_owned()),
     })
 }
 
@@ -543,9 +554,9 @@ fn secret_from_vault_url(
             "a secret identifier must not have a fragment",
         ));
     }
-    let field = match url.query() {
+    let pick = match url.query() {
         None => None,
-        Some(query) => Some(crate::field::from_query(query).map_err(ReferenceError::new)?),
+        Some(query) => Some(crate::pick::from_query(query).map_err(ReferenceError::new)?),
     };
     let host = url.host_str().unwrap_or_default();
     if host.ends_with('.') {
@@ -568,7 +579,7 @@ fn secret_from_vault_url(
             name: id.name,
             version: id.version,
         },
-        field,
+        pick,
     }))
 }
 
@@ -1052,8 +1063,8 @@ mod tests {
         }
     }
 
-    fn field(text: &str) -> Option<crate::field::Field> {
-        crate::field::Field::parse(text).ok()
+    fn field(text: &str) -> Option<Pick> {
+        crate::field::Field::parse(text).ok().map(Pick::Field)
     }
 
     #[test]
@@ -1080,7 +1091,7 @@ mod tests {
         for (text, want) in cases {
             let want = Reference {
                 secret: db(),
-                field: field(want),
+                pick: field(want),
             };
             assert_eq!(
                 classify(text, &hosts()),
@@ -1101,12 +1112,12 @@ mod tests {
                 Piece::Text("postgres://".into()),
                 Piece::Secret(Reference {
                     secret: db(),
-                    field: field("username")
+                    pick: field("username")
                 }),
                 Piece::Text(":".into()),
                 Piece::Secret(Reference {
                     secret: db(),
-                    field: field("password")
+                    pick: field("password")
                 }),
                 Piece::Text("@db".into()),
             ]))
@@ -1115,7 +1126,7 @@ mod tests {
         let error = |text: &str| classify(text, &hosts()).unwrap_err().message;
         assert_eq!(
             error("https://myvault.vault.azure.net/secrets/db?api-version=7.4"),
-            "a secret identifier's query may only be ?field=NAME, not 'api-version'"
+            "a secret identifier's query may only be ?field=NAME or ?part=PART, not 'api-version'"
         );
         assert_eq!(
             error("https://myvault.vault.azure.net/secrets/db?field=a&field=b"),

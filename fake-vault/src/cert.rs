@@ -82,6 +82,100 @@ impl TestCertificate {
     }
 }
 
+/// A server certificate issued through an intermediate CA by a root CA, with the leaf's EC P-256
+/// key: what a certificate-backed Key Vault secret holds, from [`test_chain`].
+#[derive(Clone, Debug)]
+pub struct TestChain {
+    pub root_pem: String,
+    pub intermediate_pem: String,
+    pub leaf_pem: String,
+    /// The leaf's key, PKCS#8 PEM (`BEGIN PRIVATE KEY`).
+    pub key_pem: String,
+    /// The leaf's key as Key Vault's PEM secret holds it: the key, then leaf, intermediate and
+    /// root.
+    pub secret_pem: String,
+}
+
+/// Makes a root CA, an intermediate CA and a leaf for `common_name` (an EC P-256 key each).
+///
+/// # Panics
+/// If a key or a certificate cannot be made.
+#[must_use]
+pub fn test_chain(common_name: &str) -> TestChain {
+    let ca = |name: &str| {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+    };
+    let root_key = KeyPair::generate().expect("P-256 key");
+    let root =
+        rcgen::CertifiedIssuer::self_signed(ca("kvrun test-only root"), root_key).expect("root");
+    let intermediate_key = KeyPair::generate().expect("P-256 key");
+    let intermediate = rcgen::CertifiedIssuer::signed_by(
+        ca("kvrun test-only intermediate"),
+        intermediate_key,
+        &*root,
+    )
+    .expect("intermediate");
+    let leaf_key = KeyPair::generate().expect("P-256 key");
+    let mut params = CertificateParams::new(vec![common_name.to_owned()]).expect("a DNS name");
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    let leaf = params.signed_by(&leaf_key, &*intermediate).expect("leaf");
+    let key_pem = leaf_key.serialize_pem();
+    let secret_pem = format!(
+        "{key_pem}{}{}{}",
+        leaf.pem(),
+        intermediate.pem(),
+        root.pem()
+    );
+    TestChain {
+        root_pem: root.pem(),
+        intermediate_pem: intermediate.pem(),
+        leaf_pem: leaf.pem(),
+        key_pem,
+        secret_pem,
+    }
+}
+
+impl TestChain {
+    /// A PKCS#12 without a password, as Key Vault's `application/x-pkcs12` secret holds it
+    /// (base64 of this): the leaf's key and all three certificates.
+    ///
+    /// # Panics
+    /// If the file cannot be written.
+    #[must_use]
+    pub fn pkcs12(&self) -> Vec<u8> {
+        let der = |pem: &str| {
+            CertificateDer::from_pem_slice(pem.as_bytes())
+                .expect("a certificate's PEM")
+                .to_vec()
+        };
+        let leaf = der(&self.leaf_pem);
+        let key_der = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .expect("the key's PEM");
+        let key = PrivateKey::from_der(key_der.secret_der()).expect("a PKCS#8 key");
+        let certs = [&self.leaf_pem, &self.intermediate_pem, &self.root_pem]
+            .map(|pem| Certificate::from_der(&der(pem)).expect("the certificate's DER"));
+        let local_key_id = digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, &leaf)
+            .as_ref()
+            .to_vec();
+        let chain = PrivateKeyChain::new(local_key_id, key, certs);
+        let mut store = KeyStore::new();
+        store.add_entry("kvrun-test", KeyStoreEntry::PrivateKeyChain(chain));
+        store
+            .writer("")
+            .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
+            .mac_algorithm(MacAlgorithm::HmacSha256)
+            .write()
+            .expect("PKCS#12")
+    }
+}
+
 /// What the fake keeps of a registered client certificate.
 pub(crate) struct CertKey {
     pub sha1: Vec<u8>,

@@ -69,7 +69,7 @@ mod limit_tests;
 #[cfg(test)]
 mod tests;
 
-pub use cert::{TestCertificate, test_certificate};
+pub use cert::{TestCertificate, TestChain, test_certificate, test_chain};
 pub use msi::{ManagedIdentity, SYSTEM_ASSIGNED_CLIENT_ID};
 pub use proxy::ConnectProxy;
 

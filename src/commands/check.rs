@@ -36,6 +36,9 @@ pub(crate) struct Row {
     /// The field of the secret's JSON value the variable takes, if only one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The part of a certificate-backed secret the variable takes (`key`, `cert`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<String>,
     /// The pinned version, or `latest`.
     pub version: String,
     /// The version that answered (for `latest`, what it resolved to); `None` when none did.
@@ -69,9 +72,10 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 r.variable.clone(),
                 r.location.clone(),
                 r.vault.clone(),
-                match &r.field {
-                    Some(field) => format!("{}?field={field}", r.secret),
-                    None => r.secret.clone(),
+                match (&r.field, &r.part) {
+                    (Some(field), _) => format!("{}?field={field}", r.secret),
+                    (None, Some(part)) => format!("{}?part={part}", r.secret),
+                    (None, None) => r.secret.clone(),
                 },
                 match (r.version.as_str(), &r.resolved_version) {
                     // A short form in the table, as git shows commits; the JSON has it whole.
@@ -143,35 +147,34 @@ pub(crate) fn check(
             plan::Value::Bundled { index, .. } => (vec![(*index, None)], false),
             plan::Value::Secret {
                 index,
-                field,
+                pick,
                 optional,
-            } => (vec![(*index, field.as_ref())], *optional),
+            } => (vec![(*index, pick.as_ref())], *optional),
             plan::Value::Template(parts) => (
                 parts
                     .iter()
                     .filter_map(|p| match p {
-                        Part::Secret(i, field) => Some((*i, field.as_ref())),
+                        Part::Secret(i, pick) => Some((*i, pick.as_ref())),
                         Part::Text(_) => None,
                     })
                     .collect(),
                 false,
             ),
         };
-        for (index, field) in indices {
+        for (index, pick) in indices {
             let secret = &plan.secrets[index];
             let variable = var.name.to_string_lossy();
-            let shown = crate::reference::Shown(secret, field).to_string();
+            let shown = crate::reference::Shown(secret, pick).to_string();
             // What the assembly refused of a value that resolved: one no environment can hold, a
             // field the value does not have.
             let refusal = refused
                 .iter()
                 .find(|f| f.variable == variable && f.secret == shown);
             let optional_field_missing = optional
-                && field.is_some_and(|field| {
+                && pick.is_some_and(|pick| {
                     outcomes[index].as_ref().is_ok_and(|value| {
-                        field
-                            .take(value.expose())
-                            .is_err_and(|missing| missing != crate::field::Missing::NotJson)
+                        pick.take(value.expose(), value.content_type())
+                            .is_err_and(|missing| missing.is_absence())
                     })
                 });
             let (status, reason) = match (&outcomes[index], refusal) {
@@ -191,7 +194,12 @@ pub(crate) fn check(
                 location: var.location.to_string(),
                 vault: secret.vault_host().to_owned(),
                 secret: secret.name.clone(),
-                field: field.map(ToString::to_string),
+                field: pick
+                    .and_then(crate::pick::Pick::field)
+                    .map(ToString::to_string),
+                part: pick
+                    .and_then(crate::pick::Pick::part)
+                    .map(|part| part.as_str().to_owned()),
                 version: secret
                     .version
                     .clone()
@@ -267,6 +275,7 @@ fn unused_bundles(
                 vault: secret.vault_host().to_owned(),
                 secret: secret.name.clone(),
                 field: None,
+                part: None,
                 version: secret
                     .version
                     .clone()
@@ -326,6 +335,7 @@ mod tests {
             vault: "kv.vault.azure.net".into(),
             secret: "db".into(),
             field: None,
+            part: None,
             version: "latest".into(),
             resolved_version: None,
             status: status.into(),
@@ -350,6 +360,7 @@ mod tests {
             vault: "kv.vault.azure.net".into(),
             secret: "db".into(),
             field: None,
+            part: None,
             version: "latest".into(),
             resolved_version: Some("4387e9f3d6e14c459867679a90fd0f79".into()),
             status: "ok".into(),

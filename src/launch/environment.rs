@@ -6,9 +6,10 @@
 use std::ffi::OsStr;
 
 use crate::error::{Error, Failure, FailureClass, Problem};
-use crate::field::{Field, Missing};
 use crate::launch::files::{self, FileSecret};
 use crate::launch::{ChildEnv, ExecLimits};
+use crate::part::Part as Part_;
+use crate::pick::Pick;
 use crate::plan::{self, Part, Plan, Value};
 use crate::reference::Shown;
 use crate::resolve::Outcome;
@@ -36,12 +37,12 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
     let mut files = Vec::new();
     // A bundle that could not be used comes first: it may be why a variable is missing.
     let mut failures = plan.refused.clone();
-    let failure = |var: &plan::Var, index: usize, field: Option<&Field>, problem: Problem| {
+    let failure = |var: &plan::Var, index: usize, pick: Option<&Pick>, problem: Problem| {
         let secret = &plan.secrets[index];
         Failure {
             variable: var.name.to_string_lossy().into_owned(),
             location: var.location.to_string(),
-            secret: Shown(secret, field).to_string(),
+            secret: Shown(secret, pick).to_string(),
             problem,
         }
     };
@@ -55,19 +56,19 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
             Value::Bundled { index, value } => (value.clone(), None, *index),
             Value::Secret {
                 index,
-                field,
+                pick,
                 optional,
             } => match given(
                 var,
                 &plan.secrets[*index],
-                field.as_ref(),
+                pick.as_ref(),
                 *optional,
                 &outcomes[*index],
             ) {
                 Given::Value(value, content_type) => (value, content_type, *index),
                 Given::Skipped => continue,
                 Given::Failed(problem) => {
-                    failures.push(failure(var, *index, field.as_ref(), problem));
+                    failures.push(failure(var, *index, pick.as_ref(), problem));
                     continue;
                 }
             },
@@ -78,16 +79,15 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                 for part in parts {
                     match part {
                         Part::Text(text) => value.push_str(text),
-                        Part::Secret(index, field) => {
+                        Part::Secret(index, pick) => {
                             first.get_or_insert(*index);
                             let secret = &plan.secrets[*index];
-                            let taken =
-                                given(var, secret, field.as_ref(), false, &outcomes[*index]);
+                            let taken = given(var, secret, pick.as_ref(), false, &outcomes[*index]);
                             match taken {
                                 Given::Value(taken, _) => value.push_str(&taken),
                                 Given::Failed(problem) => {
                                     ok = false;
-                                    failures.push(failure(var, *index, field.as_ref(), problem));
+                                    failures.push(failure(var, *index, pick.as_ref(), problem));
                                 }
                                 Given::Skipped => unreachable!("a template's secret is required"),
                             }
@@ -113,12 +113,12 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                 .map(|()| env.push((var.name.clone(), value.as_str().into()))),
         };
         if let Err(reason) = delivered {
-            // The field the value came from, so the failure names what `check` shows.
-            let field = field_of(var, first);
+            // The field or part the value came from, so the failure names what `check` shows.
+            let pick = pick_of(var, first);
             failures.push(failure(
                 var,
                 first,
-                field,
+                pick,
                 Problem::new(FailureClass::BadValue, reason),
             ));
         }
@@ -130,12 +130,12 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
     }
 }
 
-/// The field of secret `index` that `var` takes, if it takes one.
-fn field_of(var: &plan::Var, index: usize) -> Option<&Field> {
+/// The field or part of secret `index` that `var` takes, if it takes one.
+fn pick_of(var: &plan::Var, index: usize) -> Option<&Pick> {
     match &var.value {
-        Value::Secret { field, .. } => field.as_ref(),
+        Value::Secret { pick, .. } => pick.as_ref(),
         Value::Template(parts) => parts.iter().find_map(|part| match part {
-            Part::Secret(i, field) if *i == index => field.as_ref(),
+            Part::Secret(i, pick) if *i == index => pick.as_ref(),
             _ => None,
         }),
         Value::Literal(_) | Value::Bundled { .. } => None,
@@ -151,11 +151,11 @@ enum Given<'o> {
     Failed(Problem),
 }
 
-/// The value `secret`'s outcome gives `var`: all of it, or `field` of it.
+/// The value `secret`'s outcome gives `var`: all of it, or `pick` of it.
 fn given<'o>(
     var: &plan::Var,
     secret: &crate::reference::SecretRef,
-    field: Option<&Field>,
+    pick: Option<&Pick>,
     optional: bool,
     outcome: &'o Outcome,
 ) -> Given<'o> {
@@ -172,34 +172,28 @@ fn given<'o>(
         }
         Err(e) => return Given::Failed(e.problem.clone()),
     };
-    let Some(field) = field else {
+    let Some(pick) = pick else {
         return Given::Value(
             zeroize::Zeroizing::new(value.expose().to_owned()),
             value.content_type(),
         );
     };
-    match field.take(value.expose()) {
-        Ok(taken) => Given::Value(zeroize::Zeroizing::new(taken), None),
-        Err(missing) if optional && missing != Missing::NotJson => {
+    match pick.take(value.expose(), value.content_type()) {
+        // The PFX is delivered as the secret is, base64 decoded into its file.
+        Ok(taken) if pick.part() == Some(Part_::Pkcs12) => {
+            Given::Value(taken, value.content_type())
+        }
+        Ok(taken) => Given::Value(taken, None),
+        Err(missing) if optional && missing.is_absence() => {
             tracing::warn!(
-                "{}: optional field '{field}' of {secret} for {name} not used: {}",
+                "{}: optional field '{pick}' of {secret} for {name} not used: {}",
                 var.location,
-                field.describe(&missing)
+                pick.describe(&missing)
             );
             Given::Skipped
         }
-        Err(missing) => Given::Failed(field_problem(field, &missing)),
+        Err(missing) => Given::Failed(Problem::new(missing.class(), pick.describe(&missing))),
     }
-}
-
-/// A field the secret's value does not have: not found (66), or bad input (65) when the value is
-/// not JSON at all. Names the field, never the value.
-fn field_problem(field: &Field, missing: &Missing) -> Problem {
-    let class = match missing {
-        Missing::NotJson => FailureClass::BadValue,
-        Missing::Absent | Missing::Null => FailureClass::NotFound,
-    };
-    Problem::new(class, field.describe(missing))
 }
 
 /// Linux refuses one environment string (`NAME=value` and its NUL) over 128 KiB
@@ -281,7 +275,7 @@ mod tests {
                     "DB_PASSWORD",
                     Value::Secret {
                         index: 0,
-                        field: None,
+                        pick: None,
                         optional: false,
                     },
                 ),
@@ -311,13 +305,13 @@ mod tests {
 
     #[test]
     fn one_outcome_yields_many_variables_by_field() {
-        let field = |text: &str| Some(Field::parse(text).unwrap());
+        let field = |text: &str| Some(Pick::Field(crate::field::Field::parse(text).unwrap()));
         let take = |name: &str, text: &str, optional: bool| {
             var(
                 name,
                 Value::Secret {
                     index: 0,
-                    field: field(text),
+                    pick: field(text),
                     optional,
                 },
             )
@@ -379,7 +373,7 @@ mod tests {
                     "A",
                     Value::Secret {
                         index: 0,
-                        field: None,
+                        pick: None,
                         optional: false,
                     },
                 ),
@@ -388,7 +382,7 @@ mod tests {
                     "C",
                     Value::Secret {
                         index: 2,
-                        field: None,
+                        pick: None,
                         optional: true,
                     },
                 ),
@@ -433,7 +427,7 @@ mod tests {
                 "C",
                 Value::Secret {
                     index: 0,
-                    field: None,
+                    pick: None,
                     optional: true,
                 },
             )],
@@ -452,7 +446,7 @@ mod tests {
                 "NUL",
                 Value::Secret {
                     index: 0,
-                    field: None,
+                    pick: None,
                     optional: false,
                 },
             )],

@@ -34,6 +34,8 @@ use super::Location;
 use crate::bundle::{self, EnvFrom};
 use crate::error::Error;
 use crate::field::Field;
+use crate::part::Part;
+use crate::pick::Pick;
 use crate::reference::{self, Classified, Piece, Reference, SecretRef, VaultHosts, VaultOrigin};
 
 /// The value a manifest entry gives its variable.
@@ -114,8 +116,8 @@ enum RawEntry<'t, 'i> {
 }
 
 /// The keys a table entry may have.
-const TABLE_KEYS: [&str; 9] = [
-    "secret", "vault", "version", "field", "optional", "value", "file", "mode", "owner",
+const TABLE_KEYS: [&str; 10] = [
+    "secret", "vault", "version", "field", "part", "optional", "value", "file", "mode", "owner",
 ];
 
 /// A table entry's keys, typed.
@@ -126,6 +128,7 @@ struct Table {
     vault: Option<Spanned<String>>,
     version: Option<String>,
     field: Option<String>,
+    part: Option<String>,
     optional: bool,
     value: Option<String>,
     file: bool,
@@ -184,6 +187,7 @@ fn table(entries: &DeTable<'_>) -> Result<Table, (Range<usize>, Problem)> {
             "vault" => table.vault = Some(Spanned::new(span.clone(), string()?)),
             "version" => table.version = Some(string()?),
             "field" => table.field = Some(string()?),
+            "part" => table.part = Some(string()?),
             "optional" => table.optional = boolean()?,
             "value" => table.value = Some(string()?),
             "file" => table.file = boolean()?,
@@ -516,6 +520,7 @@ fn entry_value(
             vault: None,
             version: None,
             field: None,
+            part: None,
             optional: false,
             file: false,
             mode: None,
@@ -534,6 +539,7 @@ fn entry_value(
             vault,
             version,
             field,
+            part,
             optional,
             value: None,
             file,
@@ -553,8 +559,23 @@ fn entry_value(
             let field = field
                 .map(|f| Field::parse(&f).map_err(|e| (format!("'field': {e}"), None)))
                 .transpose()
-                .map_err(whole)?;
-            let value = secret_value(&secret, vault.as_deref(), version, field, optional, hosts)
+                .map_err(whole)?
+                .map(Pick::Field);
+            let part = part
+                .map(|p| Part::parse(&p).map_err(|e| (format!("'part': {e}"), None)))
+                .transpose()
+                .map_err(whole)?
+                .map(Pick::Part);
+            let pick = match (field, part) {
+                (Some(_), Some(_)) => {
+                    return Err(whole((
+                        "'field' and 'part' do not go together: a field is a JSON secret's, a part a certificate's".to_owned(),
+                        None,
+                    )));
+                }
+                (field, part) => field.or(part),
+            };
+            let value = secret_value(&secret, vault.as_deref(), version, pick, optional, hosts)
                 .map_err(whole)?;
             Ok((value, file_spec(file, mode, owner).map_err(whole)?))
         }
@@ -566,7 +587,7 @@ fn secret_value(
     text: &str,
     vault: Option<&str>,
     version: Option<String>,
-    field: Option<Field>,
+    pick: Option<Pick>,
     optional: bool,
     hosts: &VaultHosts,
 ) -> Result<Value, Problem> {
@@ -591,7 +612,7 @@ fn secret_value(
             name: text.to_owned(),
             version,
         };
-        let reference = Reference { secret, field };
+        let reference = Reference { secret, pick };
         return Ok(Value::Secret {
             reference,
             optional,
@@ -608,15 +629,17 @@ fn secret_value(
             if version.is_some() {
                 return Err(too_specific());
             }
-            if let Some(field) = field {
-                if reference.field.is_some() {
-                    return Err((
-                        "the field is named twice: in the identifier's ?field= and in 'field'"
-                            .to_owned(),
-                        None,
-                    ));
+            if let Some(pick) = pick {
+                if let Some(named) = &reference.pick {
+                    let message = match (named, &pick) {
+                        (Pick::Field(_), Pick::Field(_)) => {
+                            "the field is named twice: in the identifier's ?field= and in 'field'"
+                        }
+                        _ => "the identifier's query and the entry's 'field' or 'part' both say what to take of the secret",
+                    };
+                    return Err((message.to_owned(), None));
                 }
-                reference.field = Some(field);
+                reference.pick = Some(pick);
             }
             Ok(Value::Secret {
                 reference,
@@ -624,12 +647,12 @@ fn secret_value(
             })
         }
         Ok(Classified::Template(pieces))
-            if !optional && version.is_none() && field.is_none() =>
+            if !optional && version.is_none() && pick.is_none() =>
         {
             Ok(Value::Template(pieces))
         }
         Ok(Classified::Template(_)) => Err((
-            "'optional', 'version' and 'field' do not apply to a template (write ?field= inside each {{ }})".to_owned(),
+            "'optional', 'version', 'field' and 'part' do not apply to a template (write ?field= inside each {{ }})".to_owned(),
             None,
         )),
         Ok(Classified::Literal) => Err((
@@ -723,7 +746,11 @@ mod tests {
                     optional,
                 } => (
                     reference.secret.name.as_str(),
-                    reference.field.as_ref().map(crate::field::Field::as_str),
+                    reference
+                        .pick
+                        .as_ref()
+                        .and_then(Pick::field)
+                        .map(crate::field::Field::as_str),
                     *optional,
                 ),
                 other => panic!("{other:?}"),
@@ -857,7 +884,7 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
 
     #[test]
     fn typos_and_wrong_types_name_the_key_the_type_and_the_column() {
-        let keys = "the keys of an entry are secret, vault, version, field, optional, value, file, mode and owner";
+        let keys = "the keys of an entry are secret, vault, version, field, part, optional, value, file, mode and owner";
         let entry_kind = |kind: &str| {
             format!(
                 "A: an entry is a string (a secret name or a reference) or a table, not {kind} a plain value goes in a table: A = {{ value = \"…\" }}"
@@ -1000,7 +1027,7 @@ G = "postgres://u:{{ https://main.vault.azure.net/secrets/p }}@db"
             parse_err(
                 "vault = \"https://main.vault.azure.net\"\n[env.A]\nsecret = \"a\"\noptinal = true\n"
             ),
-            "kvrun.toml:4:1: A: unknown key 'optinal' (did you mean 'optional'?) the keys of an entry are secret, vault, version, field, optional, value, file, mode and owner"
+            "kvrun.toml:4:1: A: unknown key 'optinal' (did you mean 'optional'?) the keys of an entry are secret, vault, version, field, part, optional, value, file, mode and owner"
         );
         assert_eq!(
             parse_err("env = 5\n"),

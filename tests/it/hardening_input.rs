@@ -302,7 +302,7 @@ fn vault_urls_keys_certificates_and_other_hosts_stay_literals() {
 #[test]
 fn a_manifest_typo_inside_an_inline_table_names_the_key_or_the_type_and_where() {
     let world = World::new();
-    let keys = "the keys of an entry are secret, vault, version, field, optional, value, file, mode and owner";
+    let keys = "the keys of an entry are secret, vault, version, field, part, optional, value, file, mode and owner";
     for (entry, want) in [
         (
             "A = { secret = \"x\", optinal = true }",
