@@ -1148,6 +1148,9 @@ mod tests {
         assert_eq!((id.name.as_str(), id.field.as_deref()), ("db", Some("/a")));
         let id = parse_secret_identifier("https://myvault.vault.azure.net/secrets/db?x=1").unwrap();
         assert_eq!(id.field, None);
+        let id = parse_secret_identifier("https://myvault.vault.azure.net/secrets/tls?part=key")
+            .unwrap();
+        assert_eq!((id.field, id.part.as_deref()), (None, Some("key")));
     }
 
     #[test]

@@ -734,6 +734,43 @@ mod tests {
     }
 
     #[test]
+    fn a_part_in_either_form() {
+        let entries = parse_ok(
+            "vault = \"https://main.vault.azure.net\"\n[env]\nK = { secret = \"tls\", part = \"key\", file = true }\nC = \"https://main.vault.azure.net/secrets/tls?part=chain\"\n",
+        );
+        let parts: Vec<_> = entries
+            .iter()
+            .map(|e| match &e.value {
+                Value::Secret { reference, .. } => reference.pick.as_ref().and_then(Pick::part),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            [Some(Part::Chain), Some(Part::Key)],
+            "C, K: in name order"
+        );
+        assert_eq!(
+            parse_err(
+                "vault = \"https://main.vault.azure.net\"\n[env]\nX = { secret = \"tls\", part = \"key\", field = \"a\" }\n"
+            ),
+            "kvrun.toml:3:5: X: 'field' and 'part' do not go together: a field is a JSON secret's, a part a certificate's "
+        );
+        assert_eq!(
+            parse_err(
+                "vault = \"https://main.vault.azure.net\"\n[env]\nX = { secret = \"tls\", part = \"tls.key\" }\n"
+            ),
+            "kvrun.toml:3:5: X: 'part': 'tls.key' is not a certificate part: write key, cert, chain or pkcs12 "
+        );
+        assert_eq!(
+            parse_err(
+                "[env]\nX = { secret = \"https://main.vault.azure.net/secrets/tls?part=cert\", part = \"key\" }\n"
+            ),
+            "kvrun.toml:2:5: X: the identifier's query and the entry's 'field' or 'part' both say what to take of the secret "
+        );
+    }
+
+    #[test]
     fn a_field_in_either_form() {
         let entries = parse_ok(
             "vault = \"https://main.vault.azure.net\"\n[env]\nU = { secret = \"db\", field = \"username\" }\nH = { secret = \"db\", field = \"/db/host\", optional = true, version = \"v1\" }\nP = \"https://main.vault.azure.net/secrets/db?field=password\"\n",

@@ -401,3 +401,155 @@ fn no_bundle_value_in_any_output_at_trace_level() {
     assert!(ran.stdout().contains("a__b"), "{}", ran.stdout());
     assert_no_leak(ran.output(), &["j-SECRET-11", "p-SECRET-12", "t-SECRET-13"]);
 }
+
+/// Each `*_FILE` variable's file as `NAME<TAB>base64 of its contents`, one per line.
+const SHOW_PART_FILES: &str = "for v in $(env | sed -n 's/^\\([A-Z_]*_FILE\\)=.*/\\1/p' | sort); do \
+    printf '%s\\t' \"$v\"; base64 -w0 < \"$(printenv \"$v\")\"; echo; done";
+
+fn part_files(stdout: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use base64::Engine as _;
+    stdout
+        .lines()
+        .map(|line| {
+            let (name, contents) = line.split_once('\t').unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(contents)
+                .unwrap();
+            (name.to_owned(), bytes)
+        })
+        .collect()
+}
+
+fn pem_certificates(pem: &[u8]) -> usize {
+    String::from_utf8_lossy(pem)
+        .matches("-----BEGIN CERTIFICATE-----")
+        .count()
+}
+
+#[test]
+fn certificate_parts_from_a_pkcs12_and_a_pem_secret_as_files() {
+    use base64::Engine as _;
+    let chain = kvrun_fake::test_chain("app.example");
+    let pfx = chain.pkcs12();
+    let test = Test::new();
+    let kv = test.world().fake.vault("kv1");
+    let attrs = |content_type: &str| kvrun_fake::SecretAttrs {
+        content_type: Some(content_type.to_owned()),
+        ..kvrun_fake::SecretAttrs::default()
+    };
+    kv.set_secret_with(
+        "tls",
+        &base64::engine::general_purpose::STANDARD.encode(&pfx),
+        attrs("application/x-pkcs12"),
+    );
+    kv.set_secret_with(
+        "tls-pem",
+        &chain.secret_pem,
+        attrs("application/x-pem-file"),
+    );
+    let ran = test
+        .manifest(concat!(
+            "vault = \"<kv1>\"\n[env]\n",
+            "TLS_KEY_FILE = { secret = \"tls\", part = \"key\", file = true }\n",
+            "TLS_CHAIN_FILE = { secret = \"tls\", part = \"chain\", file = true }\n",
+            "TLS_PFX_FILE = { secret = \"tls\", part = \"pkcs12\", file = true }\n",
+        ))
+        .env_file("PEM_CERT_FILE=<kv1>/secrets/tls-pem?part=cert\n")
+        .env("PEM_KEY_FILE", "<kv1>/secrets/tls-pem?part=key")
+        .args([
+            "-vv",
+            "--file-var",
+            "PEM_CERT_FILE,PEM_KEY_FILE",
+            "--",
+            "bash",
+            "-c",
+            SHOW_PART_FILES,
+        ])
+        .run();
+    let mut files = part_files(&ran.success().stdout());
+    files.remove("SSL_CERT_FILE"); // the harness's trust store
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "PEM_CERT_FILE",
+            "PEM_KEY_FILE",
+            "TLS_CHAIN_FILE",
+            "TLS_KEY_FILE",
+            "TLS_PFX_FILE"
+        ]
+    );
+    assert_eq!(files["TLS_PFX_FILE"], pfx, "the PFX, binary");
+    assert_eq!(
+        pem_certificates(&files["TLS_CHAIN_FILE"]),
+        2,
+        "leaf and intermediate"
+    );
+    assert!(files["TLS_CHAIN_FILE"].starts_with(chain.leaf_pem.as_bytes()));
+    assert_eq!(files["PEM_CERT_FILE"], chain.leaf_pem.as_bytes());
+    for key in ["TLS_KEY_FILE", "PEM_KEY_FILE"] {
+        assert_eq!(files[key], chain.key_pem.as_bytes(), "{key}: PKCS#8 PEM");
+    }
+    // Each secret is fetched once, whatever its parts.
+    let gets = ran.world().vault_gets();
+    assert_eq!(
+        gets.iter().filter(|r| r.authorization.is_some()).count(),
+        2,
+        "{gets:?}"
+    );
+    let key_body = chain.key_pem.lines().nth(1).unwrap();
+    assert!(!ran.stderr().contains(key_body), "stderr shows the key");
+
+    // check names each part.
+    let check = run(ran.world().kvrun().args(["check"]));
+    assert!(check.status.success(), "{}", stderr(&check));
+    let table = String::from_utf8_lossy(&check.stdout);
+    for want in [
+        "tls?part=key",
+        "tls?part=chain",
+        "tls?part=pkcs12",
+        "tls-pem?part=cert",
+    ] {
+        assert!(table.contains(want), "{want} in\n{table}");
+    }
+}
+
+#[test]
+fn parts_that_cannot_be_taken_fail_by_name() {
+    let test = Test::new();
+    let kv = test.world().fake.vault("kv1");
+    kv.set_secret("plain", "hunter2-SECRET-14");
+    kv.set_secret_with(
+        "pem",
+        &kvrun_fake::test_chain("a.example").leaf_pem,
+        kvrun_fake::SecretAttrs {
+            content_type: Some("application/x-pem-file".into()),
+            ..kvrun_fake::SecretAttrs::default()
+        },
+    );
+    let ran = test
+        .env("NOT_A_CERT", "<kv1>/secrets/plain?part=cert")
+        .env("NO_KEY", "<kv1>/secrets/pem?part=key")
+        .args(["--file-var", "PFX", "--", "true"])
+        .env("PFX", "<kv1>/secrets/pem?part=pkcs12")
+        .run();
+    ran.code(65);
+    insta::assert_snapshot!(ran.stderr());
+    assert_no_leak(ran.output(), &["hunter2-SECRET-14"]);
+
+    // A PFX is binary: never an environment variable, never in a template; refused before any
+    // request.
+    for (name, value) in [
+        ("pkcs12_in_the_environment", "<kv1>/secrets/pem?part=pkcs12"),
+        (
+            "pkcs12_in_a_template",
+            "x{{ <kv1>/secrets/pem?part=pkcs12 }}",
+        ),
+        ("field_and_part", "<kv1>/secrets/pem?part=key&field=a"),
+    ] {
+        let ran = Test::new().env("X", value).args(["--", "true"]).run();
+        ran.code(65);
+        assert!(ran.world().vault_gets().is_empty(), "{name}");
+        insta::assert_snapshot!(name, ran.stderr());
+    }
+}
