@@ -52,8 +52,13 @@ Examples:
 
 Reference forms (a whole value, or inside {{ … }} in a larger value):
   https://VAULT.vault.azure.net/secrets/NAME[/VERSION]
+  https://VAULT.vault.azure.net/secrets/NAME?field=KEY          one field of a JSON secret
+  https://VAULT.vault.azure.net/secrets/NAME?part=key|cert|chain|pkcs12   a certificate's part
   @Microsoft.KeyVault(SecretUri=https://VAULT.vault.azure.net/secrets/NAME[/VERSION])
   @Microsoft.KeyVault(VaultName=VAULT;SecretName=NAME[;SecretVersion=VERSION])
+
+Bundles (every setting of one JSON or .env secret as a variable, below explicit ones):
+  --env-from [PREFIX=][json:|dotenv:]REFERENCE, KVRUN_ENV_FROM, manifest [[env_from]]
 
 Credentials, tried in this order (--credential picks one):
   env                AZURE_TENANT_ID, AZURE_CLIENT_ID, and AZURE_CLIENT_SECRET or

@@ -11,6 +11,12 @@
 //! PINNED = { secret = "db", version = "4387e9f3d6e14c459867679a90fd0f79", vault = "https://b.vault.azure.net" }
 //! SDK_SECRET_ID = { value = "https://myvault.vault.azure.net/secrets/x" }   # kept literal
 //! TLS_CERT_FILE = { secret = "tls-cert", file = true, mode = "0440", owner = "1000:1000" }
+//! DB_USER = { secret = "db", field = "username" }              # one field of a JSON secret
+//! TLS_KEY_FILE = { secret = "tls", part = "key", file = true }  # a certificate's key
+//!
+//! [[env_from]]                                   # every setting of one secret (crate::bundle)
+//! secret = "app-settings"
+//! prefix = "APP_"
 //! ```
 //!
 //! `file = true` delivers the value in a file and puts the file's path in the variable (the
