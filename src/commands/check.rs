@@ -53,6 +53,36 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// The row of a whole secret (no field, no part) for `variable` defined at `location`.
+    fn of_secret(
+        variable: String,
+        location: String,
+        (status, reason): (String, Option<String>),
+        secret: &crate::reference::SecretRef,
+        outcome: &crate::resolve::Outcome,
+        client: &crate::vault::VaultClient,
+    ) -> Row {
+        Row {
+            variable,
+            location,
+            vault: secret.vault_host().to_owned(),
+            secret: secret.name.clone(),
+            field: None,
+            part: None,
+            version: secret
+                .version
+                .clone()
+                .unwrap_or_else(|| "latest".to_owned()),
+            resolved_version: outcome
+                .as_ref()
+                .ok()
+                .and_then(|value| value.version().map(str::to_owned)),
+            status,
+            reason,
+            latency_ms: Row::latency(client.spent(secret)),
+        }
+    }
+
     #[must_use]
     pub(crate) fn latency(duration: Option<Duration>) -> Option<u64> {
         duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -190,27 +220,20 @@ pub(crate) fn check(
                 (Err(e), _) => (e.problem.class.to_string(), Some(e.problem.to_string())),
             };
             rows.push(Row {
-                variable: var.name.to_string_lossy().into_owned(),
-                location: var.location.to_string(),
-                vault: secret.vault_host().to_owned(),
-                secret: secret.name.clone(),
                 field: pick
                     .and_then(crate::pick::Pick::field)
                     .map(ToString::to_string),
                 part: pick
                     .and_then(crate::pick::Pick::part)
                     .map(|part| part.as_str().to_owned()),
-                version: secret
-                    .version
-                    .clone()
-                    .unwrap_or_else(|| "latest".to_owned()),
-                resolved_version: outcomes[index]
-                    .as_ref()
-                    .ok()
-                    .and_then(|value| value.version().map(str::to_owned)),
-                status,
-                reason,
-                latency_ms: Row::latency(client.spent(secret)),
+                ..Row::of_secret(
+                    var.name.to_string_lossy().into_owned(),
+                    var.location.to_string(),
+                    (status, reason),
+                    secret,
+                    &outcomes[index],
+                    &client,
+                )
             });
         }
     }
@@ -269,25 +292,7 @@ fn unused_bundles(
                 (Err(e), None) => (e.problem.class.to_string(), Some(e.problem.to_string())),
                 (Ok(_), None) => ("ok".to_owned(), None),
             };
-            Row {
-                variable: label,
-                location,
-                vault: secret.vault_host().to_owned(),
-                secret: secret.name.clone(),
-                field: None,
-                part: None,
-                version: secret
-                    .version
-                    .clone()
-                    .unwrap_or_else(|| "latest".to_owned()),
-                resolved_version: outcome
-                    .as_ref()
-                    .ok()
-                    .and_then(|value| value.version().map(str::to_owned)),
-                status,
-                reason,
-                latency_ms: Row::latency(client.spent(secret)),
-            }
+            Row::of_secret(label, location, (status, reason), secret, outcome, client)
         })
         .collect()
 }
