@@ -153,24 +153,25 @@ fn supervise(
         )?;
         let mut watcher = None;
         let (expanded, outcomes) = if plan.secrets.is_empty() {
-            ((*plan).clone(), Vec::new())
+            (plan.clone(), Vec::new())
         } else {
             let client = vault_client(settings, environment)?;
             let timing = timing::Run::start();
             let options = settings.fetch.resolve;
+            let first = tokio::select! {
+                first = resolve_logged(client.clone(), &plan.secrets, options) => first,
+                stop = supervisor.interrupted() => return Err(stop),
+            };
+            if wanted.watch.is_some() {
+                watcher =
+                    Watcher::new(&plan, &first, client.clone(), settings, command).map(Arc::new);
+            }
             let context = bundle::Context::new(&settings.sources);
-            let (first, resolved) = tokio::select! {
-                resolved = async {
-                    let first = resolve_logged(client.clone(), &plan.secrets, options).await;
-                    let resolved = with_bundles(client.clone(), (*plan).clone(), first.clone(), &context, options).await;
-                    (first, resolved)
-                } => resolved,
+            let resolved = tokio::select! {
+                resolved = expanded(client, &plan, first, &context, options) => resolved,
                 stop = supervisor.interrupted() => return Err(stop),
             };
             drop(timing);
-            if wanted.watch.is_some() {
-                watcher = Watcher::new(&plan, &first, client, settings, command).map(Arc::new);
-            }
             resolved?
         };
         let env = child_env(&expanded, &outcomes, settings.hidden)?;
@@ -185,6 +186,23 @@ fn supervise(
     });
     runtime.shutdown_background();
     result
+}
+
+/// The plan with its bundles' variables in place ([`with_bundles`]), after `first` (one outcome per
+/// secret of `plan`): the same plan, not a copy, when it has no bundles.
+#[cfg(target_os = "linux")]
+async fn expanded(
+    client: Arc<vault::VaultClient>,
+    plan: &Arc<Plan>,
+    first: Vec<Outcome>,
+    context: &bundle::Context,
+    options: resolve::Options,
+) -> Result<(Arc<Plan>, Vec<Outcome>), Error> {
+    if plan.bundles.is_empty() {
+        return Ok((plan.clone(), first));
+    }
+    let (plan, outcomes) = with_bundles(client, (**plan).clone(), first, context, options).await?;
+    Ok((Arc::new(plan), outcomes))
 }
 
 /// `--watch`: what a check needs to fetch the unpinned secrets again and build the environment
@@ -258,9 +276,9 @@ impl launch::supervise::Watch for Watcher {
         }
         // A rotated bundle is read again whole: a rotation of every variable it gives (and the
         // references of a dotenv bundle are fetched again).
-        let resolved = with_bundles(
+        let resolved = expanded(
             self.client.clone(),
-            (*self.plan).clone(),
+            &self.plan,
             outcomes,
             &self.context,
             self.options,
