@@ -31,8 +31,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{Failure, FailureClass, Problem};
 use crate::names::{self, Names};
-use crate::plan::{self, Part, Plan, Value};
-use crate::reference::{self, Classified, Piece, Reference, SecretRef, Shown, VaultHosts};
+use crate::plan::{self, Plan, Value};
+use crate::reference::{self, Classified, Reference, SecretRef, Shown, VaultHosts};
 use crate::resolve::Outcome;
 use crate::source::{FileSpec, Location, dotenv};
 
@@ -541,15 +541,9 @@ impl Layer {
                 pick,
                 optional: false,
             }),
-            Ok(Classified::Template(pieces)) => Ok(Value::Template(
-                pieces
-                    .iter()
-                    .map(|piece| match piece {
-                        Piece::Text(text) => Part::Text(text.clone()),
-                        Piece::Secret(r) => Part::Secret(intern(&r.secret), r.pick.clone()),
-                    })
-                    .collect(),
-            )),
+            Ok(Classified::Template(pieces)) => {
+                Ok(Value::Template(plan::parts(&pieces, &mut intern)))
+            }
             // The message of a reference error may quote the value, which is a secret's: name the
             // line and key only.
             Err(_) => Err(Unfit::BadReference {

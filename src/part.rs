@@ -199,10 +199,31 @@ fn from_pkcs12(value: &str) -> Result<Material, Unfit> {
     })
 }
 
+/// Whether a PEM text holds an encrypted private key: PKCS#8 `ENCRYPTED PRIVATE KEY`, or
+/// OpenSSL's legacy encrypted PKCS#1 (whose headers would otherwise read as bad base64).
+pub(crate) fn pem_key_is_encrypted(pem: &[u8]) -> bool {
+    contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || contains(pem, b"Proc-Type: 4,ENCRYPTED")
+}
+
+/// Certificate `leaf`, then each certificate's issuer in turn, by name, as far as `names` (each
+/// certificate's subject and issuer) has them: up to and including a self-signed one.
+pub(crate) fn issuer_path<N: PartialEq>(names: &[(N, N)], leaf: usize) -> Vec<usize> {
+    let mut path = vec![leaf];
+    loop {
+        let (subject, issuer) = &names[path[path.len() - 1]];
+        if issuer == subject {
+            return path;
+        }
+        match (0..names.len()).find(|i| !path.contains(i) && names[*i].0 == *issuer) {
+            Some(i) => path.push(i),
+            None => return path,
+        }
+    }
+}
+
 fn from_pem(bytes: &[u8]) -> Result<Material, Unfit> {
-    if contains(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || contains(bytes, b"Proc-Type: 4,ENCRYPTED")
-    {
+    if pem_key_is_encrypted(bytes) {
         return Err(Unfit::EncryptedKey);
     }
     let mut material = Material {
@@ -247,23 +268,18 @@ fn chain(certs: &[Vec<u8>], issuers: bool) -> Result<Vec<&[u8]>, Unfit> {
         .find(|&i| !issued_another(i))
         .or(if parsed.is_empty() { None } else { Some(0) })
         .ok_or(Unfit::NoCertificate)?;
-    let mut order = vec![leaf];
-    if issuers {
-        loop {
-            let current = &parsed[order[order.len() - 1]];
-            if current.issuer().as_raw() == current.subject().as_raw() {
-                break;
-            }
-            let next = (0..parsed.len()).find(|i| {
-                !order.contains(i) && parsed[*i].subject().as_raw() == current.issuer().as_raw()
-            });
-            match next {
-                // A self-signed root is left out.
-                Some(i) if parsed[i].issuer().as_raw() == parsed[i].subject().as_raw() => break,
-                Some(i) => order.push(i),
-                None => break,
-            }
-        }
+    let names: Vec<(&[u8], &[u8])> = parsed
+        .iter()
+        .map(|c| (c.subject().as_raw(), c.issuer().as_raw()))
+        .collect();
+    let mut order = if issuers {
+        issuer_path(&names, leaf)
+    } else {
+        vec![leaf]
+    };
+    // A self-signed root is left out (the leaf itself never is).
+    if order.len() > 1 && order.last().is_some_and(|&i| names[i].0 == names[i].1) {
+        order.pop();
     }
     Ok(order.into_iter().map(|i| certs[i].as_slice()).collect())
 }

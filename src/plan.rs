@@ -407,7 +407,8 @@ fn assign<'a>(
     }
 }
 
-fn parts(pieces: &[Piece], intern: &mut dyn FnMut(&SecretRef) -> usize) -> Vec<Part> {
+/// A template's pieces as the plan's parts, each secret interned.
+pub(crate) fn parts(pieces: &[Piece], intern: &mut dyn FnMut(&SecretRef) -> usize) -> Vec<Part> {
     pieces
         .iter()
         .map(|piece| match piece {

@@ -8,7 +8,6 @@ use std::ffi::OsStr;
 use crate::error::{Error, Failure, FailureClass, Problem};
 use crate::launch::files::{self, FileSecret};
 use crate::launch::{ChildEnv, ExecLimits};
-use crate::part::Part as Part_;
 use crate::pick::Pick;
 use crate::plan::{self, Part, Plan, Value};
 use crate::reference::Shown;
@@ -180,7 +179,7 @@ fn given<'o>(
     };
     match pick.take(value.expose(), value.content_type()) {
         // The PFX is delivered as the secret is, base64 decoded into its file.
-        Ok(taken) if pick.part() == Some(Part_::Pkcs12) => {
+        Ok(taken) if pick.part() == Some(crate::part::Part::Pkcs12) => {
             Given::Value(taken, value.content_type())
         }
         Ok(taken) => Given::Value(taken, None),

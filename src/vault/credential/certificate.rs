@@ -211,11 +211,7 @@ impl ClientCertificate {
     }
 
     fn from_pem(bytes: &[u8]) -> Result<Self, CertificateError> {
-        // PKCS#8 "ENCRYPTED PRIVATE KEY", or OpenSSL's legacy encrypted PKCS#1 (whose headers
-        // would otherwise read as bad base64).
-        if contains(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-            || contains(bytes, b"Proc-Type: 4,ENCRYPTED")
-        {
+        if crate::part::pem_key_is_encrypted(bytes) {
             return Err(CertificateError::EncryptedPemKey);
         }
         let mut chain = Vec::new();
@@ -280,21 +276,12 @@ impl ClientCertificate {
             }
             let Some(leaf) = leaf else { continue };
             // Then its issuers, by name, as far as the file has them.
-            let mut order = vec![leaf];
-            loop {
-                let current = &archive.certs[order[order.len() - 1]].cert;
-                if current.issuer() == current.subject() {
-                    break;
-                }
-                let issuer = (0..archive.certs.len()).find(|i| {
-                    !order.contains(i) && archive.certs[*i].cert.subject() == current.issuer()
-                });
-                match issuer {
-                    Some(i) => order.push(i),
-                    None => break,
-                }
-            }
-            let chain = order
+            let names: Vec<(&str, &str)> = archive
+                .certs
+                .iter()
+                .map(|c| (c.cert.subject(), c.cert.issuer()))
+                .collect();
+            let chain = crate::part::issuer_path(&names, leaf)
                 .into_iter()
                 .map(|i| CertificateDer::from(archive.certs[i].cert.as_der().to_vec()))
                 .collect();
