@@ -273,7 +273,7 @@ pub fn settings(value: &str, format: Format, prefix: &str) -> Result<Vec<Setting
 
 /// Every leaf under `raw`, with its key path. `Err` only for text `serde_json` validated but
 /// cannot split again (never expected).
-fn flatten(
+pub(crate) fn flatten(
     raw: &RawValue,
     path: &mut Vec<String>,
     leaves: &mut Vec<(Vec<String>, Zeroizing<String>)>,

@@ -39,6 +39,16 @@ pub mod env {
     pub const FILE_MODE: &str = "KVRUN_FILE_MODE";
     pub const FILE_OWNER: &str = "KVRUN_FILE_OWNER";
     pub const SECRETS_DIR: &str = "KVRUN_SECRETS_DIR";
+    pub const APP_CONFIG: &str = "KVRUN_APP_CONFIG";
+    pub const APP_CONFIG_SELECT: &str = "KVRUN_APP_CONFIG_SELECT";
+    pub const APP_CONFIG_SNAPSHOT: &str = "KVRUN_APP_CONFIG_SNAPSHOT";
+    pub const APP_CONFIG_TRIM: &str = "KVRUN_APP_CONFIG_TRIM";
+    pub const APP_CONFIG_UPPER_SNAKE: &str = "KVRUN_APP_CONFIG_UPPER_SNAKE";
+    pub const APP_CONFIG_FLATTEN_JSON: &str = "KVRUN_APP_CONFIG_FLATTEN_JSON";
+    pub const APP_CONFIG_FEATURE_FLAGS: &str = "KVRUN_APP_CONFIG_FEATURE_FLAGS";
+    pub const APP_CONFIG_SUFFIX: &str = "KVRUN_APP_CONFIG_SUFFIX";
+    pub const APP_CONFIG_AUDIENCE: &str = "KVRUN_APP_CONFIG_AUDIENCE";
+    pub const APP_CONFIG_CONNECTION_STRING_FILE: &str = "KVRUN_APP_CONFIG_CONNECTION_STRING_FILE";
 }
 
 pub(crate) const AFTER_HELP: &str = "\
@@ -59,6 +69,10 @@ Reference forms (a whole value, or inside {{ … }} in a larger value):
 
 Bundles (every setting of one JSON or .env secret as a variable, below explicit ones):
   --env-from [PREFIX=][json:|dotenv:]REFERENCE, KVRUN_ENV_FROM, manifest [[env_from]]
+
+App Configuration (a store's key-values as variables, its Key Vault references resolved):
+  --app-config https://STORE.azconfig.io [--app-config-select 'myapp:*@prod'] [--app-config-trim myapp:]
+  manifest [app_configuration]; Entra ID, or AZURE_APPCONFIG_CONNECTION_STRING (an access key)
 
 Credentials, tried in this order (--credential picks one):
   env                AZURE_TENANT_ID, AZURE_CLIENT_ID, and AZURE_CLIENT_SECRET or
@@ -297,6 +311,59 @@ pub struct RunArgs {
     /// name is looked for in the manifest's vault. Comma-separated in `KVRUN_ENV_FROM`.
     #[arg(long, value_name = "BUNDLE", env = env::ENV_FROM, value_delimiter = ',')]
     pub env_from: Vec<String>,
+
+    /// Read the key-values of this App Configuration store, e.g.
+    /// `https://myconfig.azconfig.io` (overrides the manifest's `[app_configuration]` endpoint).
+    ///
+    /// Its settings sit between the manifest's [env] and the .env files; its Key Vault
+    /// references are resolved with every other secret. Tokens from the credential chain (scope
+    /// from the host), or the access key of `AZURE_APPCONFIG_CONNECTION_STRING`.
+    #[arg(long, value_name = "ENDPOINT", env = env::APP_CONFIG)]
+    pub app_config: Option<String>,
+
+    /// Which key-values to read (repeatable; a later selector wins for a key):
+    /// KEYFILTER[@LABEL], e.g. 'myapp:*@prod'.
+    ///
+    /// Without @LABEL only key-values with no label; @* any label. Default: every key with no
+    /// label. In `KVRUN_APP_CONFIG_SELECT`, separate selectors with spaces (filters take commas).
+    #[arg(long, value_name = "SELECTOR", env = env::APP_CONFIG_SELECT, value_delimiter = ' ', conflicts_with = "app_config_snapshot")]
+    pub app_config_select: Vec<String>,
+
+    /// Read this snapshot of the store instead of selectors.
+    #[arg(long, value_name = "NAME", env = env::APP_CONFIG_SNAPSHOT)]
+    pub app_config_snapshot: Option<String>,
+
+    /// Remove this prefix from keys before they become names (repeatable; the longest that
+    /// matches), e.g. myapp:
+    #[arg(long, value_name = "PREFIX", env = env::APP_CONFIG_TRIM, value_delimiter = ' ')]
+    pub app_config_trim: Vec<String>,
+
+    /// Upper-case the names made from keys (`Db:Host` becomes `DB__HOST`, not `Db__Host`).
+    #[arg(long, env = env::APP_CONFIG_UPPER_SNAKE, value_parser = BoolishValueParser::new())]
+    pub app_config_upper_snake: bool,
+
+    /// Flatten JSON values into one variable per leaf (`key__prop__0`), as .NET reads them;
+    /// default: the JSON as one value.
+    #[arg(long, env = env::APP_CONFIG_FLATTEN_JSON, value_parser = BoolishValueParser::new())]
+    pub app_config_flatten_json: bool,
+
+    /// Also read feature flags, as `FeatureManagement__NAME=true|false`.
+    #[arg(long, env = env::APP_CONFIG_FEATURE_FLAGS, value_parser = BoolishValueParser::new())]
+    pub app_config_feature_flags: bool,
+
+    /// Also treat hosts under this domain as App Configuration stores (repeatable).
+    #[arg(long, value_name = "SUFFIX", env = env::APP_CONFIG_SUFFIX, value_delimiter = ',', value_parser = parse_vault_suffix)]
+    pub app_config_suffix: Vec<String>,
+
+    /// The Entra audience of tokens for stores under an added --app-config-suffix (default:
+    /// the public cloud's, `https://appconfig.azure.com`).
+    #[arg(long, value_name = "URL", env = env::APP_CONFIG_AUDIENCE)]
+    pub app_config_audience: Option<String>,
+
+    /// Read the store's connection string (an access key) from this file instead of
+    /// `AZURE_APPCONFIG_CONNECTION_STRING`.
+    #[arg(long, value_name = "PATH", env = env::APP_CONFIG_CONNECTION_STRING_FILE)]
+    pub app_config_connection_string_file: Option<PathBuf>,
 
     /// Do not read ./.env automatically.
     #[arg(long, env = env::NO_DOTENV, value_parser = BoolishValueParser::new())]

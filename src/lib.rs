@@ -14,6 +14,7 @@
 //!
 //! No async runtime is built when there is nothing to fetch.
 
+pub mod appconfig;
 pub mod bundle;
 pub(crate) mod children;
 pub mod cli;

@@ -32,6 +32,12 @@ pub(crate) struct Plan {
     /// Bundles, in the order declared (the later wins); their variables join [`Plan::vars`] once
     /// they are fetched ([`crate::bundle::expand`]).
     pub bundles: Vec<Bundle>,
+    /// App Configuration stores to list (at most one today); their variables join
+    /// [`Plan::vars`] once listed ([`crate::appconfig::expand`]).
+    pub stores: Vec<std::sync::Arc<crate::appconfig::Store>>,
+    /// The stores (by index) whose selection matched no key-values: a warning in a run, a
+    /// failure of `check`.
+    pub empty_stores: Vec<usize>,
     /// Bundles that could not be used (fetch failed, value unfit): failures of the run.
     pub refused: Vec<Failure>,
     /// The vault allow-lists, each with where it came from: every secret, a bundle's references

@@ -51,6 +51,8 @@ pub(crate) struct Sources {
     pub(crate) env_from: Vec<String>,
     /// `--clear-env`: the inherited plain variables kept besides the built-in few (`--keep-env`).
     pub(crate) clear_env: Option<Vec<String>>,
+    /// `--app-config*` and the connection string (over the manifest's `[app_configuration]`).
+    pub(crate) app_config: crate::appconfig::Options,
 }
 
 /// How the secrets are fetched.
@@ -157,6 +159,28 @@ impl Settings {
                 file_spec,
                 env_from: args.env_from.clone(),
                 clear_env: args.clear_env.then(|| args.keep_env.clone()),
+                app_config: crate::appconfig::Options {
+                    endpoint: args.app_config.clone().filter(|e| !e.is_empty()),
+                    select: args.app_config_select.clone(),
+                    snapshot: args.app_config_snapshot.clone().filter(|s| !s.is_empty()),
+                    trim: args
+                        .app_config_trim
+                        .iter()
+                        .filter(|t| !t.is_empty())
+                        .cloned()
+                        .collect(),
+                    upper_snake: args.app_config_upper_snake,
+                    flatten_json: args.app_config_flatten_json,
+                    feature_flags: args.app_config_feature_flags,
+                    hosts: crate::appconfig::StoreHosts::new(
+                        &args.app_config_suffix,
+                        args.app_config_audience.clone().filter(|a| !a.is_empty()),
+                    ),
+                    connection_string: env
+                        .get(crate::appconfig::CONNECTION_STRING_VARIABLE)
+                        .map(|c| Zeroizing::new(c.to_owned())),
+                    connection_string_file: args.app_config_connection_string_file.clone(),
+                },
             },
             fetch: Fetch {
                 resolve: resolve::Options {

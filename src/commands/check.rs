@@ -83,6 +83,23 @@ impl Row {
         }
     }
 
+    /// The row of a plain setting from App Configuration: its origin, no secret.
+    fn of_setting(var: &plan::Var) -> Row {
+        Row {
+            variable: var.name.to_string_lossy().into_owned(),
+            location: var.location.to_string(),
+            vault: "-".to_owned(),
+            secret: "-".to_owned(),
+            field: None,
+            part: None,
+            version: "-".to_owned(),
+            resolved_version: None,
+            status: "ok".to_owned(),
+            reason: None,
+            latency_ms: None,
+        }
+    }
+
     #[must_use]
     pub(crate) fn latency(duration: Option<Duration>) -> Option<u64> {
         duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -156,7 +173,7 @@ pub(crate) fn check(
     let plan = plan_run(&settings.sources, environment)?;
     // A literal the run would refuse fails the check the same way.
     preflight(&plan, &[])?;
-    if plan.secrets.is_empty() {
+    if plan.secrets.is_empty() && plan.stores.is_empty() {
         return Err(Error::NoReferences {
             looked: where_check_looked(&settings.sources),
         });
@@ -166,6 +183,7 @@ pub(crate) fn check(
     // The run's verdict, computed first so that each row carries what would fail it (a value no
     // environment variable can hold resolves fine but fails the run).
     let verdict = child_env(&plan, &outcomes, settings.hidden).map(|_| ());
+    let verdict = with_empty_stores(verdict, &plan);
     let refused: &[Failure] = match &verdict {
         Err(Error::Unresolved { failures }) => failures,
         _ => &[],
@@ -173,7 +191,12 @@ pub(crate) fn check(
     let mut rows = Vec::new();
     for var in &plan.vars {
         let (indices, optional) = match &var.value {
-            plan::Value::Literal(_) => continue,
+            plan::Value::Literal(_) => {
+                if matches!(var.location, Location::AppConfig { .. }) {
+                    rows.push(Row::of_setting(var));
+                }
+                continue;
+            }
             plan::Value::Bundled { index, .. } => (vec![(*index, None)], false),
             plan::Value::Secret {
                 index,
@@ -238,6 +261,7 @@ pub(crate) fn check(
         }
     }
     rows.extend(unused_bundles(&plan, &outcomes, refused, &client));
+    rows.extend(store_rows(&plan, refused));
     let text = if json {
         let mut text = serde_json::to_string_pretty(&rows)
             .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))?;
@@ -253,6 +277,67 @@ pub(crate) fn check(
         Error::Unresolved { failures } => Error::CheckFailed { failures },
         other => other,
     })
+}
+
+/// A store whose selection matched nothing fails the check (a run only warns): a gate must not
+/// pass with a selector that reads nothing.
+fn with_empty_stores(verdict: Result<(), Error>, plan: &plan::Plan) -> Result<(), Error> {
+    let empty = empty_stores(plan);
+    match verdict {
+        _ if empty.is_empty() => verdict,
+        Ok(()) => Err(Error::Unresolved { failures: empty }),
+        Err(Error::Unresolved { mut failures }) => {
+            failures.extend(empty);
+            Err(Error::Unresolved { failures })
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// The failures of stores whose selection matched no key-values.
+fn empty_stores(plan: &plan::Plan) -> Vec<Failure> {
+    plan.empty_stores
+        .iter()
+        .map(|&i| {
+            let store = &plan.stores[i];
+            Failure {
+                variable: store.label(),
+                location: store.declared.to_string(),
+                secret: store.endpoint.origin(),
+                problem: crate::error::Problem::new(
+                    FailureClass::NotFound,
+                    "the selection matched no key-values",
+                )
+                .hint("check the selectors' keys and labels (no label selects key-values without one; @* any)"),
+            }
+        })
+        .collect()
+}
+
+/// A row for each store whose list failed or matched nothing.
+fn store_rows(plan: &plan::Plan, refused: &[Failure]) -> Vec<Row> {
+    plan.stores
+        .iter()
+        .flat_map(|store| {
+            let (label, location) = (store.label(), store.declared.to_string());
+            refused
+                .iter()
+                .filter(move |f| f.variable == label && f.location == location)
+                .map(move |f| Row {
+                    variable: f.variable.clone(),
+                    location: f.location.clone(),
+                    vault: store.endpoint.host.clone(),
+                    secret: "-".to_owned(),
+                    field: None,
+                    part: None,
+                    version: "-".to_owned(),
+                    resolved_version: None,
+                    status: f.problem.class.to_string(),
+                    reason: Some(f.problem.to_string()),
+                    latency_ms: None,
+                })
+        })
+        .collect()
 }
 
 /// A row for each bundle that gives the plan no variable (it failed, an optional one is missing,

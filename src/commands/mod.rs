@@ -22,7 +22,7 @@ use crate::plan::{self, Plan};
 use crate::resolve::{self, Outcome};
 use crate::settings::{self, Settings};
 use crate::source::files;
-use crate::{bundle, http, reference, timing, vault};
+use crate::{appconfig, bundle, http, reference, timing, vault};
 
 /// Every secret of `plan`, resolved as a run resolves them, its bundles expanded: the plan with
 /// every variable in place, and one outcome per secret of it. No runtime when there is nothing to
@@ -32,23 +32,55 @@ pub(crate) fn resolve_plan(
     settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<(Plan, Vec<Outcome>), Error> {
-    if plan.secrets.is_empty() {
+    if plan.secrets.is_empty() && plan.stores.is_empty() {
         return Ok((plan, Vec::new()));
     }
     fetch_all(plan, settings, vault_client(settings, environment)?)
 }
 
-/// After the plan's own secrets (`first`, one outcome each) are fetched: its bundles' variables
-/// put in place, and the references of its dotenv bundles fetched (one level deep, allow-lists
-/// checked first). The plan with every variable, and one outcome per secret of it.
+/// The first round of a resolution: `secrets` fetched and every store of `stores` listed, all at
+/// once (a store's Key Vault references are known only once it is listed: the second round).
+pub(crate) async fn first_round(
+    client: Arc<vault::VaultClient>,
+    secrets: &[reference::SecretRef],
+    stores: &[Arc<appconfig::Store>],
+    options: resolve::Options,
+) -> (Vec<Outcome>, Vec<appconfig::Listing>) {
+    let lists = async {
+        let mut listings = Vec::with_capacity(stores.len());
+        for store in stores {
+            let started = std::time::Instant::now();
+            let listed = appconfig::client::list(client.clone(), store.clone()).await;
+            tracing::info!(
+                store = %store.endpoint,
+                key_values = listed.as_ref().map_or(0, |l| l.items.len()),
+                pages = listed.as_ref().map_or(0, |l| l.pages.len()),
+                elapsed_ms = started.elapsed().as_millis(),
+                "listed"
+            );
+            listings.push(listed);
+        }
+        listings
+    };
+    if secrets.is_empty() {
+        return (Vec::new(), lists.await);
+    }
+    tokio::join!(resolve_logged(client.clone(), secrets, options), lists)
+}
+
+/// After the first round (the plan's own secrets, one outcome each, and its stores' lists): its
+/// stores' and bundles' variables put in place, and the Key Vault references of its stores and
+/// dotenv bundles fetched (one level deep, allow-lists checked first). The plan with every variable, and one outcome per secret of it.
 pub(crate) async fn with_bundles(
     client: Arc<vault::VaultClient>,
     plan: Plan,
-    first: Vec<Outcome>,
+    (first, listings): (Vec<Outcome>, Vec<appconfig::Listing>),
     context: &bundle::Context,
     options: resolve::Options,
 ) -> Result<(Plan, Vec<Outcome>), Error> {
     let fetched = first.len();
+    // The stores' variables first: a bundle's go below them.
+    let plan = appconfig::expand::expand(plan, &listings, context);
     let plan = bundle::expand(plan, &first, context);
     let mut outcomes = first;
     if plan.secrets.len() > fetched {
@@ -106,6 +138,10 @@ pub(crate) fn plan_run(
         file_spec: &sources.file_spec,
         env_from: &env_from,
     })?;
+    if let Some(store) = appconfig::store(&sources.app_config, manifest.app_configuration.as_ref())?
+    {
+        plan.stores.push(Arc::new(store));
+    }
     if !sources.allowed_vaults.is_empty() {
         plan.allowed
             .push(("--allow-vault", sources.allowed_vaults.clone()));
@@ -122,6 +158,7 @@ pub(crate) fn plan_run(
         variables = plan.vars.len(),
         secrets = plan.secrets.len(),
         bundles = plan.bundles.len(),
+        stores = plan.stores.len(),
         "planned"
     );
     Ok(plan)
@@ -225,7 +262,7 @@ pub(crate) fn fetch_all(
         let (mut term, mut int) = signals.map_err(Error::system("cannot watch signals"))?;
         tokio::select! {
             resolved = async {
-                let first = resolve_logged(client.clone(), &plan.secrets, options).await;
+                let first = first_round(client.clone(), &plan.secrets, &plan.stores, options).await;
                 with_bundles(client, plan, first, &context, options).await
             } => resolved,
             _ = term.recv() => Err(Error::Interrupted { signal: signal_number::SIGTERM, name: "SIGTERM" }),

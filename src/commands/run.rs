@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use super::{plan_run, resolve_logged, resolve_plan, runtime, several, vault_client, with_bundles};
+use super::{first_round, plan_run, resolve_plan, runtime, several, vault_client, with_bundles};
 use crate::cli;
 use crate::error::{self, Error};
 use crate::launch::environment::{child_env, unfit_for_environment};
@@ -152,19 +152,19 @@ fn supervise(
             wanted.runtime_dir.clone(),
         )?;
         let mut watcher = None;
-        let (expanded, outcomes) = if plan.secrets.is_empty() {
+        let (expanded, outcomes) = if plan.secrets.is_empty() && plan.stores.is_empty() {
             (plan.clone(), Vec::new())
         } else {
             let client = vault_client(settings, environment)?;
             let timing = timing::Run::start();
             let options = settings.fetch.resolve;
             let first = tokio::select! {
-                first = resolve_logged(client.clone(), &plan.secrets, options) => first,
+                first = first_round(client.clone(), &plan.secrets, &plan.stores, options) => first,
                 stop = supervisor.interrupted() => return Err(stop),
             };
             if wanted.watch.is_some() {
                 watcher =
-                    Watcher::new(&plan, &first, client.clone(), settings, command).map(Arc::new);
+                    Watcher::new(&plan, &first.0, client.clone(), settings, command).map(Arc::new);
             }
             let context = bundle::Context::new(&settings.sources);
             let resolved = tokio::select! {
@@ -194,12 +194,12 @@ fn supervise(
 async fn expanded(
     client: Arc<vault::VaultClient>,
     plan: &Arc<Plan>,
-    first: Vec<Outcome>,
+    first: (Vec<Outcome>, Vec<crate::appconfig::Listing>),
     context: &bundle::Context,
     options: resolve::Options,
 ) -> Result<(Arc<Plan>, Vec<Outcome>), Error> {
-    if plan.bundles.is_empty() {
-        return Ok((plan.clone(), first));
+    if plan.bundles.is_empty() && plan.stores.is_empty() {
+        return Ok((plan.clone(), first.0));
     }
     let (plan, outcomes) = with_bundles(client, (**plan).clone(), first, context, options).await?;
     Ok((Arc::new(plan), outcomes))
@@ -239,7 +239,7 @@ impl Watcher {
             .filter(|(_, s)| s.version.is_none())
             .map(|(i, _)| i)
             .collect();
-        if unpinned.is_empty() {
+        if unpinned.is_empty() && plan.stores.is_empty() {
             tracing::warn!("--watch: every secret is pinned to a version; nothing to watch");
             return None;
         }
@@ -269,7 +269,14 @@ impl launch::supervise::Watch for Watcher {
             std::time::Instant::now(),
             self.options.timeout,
         ));
-        let fresh = resolve_logged(self.client.clone(), &subset, self.options).await;
+        // Every store is listed again whole (its Key Vault references are fetched again too).
+        let (fresh, listings) = first_round(
+            self.client.clone(),
+            &subset,
+            &self.plan.stores,
+            self.options,
+        )
+        .await;
         let mut outcomes = self.first.clone();
         for (&index, outcome) in self.unpinned.iter().zip(fresh) {
             outcomes[index] = outcome;
@@ -279,7 +286,7 @@ impl launch::supervise::Watch for Watcher {
         let resolved = expanded(
             self.client.clone(),
             &self.plan,
-            outcomes,
+            (outcomes, listings),
             &self.context,
             self.options,
         )

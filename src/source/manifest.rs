@@ -95,6 +95,35 @@ struct File {
     #[expect(dead_code, reason = "only accepted here; read by env_entries")]
     env: Option<serde::de::IgnoredAny>,
     env_from: Option<Vec<Spanned<RawEnvFrom>>>,
+    app_configuration: Option<Spanned<AppConfiguration>>,
+}
+
+/// `[app_configuration]` as written (checked against the store hosts by
+/// [`crate::appconfig`], which knows the added suffixes).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfiguration {
+    pub endpoint: Option<String>,
+    /// Later selectors win for a key; none: every key with no label.
+    pub select: Option<Vec<AppConfigSelector>>,
+    /// Instead of `select`.
+    pub snapshot: Option<String>,
+    #[serde(default)]
+    pub trim_prefix: Vec<String>,
+    #[serde(default)]
+    pub upper_snake: bool,
+    #[serde(default)]
+    pub flatten_json: bool,
+    #[serde(default)]
+    pub feature_flags: bool,
+}
+
+/// One `select` entry: `{ key = "myapp:*", label = "prod" }` (no label: key-values without one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfigSelector {
+    pub key: String,
+    pub label: Option<String>,
 }
 
 /// One `[[env_from]]` table as written.
@@ -334,6 +363,8 @@ pub struct Manifest {
     pub default_vault: Option<String>,
     /// `allowed_vaults = [...]`: the only vaults (host and port) kvrun may contact, when given.
     pub allowed_vaults: Option<Vec<VaultOrigin>>,
+    /// `[app_configuration]`, and where it is.
+    pub app_configuration: Option<(AppConfiguration, Location)>,
 }
 
 /// Parse a manifest's text, allow-list included.
@@ -425,12 +456,38 @@ pub fn parse_manifest(text: &str, path: &Path, hosts: &VaultHosts) -> Result<Man
             .map_err(|(span, message)| Error::bad_input(at(span), message))
         })
         .collect::<Result<_, _>>()?;
+    let app_configuration = file
+        .app_configuration
+        .map(|table| app_configuration(table, text, path))
+        .transpose()?;
     Ok(Manifest {
         entries,
         env_from,
         default_vault,
         allowed_vaults,
+        app_configuration,
     })
+}
+
+/// `[app_configuration]` and where it is: `snapshot` or `select`, not both.
+fn app_configuration(
+    table: Spanned<AppConfiguration>,
+    text: &str,
+    path: &Path,
+) -> Result<(AppConfiguration, Location), Error> {
+    let (line, _) = line_col(text, table.span().start);
+    let location = Location::Manifest {
+        path: path.to_owned(),
+        line,
+    };
+    let table = table.into_inner();
+    if table.snapshot.is_some() && table.select.is_some() {
+        return Err(Error::bad_input(
+            location.to_string(),
+            "app_configuration: 'snapshot' is instead of 'select'; give one of them",
+        ));
+    }
+    Ok((table, location))
 }
 
 /// One `[[env_from]]`: its secret (a bare name in `vault`, or any reference form, whole), prefix,

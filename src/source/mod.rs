@@ -40,6 +40,12 @@ pub enum Location {
     Manifest { path: PathBuf, line: usize },
     /// A command-line option (`--env-from`, also set by its `KVRUN_*` variable).
     Flag(&'static str),
+    /// A key-value of an App Configuration store: the store's name, the key and its label.
+    AppConfig {
+        store: String,
+        key: String,
+        label: Option<String>,
+    },
     /// A setting of a bundle (`[[env_from]]`, `--env-from`): the bundle's secret, the line of a
     /// dotenv bundle, and where the bundle is declared.
     Bundle {
@@ -69,6 +75,13 @@ impl fmt::Display for Location {
                 write!(f, "{}:{line}", path.display())
             }
             Self::Flag(flag) => f.write_str(flag),
+            Self::AppConfig { store, key, label } => {
+                write!(f, "appconfig:{store}/{}", crate::http::untrusted(key))?;
+                match label {
+                    Some(label) => write!(f, "@{}", crate::http::untrusted(label)),
+                    None => Ok(()),
+                }
+            }
             Self::Bundle {
                 secret,
                 line,

@@ -268,7 +268,14 @@ impl VaultClient {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
     }
 
-    fn deadline(&self) -> Instant {
+    /// The HTTP client every request of the run goes through (App Configuration's too).
+    #[must_use]
+    pub fn http(&self) -> &Arc<http::Client> {
+        &self.http
+    }
+
+    /// The run's deadline (moved on for each `--watch` check).
+    pub(crate) fn deadline(&self) -> Instant {
         *self
             .deadline
             .lock()

@@ -81,12 +81,13 @@ const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 
 /// The variables that carry kvrun's own secret material, removed from the child's environment by
 /// `--hide-credentials`.
-pub const SECRET_VARIABLES: [&str; 5] = [
+pub const SECRET_VARIABLES: [&str; 6] = [
     AZURE_CLIENT_SECRET,
     AZURE_CLIENT_CERTIFICATE_PATH,
     AZURE_CLIENT_CERTIFICATE_PASSWORD,
     AZURE_FEDERATED_TOKEN_FILE,
     IDENTITY_HEADER,
+    crate::appconfig::CONNECTION_STRING_VARIABLE,
 ];
 
 /// What the chain is configured with: the variables the Azure SDKs read (named by the constants
@@ -448,13 +449,18 @@ impl Credentials {
         result
     }
 
+    /// `tenant` empty: the link's own tenant (a service with no challenge to name one: App
+    /// Configuration).
     async fn link_token(&self, link: &Link, tenant: &str, scope: &str) -> Result<Token, LinkError> {
+        let own_or =
+            |own: &str| -> String { if tenant.is_empty() { own } else { tenant }.to_owned() };
         match link {
             Link::ClientSecret {
                 tenant: own,
                 client_id,
                 secret,
             } => {
+                let tenant = &own_or(own);
                 self.tenants.check(Some(own), tenant)?;
                 let credential = ClientSecretCredential::new(
                     tenant,
@@ -477,6 +483,7 @@ impl Credentials {
                 client_id,
                 certificate,
             } => {
+                let tenant = &own_or(own);
                 self.tenants.check(Some(own), tenant)?;
                 let assertion = CertificateAssertion {
                     certificate: certificate.clone(),
@@ -494,6 +501,7 @@ impl Credentials {
                 client_id,
                 token_file,
             } => {
+                let tenant = &own_or(own);
                 self.tenants.check(Some(own), tenant)?;
                 let assertion = FileAssertion {
                     path: token_file.clone(),
@@ -506,6 +514,7 @@ impl Credentials {
             }
             Link::ManagedIdentity(identity) => identity.token(scope, &self.http).await,
             Link::AzureCli | Link::Azd => {
+                let tenant = &own_or(self.configured_tenant.as_deref().unwrap_or_default());
                 self.tenants
                     .check(self.configured_tenant.as_deref(), tenant)?;
                 let tool = if matches!(link, Link::AzureCli) {

@@ -78,13 +78,18 @@ impl Tool {
             Self::AzureCli => {
                 let mut args = owned(&["account", "get-access-token", "-o", "json", "--scope"]);
                 args.push(scope.to_owned());
-                args.extend(owned(&["--tenant", tenant]));
+                // No tenant: the one `az` is signed in to (App Configuration has no challenge).
+                if !tenant.is_empty() {
+                    args.extend(owned(&["--tenant", tenant]));
+                }
                 args
             }
             Self::Azd => {
                 let mut args = owned(&["auth", "token", "-o", "json", "--no-prompt", "--scope"]);
                 args.push(scope.to_owned());
-                args.extend(owned(&["--tenant-id", tenant]));
+                if !tenant.is_empty() {
+                    args.extend(owned(&["--tenant-id", tenant]));
+                }
                 args
             }
         }
