@@ -35,6 +35,9 @@ pub(crate) struct Plan {
     /// App Configuration stores to list (at most one today); their variables join
     /// [`Plan::vars`] once listed ([`crate::appconfig::expand`]).
     pub stores: Vec<std::sync::Arc<crate::appconfig::Store>>,
+    /// Key-values named by `@Microsoft.AppConfiguration(…)`, deduplicated; [`Value::Setting`]
+    /// indexes into this. Fetched with the first round, placed by [`crate::appconfig::expand`].
+    pub settings: Vec<crate::appconfig::SettingRef>,
     /// The stores (by index) whose selection matched no key-values: a warning in a run, a
     /// failure of `check`.
     pub empty_stores: Vec<usize>,
@@ -90,6 +93,9 @@ pub(crate) enum Value {
         optional: bool,
     },
     Template(Vec<Part>),
+    /// A key-value of App Configuration (an index into [`Plan::settings`]), replaced by its value
+    /// (or the secret its Key Vault reference names) once it is read.
+    Setting(usize),
 }
 
 impl std::fmt::Debug for Value {
@@ -111,6 +117,7 @@ impl std::fmt::Debug for Value {
                 .field("optional", optional)
                 .finish(),
             Self::Template(parts) => f.debug_tuple("Template").field(parts).finish(),
+            Self::Setting(index) => f.debug_tuple("Setting").field(index).finish(),
         }
     }
 }
@@ -137,6 +144,8 @@ pub(crate) struct Inputs<'a> {
     pub file_spec: &'a FileSpec,
     /// Bundles, in the order declared.
     pub env_from: &'a [EnvFrom],
+    /// The App Configuration hosts `@Microsoft.AppConfiguration(Endpoint=…)` may name.
+    pub store_hosts: &'a crate::appconfig::StoreHosts,
 }
 
 enum Raw<'a> {
@@ -157,6 +166,7 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
             plan.secrets.len() - 1
         })
     };
+    let mut settings: Vec<crate::appconfig::SettingRef> = Vec::new();
     let mut vars = Vec::new();
     for (name, raw, location) in layer(inputs) {
         let literal = inputs.literal.iter().any(|l| OsStr::new(l) == name)
@@ -185,7 +195,23 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
             Raw::Manifest(manifest::Value::Template(pieces)) => {
                 Value::Template(parts(pieces, &mut intern))
             }
-            Raw::Text(text) => text_value(name, text, &location, inputs.hosts, &mut intern)?,
+            Raw::Text(text) => match text
+                .to_str()
+                .and_then(|t| crate::appconfig::setting_reference(t, inputs.store_hosts))
+            {
+                Some(Ok(setting)) => {
+                    let index = settings
+                        .iter()
+                        .position(|s| s.key() == setting.key())
+                        .unwrap_or_else(|| {
+                            settings.push(setting);
+                            settings.len() - 1
+                        });
+                    Value::Setting(index)
+                }
+                Some(Err(message)) => return Err(Error::bad_input(location.naming(name), message)),
+                None => text_value(name, text, &location, inputs.hosts, &mut intern)?,
+            },
         };
         let file = match value {
             Value::Literal(_) => None,
@@ -212,6 +238,7 @@ pub(crate) fn build(inputs: &Inputs<'_>) -> Result<Plan, Error> {
         .collect();
     plan.vars = vars;
     plan.bundles = bundles;
+    plan.settings = settings;
     Ok(plan)
 }
 
@@ -358,7 +385,7 @@ pub(crate) fn check_allowed(plan: &Plan) -> Result<(), Error> {
                 Value::Template(parts) => parts
                     .iter()
                     .any(|p| matches!(p, Part::Secret(i, _) if *i == index)),
-                Value::Literal(_) | Value::Bundled { .. } => false,
+                Value::Literal(_) | Value::Bundled { .. } | Value::Setting(_) => false,
             })
             .map(|v| format!("{} ({})", v.name.to_string_lossy(), v.location))
             .chain(
@@ -462,6 +489,7 @@ mod tests {
             file_vars: &["FROM_FLAG".to_owned(), "PLAIN".to_owned()],
             file_spec: &FileSpec::default(),
             env_from: &[],
+            store_hosts: &crate::appconfig::StoreHosts::default(),
         })
     }
 

@@ -15,7 +15,7 @@ use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{API_VERSION, Auth, Label, Selection, Selector, Store};
+use super::{API_VERSION, Auth, Label, Selection, Selector, SettingRef, Store};
 use crate::error::{FailureClass, Problem};
 use crate::http::{self, untrusted};
 use crate::vault::VaultClient;
@@ -126,6 +126,55 @@ pub async fn list(
     } else {
         Err(failed)
     }
+}
+
+/// Read one key-value (`@Microsoft.AppConfiguration(…)`): `None` when the store has no such key
+/// with that label.
+///
+/// # Errors
+/// Why it could not be read (as [`list`]'s, a 404 aside).
+pub async fn get_one(
+    client: Arc<VaultClient>,
+    setting: SettingRef,
+) -> Result<Option<Item>, Problem> {
+    let store = setting.store();
+    let label = match &setting.label {
+        Some(label) => format!("label={}&", encode_path(label)),
+        None => String::new(),
+    };
+    let url = url::Url::parse(&store.endpoint.origin())
+        .and_then(|origin| {
+            origin.join(&format!(
+                "/kv/{}?{label}api-version={API_VERSION}",
+                encode_path(&setting.key)
+            ))
+        })
+        .map_err(|e| Problem::new(FailureClass::Protocol, format!("the key's URL: {e}")))?;
+    match get(&client, &store, &url).await {
+        Ok(response) => serde_json::from_slice(&response.body)
+            .map(Some)
+            .map_err(|_| {
+                Problem::new(
+                    FailureClass::Protocol,
+                    "200 OK, but the body is not a key-value",
+                )
+            }),
+        Err(problem) if problem.class == FailureClass::NotFound => Ok(None),
+        Err(problem) => Err(problem),
+    }
+}
+
+/// Percent-encode a path segment or a label: everything but the unreserved characters.
+fn encode_path(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 /// The query of a selector's first page (`label=%00`: no label).

@@ -32,15 +32,25 @@ struct Setting {
     value: Value,
 }
 
-/// The plan with the stores' variables in place (`listings`: one per store of the plan). A list
-/// that failed, or a key-value kvrun cannot use, is a failure of the plan ([`Plan::refused`]).
-pub(crate) fn expand(mut plan: Plan, listings: &[super::Listing], context: &Context) -> Plan {
+/// The plan with the stores' variables in place (`listings`: one per store of the plan), and its
+/// `@Microsoft.AppConfiguration(…)` variables read (`lookups`: one per key-value of the plan). A
+/// list that failed, a key that is not there, or a key-value kvrun cannot use is a failure of the
+/// plan ([`Plan::refused`]).
+pub(crate) fn expand(
+    mut plan: Plan,
+    listings: &[super::Listing],
+    lookups: &[super::Lookup],
+    context: &Context,
+) -> Plan {
     let mut keys: HashMap<(String, String, String), usize> = plan
         .secrets
         .iter()
         .enumerate()
         .map(|(i, s)| (s.key(), i))
         .collect();
+    if !lookups.is_empty() {
+        read_settings(&mut plan, lookups, context, &mut keys);
+    }
     let stores = plan.stores.clone();
     for (index, (store, listing)) in stores.iter().zip(listings).enumerate() {
         let listed = match listing {
@@ -71,6 +81,84 @@ pub(crate) fn expand(mut plan: Plan, listings: &[super::Listing], context: &Cont
         }
     }
     plan
+}
+
+/// Replace each variable that names a key-value (`@Microsoft.AppConfiguration(…)`) with what it
+/// read: the value (data, as it is), or the secret its Key Vault reference names; a key that is
+/// not there, or could not be read, is a failure of the plan and its variable goes.
+fn read_settings(
+    plan: &mut Plan,
+    lookups: &[super::Lookup],
+    context: &Context,
+    keys: &mut HashMap<(String, String, String), usize>,
+) {
+    let mut vars = std::mem::take(&mut plan.vars);
+    vars.retain_mut(|var| {
+        let Value::Setting(index) = var.value else {
+            return true;
+        };
+        let setting = plan.settings[index].clone();
+        let failure = |problem: Problem| Failure {
+            variable: var.name.to_string_lossy().into_owned(),
+            location: var.location.to_string(),
+            secret: setting.shown(),
+            problem,
+        };
+        let item = match &lookups[index] {
+            Ok(Some(item)) => item,
+            Ok(None) => {
+                let label = setting
+                    .label
+                    .as_deref()
+                    .map_or_else(|| "--label \\0".to_owned(), |l| format!("--label {l}"));
+                let problem = Problem::new(
+                    FailureClass::NotFound,
+                    "404: the store has no such key with this label",
+                )
+                .hint(format!(
+                    "check the key and label: az appconfig kv show -n {} --key {} {label}",
+                    setting.endpoint.name, setting.key
+                ));
+                plan.refused.push(failure(problem));
+                return false;
+            }
+            Err(problem) => {
+                plan.refused.push(failure(problem.clone()));
+                return false;
+            }
+        };
+        let text = item.value.as_ref().map_or("", |v| v.as_str());
+        let value = match Content::of(&item.key, item.content_type.as_deref()) {
+            Content::KeyVaultReference => match key_vault_reference(text, context) {
+                Ok(reference) => Value::Secret {
+                    index: intern(plan, keys, &reference.secret),
+                    pick: reference.pick,
+                    optional: false,
+                },
+                Err(problem) => {
+                    plan.refused
+                        .push(failure(Problem::new(FailureClass::BadValue, problem)));
+                    return false;
+                }
+            },
+            _ => Value::Literal(OsString::from(text)),
+        };
+        var.value = value;
+        true
+    });
+    plan.vars = vars;
+}
+
+/// The index of `secret` in the plan's secrets, added if new.
+fn intern(
+    plan: &mut Plan,
+    keys: &mut HashMap<(String, String, String), usize>,
+    secret: &crate::reference::SecretRef,
+) -> usize {
+    *keys.entry(secret.key()).or_insert_with(|| {
+        plan.secrets.push(secret.clone());
+        plan.secrets.len() - 1
+    })
 }
 
 /// The settings of one store's list, in the order listed (a later selector's item for the same
@@ -150,10 +238,7 @@ fn values(
     match Content::of(&item.key, item.content_type.as_deref()) {
         Content::KeyVaultReference => {
             let secret = key_vault_reference(text, context)?;
-            let index = *keys.entry(secret.secret.key()).or_insert_with(|| {
-                plan.secrets.push(secret.secret.clone());
-                plan.secrets.len() - 1
-            });
+            let index = intern(plan, keys, &secret.secret);
             Ok(vec![(
                 name(key),
                 item.key.clone(),

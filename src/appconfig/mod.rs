@@ -31,6 +31,9 @@ use crate::source::Location;
 /// What listing one store gave: its key-values, or every selector that failed and why.
 pub type Listing = Result<client::Listed, Vec<(String, crate::error::Problem)>>;
 
+/// What reading one `@Microsoft.AppConfiguration(…)` key-value gave (`None`: no such key).
+pub type Lookup = Result<Option<client::Item>, crate::error::Problem>;
+
 /// The REST API version kvrun speaks: page `ETag`s (from 2023-10-01) and tag filters.
 pub const API_VERSION: &str = "2023-11-01";
 
@@ -438,6 +441,121 @@ fn auth(options: &Options, endpoint: &Endpoint) -> Result<Auth, crate::error::Er
         ));
     }
     Ok(Auth::AccessKey(Arc::new(key)))
+}
+
+/// One key-value named by App Service's syntax in a variable,
+/// `@Microsoft.AppConfiguration(Endpoint=https://x.azconfig.io; Key=k; Label=l)`: read with one
+/// GET of that key.
+#[derive(Debug, Clone)]
+pub struct SettingRef {
+    pub endpoint: Endpoint,
+    pub key: String,
+    /// `None`: the key-value with no label.
+    pub label: Option<String>,
+    /// Entra ID, or the access key when the connection string is this store's (set once the
+    /// plan is made).
+    pub auth: Auth,
+}
+
+impl SettingRef {
+    /// What makes two the same (one GET for both).
+    #[must_use]
+    pub fn key(&self) -> (String, String, Option<String>) {
+        (self.endpoint.origin(), self.key.clone(), self.label.clone())
+    }
+
+    /// `appconfig:NAME/KEY[@LABEL]`, as origins show it.
+    #[must_use]
+    pub fn shown(&self) -> String {
+        Location::AppConfig {
+            store: self.endpoint.name.clone(),
+            key: self.key.clone(),
+            label: self.label.clone(),
+        }
+        .to_string()
+    }
+
+    /// A store that reads just this key, for the client.
+    #[must_use]
+    pub fn store(&self) -> Store {
+        Store {
+            endpoint: self.endpoint.clone(),
+            selection: Selection::Select(Vec::new()),
+            trim: Vec::new(),
+            upper_snake: false,
+            json: Json::Keep,
+            feature_flags: false,
+            auth: self.auth.clone(),
+            declared: Location::Flag("@Microsoft.AppConfiguration"),
+        }
+    }
+}
+
+const APP_SERVICE_PREFIX: &str = "@Microsoft.AppConfiguration";
+
+/// `text` as App Service's `@Microsoft.AppConfiguration(…)`, when it starts so (the whole value).
+///
+/// # Errors
+/// A malformed body, a missing `Endpoint` or `Key`, an endpoint that is not a store host.
+#[must_use]
+pub fn setting_reference(text: &str, hosts: &StoreHosts) -> Option<Result<SettingRef, String>> {
+    let trimmed = text.trim();
+    let head = trimmed.get(..APP_SERVICE_PREFIX.len())?;
+    if !head.eq_ignore_ascii_case(APP_SERVICE_PREFIX) {
+        return None;
+    }
+    Some(parse_setting_reference(
+        &trimmed[APP_SERVICE_PREFIX.len()..],
+        hosts,
+    ))
+}
+
+fn parse_setting_reference(rest: &str, hosts: &StoreHosts) -> Result<SettingRef, String> {
+    let body = rest
+        .trim_start()
+        .strip_prefix('(')
+        .and_then(|b| b.strip_suffix(')'))
+        .ok_or("write @Microsoft.AppConfiguration(…) with its parentheses around the whole rest of the value")?;
+    let (mut endpoint, mut key, mut label) = (None, None, None);
+    for part in body.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=').ok_or_else(|| {
+            format!("'{part}' in @Microsoft.AppConfiguration(…) is not a Key=Value pair")
+        })?;
+        let slot = match name.trim().to_ascii_lowercase().as_str() {
+            "endpoint" => &mut endpoint,
+            "key" => &mut key,
+            "label" => &mut label,
+            other => {
+                return Err(format!(
+                    "unknown key '{other}' in @Microsoft.AppConfiguration(…): use Endpoint=…; Key=…[; Label=…]"
+                ));
+            }
+        };
+        if slot.replace(value.trim().to_owned()).is_some() {
+            return Err(format!(
+                "'{}' appears twice in @Microsoft.AppConfiguration(…)",
+                name.trim()
+            ));
+        }
+    }
+    let endpoint =
+        endpoint.ok_or("@Microsoft.AppConfiguration(…) needs Endpoint=https://NAME.azconfig.io")?;
+    let key = key
+        .filter(|k| !k.is_empty())
+        .ok_or("@Microsoft.AppConfiguration(…) needs Key=…")?;
+    Ok(SettingRef {
+        endpoint: hosts.endpoint(&endpoint)?,
+        key,
+        label: label.filter(|l| !l.is_empty()),
+        auth: Auth::Entra,
+    })
+}
+
+/// The auth for a store a variable names: the access key when the connection string is that
+/// store's, else Entra ID.
+#[must_use]
+pub fn auth_for(options: &Options, endpoint: &Endpoint) -> Auth {
+    auth(options, endpoint).unwrap_or(Auth::Entra)
 }
 
 /// The key prefix of feature flags.

@@ -83,9 +83,13 @@ impl Row {
         }
     }
 
-    /// The row of a plain setting from App Configuration: its origin, no secret.
-    fn of_setting(var: &plan::Var) -> Row {
-        Row {
+    /// The row of a plain setting from App Configuration (its origin, no secret); `None` for
+    /// any other plain value.
+    fn of_setting(var: &plan::Var) -> Option<Row> {
+        if !matches!(var.location, Location::AppConfig { .. }) {
+            return None;
+        }
+        Some(Row {
             variable: var.name.to_string_lossy().into_owned(),
             location: var.location.to_string(),
             vault: "-".to_owned(),
@@ -97,7 +101,7 @@ impl Row {
             status: "ok".to_owned(),
             reason: None,
             latency_ms: None,
-        }
+        })
     }
 
     #[must_use]
@@ -173,7 +177,7 @@ pub(crate) fn check(
     let plan = plan_run(&settings.sources, environment)?;
     // A literal the run would refuse fails the check the same way.
     preflight(&plan, &[])?;
-    if plan.secrets.is_empty() && plan.stores.is_empty() {
+    if plan.secrets.is_empty() && plan.stores.is_empty() && plan.settings.is_empty() {
         return Err(Error::NoReferences {
             looked: where_check_looked(&settings.sources),
         });
@@ -191,10 +195,9 @@ pub(crate) fn check(
     let mut rows = Vec::new();
     for var in &plan.vars {
         let (indices, optional) = match &var.value {
+            plan::Value::Setting(_) => continue,
             plan::Value::Literal(_) => {
-                if matches!(var.location, Location::AppConfig { .. }) {
-                    rows.push(Row::of_setting(var));
-                }
+                rows.extend(Row::of_setting(var));
                 continue;
             }
             plan::Value::Bundled { index, .. } => (vec![(*index, None)], false),

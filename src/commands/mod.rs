@@ -32,23 +32,32 @@ pub(crate) fn resolve_plan(
     settings: &Settings,
     environment: &[(OsString, OsString)],
 ) -> Result<(Plan, Vec<Outcome>), Error> {
-    if plan.secrets.is_empty() && plan.stores.is_empty() {
+    if plan.secrets.is_empty() && plan.stores.is_empty() && plan.settings.is_empty() {
         return Ok((plan, Vec::new()));
     }
     fetch_all(plan, settings, vault_client(settings, environment)?)
 }
 
-/// The first round of a resolution: `secrets` fetched and every store of `stores` listed, all at
-/// once (a store's Key Vault references are known only once it is listed: the second round).
+/// What the first round of a resolution gave: one outcome per secret asked for, one listing
+/// per store, one answer per `@Microsoft.AppConfiguration(…)` key-value.
+pub(crate) struct First {
+    pub(crate) outcomes: Vec<Outcome>,
+    pub(crate) listings: Vec<appconfig::Listing>,
+    pub(crate) settings: Vec<appconfig::Lookup>,
+}
+
+/// The first round of a resolution: `secrets` fetched, every store of the plan listed and every
+/// key-value it names read, all at once (the Key Vault references of App Configuration are
+/// known only then: the second round).
 pub(crate) async fn first_round(
     client: Arc<vault::VaultClient>,
     secrets: &[reference::SecretRef],
-    stores: &[Arc<appconfig::Store>],
+    plan: &Plan,
     options: resolve::Options,
-) -> (Vec<Outcome>, Vec<appconfig::Listing>) {
+) -> First {
     let lists = async {
-        let mut listings = Vec::with_capacity(stores.len());
-        for store in stores {
+        let mut listings = Vec::with_capacity(plan.stores.len());
+        for store in &plan.stores {
             let started = std::time::Instant::now();
             let listed = appconfig::client::list(client.clone(), store.clone()).await;
             tracing::info!(
@@ -62,10 +71,38 @@ pub(crate) async fn first_round(
         }
         listings
     };
-    if secrets.is_empty() {
-        return (Vec::new(), lists.await);
+    let lookups = async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, setting) in plan.settings.iter().enumerate() {
+            let (client, setting) = (client.clone(), setting.clone());
+            tasks.spawn(async move { (i, appconfig::client::get_one(client, setting).await) });
+        }
+        let mut answers: Vec<appconfig::Lookup> = (0..plan.settings.len())
+            .map(|_| {
+                Err(crate::error::Problem::new(
+                    crate::error::FailureClass::Protocol,
+                    "the read was cut short",
+                ))
+            })
+            .collect();
+        while let Some(Ok((i, answer))) = tasks.join_next().await {
+            answers[i] = answer;
+        }
+        answers
+    };
+    let secrets = async {
+        if secrets.is_empty() {
+            Vec::new()
+        } else {
+            resolve_logged(client.clone(), secrets, options).await
+        }
+    };
+    let (outcomes, listings, settings) = tokio::join!(secrets, lists, lookups);
+    First {
+        outcomes,
+        listings,
+        settings,
     }
-    tokio::join!(resolve_logged(client.clone(), secrets, options), lists)
 }
 
 /// After the first round (the plan's own secrets, one outcome each, and its stores' lists): its
@@ -74,13 +111,18 @@ pub(crate) async fn first_round(
 pub(crate) async fn with_bundles(
     client: Arc<vault::VaultClient>,
     plan: Plan,
-    (first, listings): (Vec<Outcome>, Vec<appconfig::Listing>),
+    first: First,
     context: &bundle::Context,
     options: resolve::Options,
 ) -> Result<(Plan, Vec<Outcome>), Error> {
+    let First {
+        outcomes: first,
+        listings,
+        settings,
+    } = first;
     let fetched = first.len();
     // The stores' variables first: a bundle's go below them.
-    let plan = appconfig::expand::expand(plan, &listings, context);
+    let plan = appconfig::expand::expand(plan, &listings, &settings, context);
     let plan = bundle::expand(plan, &first, context);
     let mut outcomes = first;
     if plan.secrets.len() > fetched {
@@ -137,7 +179,11 @@ pub(crate) fn plan_run(
         file_vars: &sources.file_vars,
         file_spec: &sources.file_spec,
         env_from: &env_from,
+        store_hosts: &sources.app_config.hosts,
     })?;
+    for setting in &mut plan.settings {
+        setting.auth = appconfig::auth_for(&sources.app_config, &setting.endpoint);
+    }
     if let Some(store) = appconfig::store(&sources.app_config, manifest.app_configuration.as_ref())?
     {
         plan.stores.push(Arc::new(store));
@@ -262,7 +308,7 @@ pub(crate) fn fetch_all(
         let (mut term, mut int) = signals.map_err(Error::system("cannot watch signals"))?;
         tokio::select! {
             resolved = async {
-                let first = first_round(client.clone(), &plan.secrets, &plan.stores, options).await;
+                let first = first_round(client.clone(), &plan.secrets, &plan, options).await;
                 with_bundles(client, plan, first, &context, options).await
             } => resolved,
             _ = term.recv() => Err(Error::Interrupted { signal: signal_number::SIGTERM, name: "SIGTERM" }),

@@ -152,28 +152,30 @@ fn supervise(
             wanted.runtime_dir.clone(),
         )?;
         let mut watcher = None;
-        let (expanded, outcomes) = if plan.secrets.is_empty() && plan.stores.is_empty() {
-            (plan.clone(), Vec::new())
-        } else {
-            let client = vault_client(settings, environment)?;
-            let timing = timing::Run::start();
-            let options = settings.fetch.resolve;
-            let first = tokio::select! {
-                first = first_round(client.clone(), &plan.secrets, &plan.stores, options) => first,
-                stop = supervisor.interrupted() => return Err(stop),
+        let (expanded, outcomes) =
+            if plan.secrets.is_empty() && plan.stores.is_empty() && plan.settings.is_empty() {
+                (plan.clone(), Vec::new())
+            } else {
+                let client = vault_client(settings, environment)?;
+                let timing = timing::Run::start();
+                let options = settings.fetch.resolve;
+                let first = tokio::select! {
+                    first = first_round(client.clone(), &plan.secrets, &plan, options) => first,
+                    stop = supervisor.interrupted() => return Err(stop),
+                };
+                if wanted.watch.is_some() {
+                    watcher =
+                        Watcher::new(&plan, &first.outcomes, client.clone(), settings, command)
+                            .map(Arc::new);
+                }
+                let context = bundle::Context::new(&settings.sources);
+                let resolved = tokio::select! {
+                    resolved = expanded(client, &plan, first, &context, options) => resolved,
+                    stop = supervisor.interrupted() => return Err(stop),
+                };
+                drop(timing);
+                resolved?
             };
-            if wanted.watch.is_some() {
-                watcher =
-                    Watcher::new(&plan, &first.0, client.clone(), settings, command).map(Arc::new);
-            }
-            let context = bundle::Context::new(&settings.sources);
-            let resolved = tokio::select! {
-                resolved = expanded(client, &plan, first, &context, options) => resolved,
-                stop = supervisor.interrupted() => return Err(stop),
-            };
-            drop(timing);
-            resolved?
-        };
         let env = child_env(&expanded, &outcomes, settings.hidden)?;
         fits_exec(command, &env)?;
         let options = Options {
@@ -194,12 +196,12 @@ fn supervise(
 async fn expanded(
     client: Arc<vault::VaultClient>,
     plan: &Arc<Plan>,
-    first: (Vec<Outcome>, Vec<crate::appconfig::Listing>),
+    first: super::First,
     context: &bundle::Context,
     options: resolve::Options,
 ) -> Result<(Arc<Plan>, Vec<Outcome>), Error> {
-    if plan.bundles.is_empty() && plan.stores.is_empty() {
-        return Ok((plan.clone(), first.0));
+    if plan.bundles.is_empty() && plan.stores.is_empty() && plan.settings.is_empty() {
+        return Ok((plan.clone(), first.outcomes));
     }
     let (plan, outcomes) = with_bundles(client, (**plan).clone(), first, context, options).await?;
     Ok((Arc::new(plan), outcomes))
@@ -239,7 +241,7 @@ impl Watcher {
             .filter(|(_, s)| s.version.is_none())
             .map(|(i, _)| i)
             .collect();
-        if unpinned.is_empty() && plan.stores.is_empty() {
+        if unpinned.is_empty() && plan.stores.is_empty() && plan.settings.is_empty() {
             tracing::warn!("--watch: every secret is pinned to a version; nothing to watch");
             return None;
         }
@@ -270,23 +272,18 @@ impl launch::supervise::Watch for Watcher {
             self.options.timeout,
         ));
         // Every store is listed again whole (its Key Vault references are fetched again too).
-        let (fresh, listings) = first_round(
-            self.client.clone(),
-            &subset,
-            &self.plan.stores,
-            self.options,
-        )
-        .await;
+        let mut fresh = first_round(self.client.clone(), &subset, &self.plan, self.options).await;
         let mut outcomes = self.first.clone();
-        for (&index, outcome) in self.unpinned.iter().zip(fresh) {
+        for (&index, outcome) in self.unpinned.iter().zip(fresh.outcomes) {
             outcomes[index] = outcome;
         }
+        fresh.outcomes = outcomes;
         // A rotated bundle is read again whole: a rotation of every variable it gives (and the
         // references of a dotenv bundle are fetched again).
         let resolved = expanded(
             self.client.clone(),
             &self.plan,
-            (outcomes, listings),
+            fresh,
             &self.context,
             self.options,
         )

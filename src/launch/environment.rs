@@ -52,6 +52,10 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
                 env.push((var.name.clone(), value.clone()));
                 continue;
             }
+            Value::Setting(index) => {
+                failures.push(unread(plan, var, *index));
+                continue;
+            }
             Value::Bundled { index, value } => (value.clone(), None, *index),
             Value::Secret {
                 index,
@@ -129,6 +133,20 @@ fn assemble(plan: &Plan, outcomes: &[Outcome]) -> Result<ChildEnv, Error> {
     }
 }
 
+/// A variable whose App Configuration key-value was not read: never expected (the key-values are
+/// read and put in place before assembly), and never started without.
+fn unread(plan: &Plan, var: &plan::Var, index: usize) -> Failure {
+    Failure {
+        variable: var.name.to_string_lossy().into_owned(),
+        location: var.location.to_string(),
+        secret: plan.settings[index].shown(),
+        problem: crate::error::Problem::new(
+            crate::error::FailureClass::Protocol,
+            "the App Configuration key-value was not read",
+        ),
+    }
+}
+
 /// The field or part of secret `index` that `var` takes, if it takes one.
 fn pick_of(var: &plan::Var, index: usize) -> Option<&Pick> {
     match &var.value {
@@ -137,7 +155,7 @@ fn pick_of(var: &plan::Var, index: usize) -> Option<&Pick> {
             Part::Secret(i, pick) if *i == index => pick.as_ref(),
             _ => None,
         }),
-        Value::Literal(_) | Value::Bundled { .. } => None,
+        Value::Literal(_) | Value::Bundled { .. } | Value::Setting(_) => None,
     }
 }
 
