@@ -563,6 +563,7 @@ mod tests {
                 file_vars: &[],
                 file_spec: &FileSpec::default(),
                 env_from: &[],
+                store_hosts: &crate::appconfig::StoreHosts::default(),
             })
             .unwrap()
         };

@@ -369,3 +369,248 @@ fn place(plan: &mut Plan, setting: &Setting, context: &Context) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::appconfig::{Auth, Selection, StoreHosts};
+    use crate::reference::VaultHosts;
+    use crate::source::FileSpec;
+
+    fn store(trim: &[&str], json: Json) -> Store {
+        Store {
+            endpoint: StoreHosts::default()
+                .endpoint("https://cfg.azconfig.io")
+                .unwrap(),
+            selection: Selection::Select(Vec::new()),
+            trim: trim.iter().map(|t| (*t).to_owned()).collect(),
+            upper_snake: false,
+            json,
+            feature_flags: false,
+            auth: Auth::Entra,
+            declared: Location::Flag("--app-config"),
+        }
+    }
+
+    fn item(key: &str, label: Option<&str>, value: &str, content_type: Option<&str>) -> Item {
+        Item {
+            key: key.to_owned(),
+            label: label.map(str::to_owned),
+            value: Some(Zeroizing::new(value.to_owned())),
+            content_type: content_type.map(str::to_owned),
+        }
+    }
+
+    fn context() -> Context {
+        Context {
+            hosts: VaultHosts::default(),
+            file_vars: Vec::new(),
+            file_spec: FileSpec::default(),
+        }
+    }
+
+    fn expanded(plan: Plan, store: Store, items: Vec<Item>) -> Plan {
+        let mut plan = plan;
+        plan.stores.push(Arc::new(store));
+        let listed = Listed {
+            items,
+            pages: vec![None],
+        };
+        expand(plan, &[Ok(listed)], &[], &context())
+    }
+
+    fn literal<'p>(plan: &'p Plan, name: &str) -> Option<&'p str> {
+        plan.vars
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| match &v.value {
+                Value::Literal(text) => text.to_str(),
+                _ => None,
+            })
+    }
+
+    const KV_REF: &str = "application/vnd.microsoft.appconfig.keyvaultref+json;charset=utf-8";
+
+    #[test]
+    fn the_later_selector_wins_and_trimmed_keys_are_one_setting() {
+        let items = vec![
+            item("myapp:Db:Host", Some("prod"), "prod-host", None),
+            item("shared:Db:Host", None, "shared-host", None),
+            item("myapp:Port", Some("prod"), "443", None),
+        ];
+        let plan = expanded(
+            Plan::default(),
+            store(&["myapp:", "shared:"], Json::Keep),
+            items,
+        );
+        assert!(plan.refused.is_empty(), "{:?}", plan.refused);
+        assert_eq!(literal(&plan, "Db__Host"), Some("shared-host"));
+        assert_eq!(literal(&plan, "Port"), Some("443"));
+        let var = plan.vars.iter().find(|v| v.name == "Db__Host").unwrap();
+        assert_eq!(var.location.to_string(), "appconfig:cfg/shared:Db:Host");
+    }
+
+    #[test]
+    fn different_keys_for_one_name_are_an_error_naming_both() {
+        let items = vec![
+            item("Db:Host", None, "a", None),
+            item("Db__Host", None, "b", None),
+        ];
+        let plan = expanded(Plan::default(), store(&[], Json::Keep), items);
+        assert_eq!(plan.refused.len(), 1);
+        assert_eq!(
+            plan.refused[0].problem.to_string(),
+            "keys 'Db:Host' and 'Db__Host' both become variable Db__Host"
+        );
+        assert_eq!(plan.refused[0].problem.class, FailureClass::BadValue);
+    }
+
+    #[test]
+    fn key_vault_references_are_secrets_deduplicated_with_the_plan() {
+        let mut plan = Plan::default();
+        plan.secrets.push(crate::reference::SecretRef {
+            vault_url: "https://kv2.vault.azure.net".into(),
+            name: "db".into(),
+            version: None,
+        });
+        let items = vec![
+            item(
+                "Db:Password",
+                None,
+                r#"{"uri":"https://KV2.vault.azure.net/secrets/DB"}"#,
+                Some(KV_REF),
+            ),
+            item(
+                "Api:Key",
+                None,
+                r#"{"uri":"https://kv2.vault.azure.net/secrets/api"}"#,
+                Some(KV_REF),
+            ),
+            item(
+                "Bad",
+                None,
+                r#"{"uri":"https://example.com/secrets/x"}"#,
+                Some(KV_REF),
+            ),
+        ];
+        let plan = expanded(plan, store(&[], Json::Keep), items);
+        assert_eq!(plan.secrets.len(), 2, "db deduplicated, api added");
+        let index = |name: &str| match plan.vars.iter().find(|v| v.name == name).unwrap().value {
+            Value::Secret { index, .. } => index,
+            _ => panic!("{name} is no secret"),
+        };
+        assert_eq!(index("Db__Password"), 0);
+        assert_eq!(index("Api__Key"), 1);
+        assert_eq!(plan.refused.len(), 1);
+        assert!(
+            plan.refused[0]
+                .problem
+                .to_string()
+                .contains("not a secret identifier on a vault host"),
+            "{}",
+            plan.refused[0].problem
+        );
+    }
+
+    #[test]
+    fn values_are_data_json_kept_or_flattened_and_feature_flags_left_out() {
+        let items = || {
+            vec![
+                item(
+                    "Db",
+                    None,
+                    r#"{"host":"h","ports":[1,2]}"#,
+                    Some("application/json"),
+                ),
+                item(
+                    "Looks:Like",
+                    None,
+                    "https://kv.vault.azure.net/secrets/x",
+                    None,
+                ),
+                item(
+                    ".appconfig.featureflag/Beta",
+                    None,
+                    r#"{"id":"Beta","enabled":true}"#,
+                    Some("application/vnd.microsoft.appconfig.ff+json;charset=utf-8"),
+                ),
+            ]
+        };
+        let plan = expanded(Plan::default(), store(&[], Json::Keep), items());
+        assert_eq!(literal(&plan, "Db"), Some(r#"{"host":"h","ports":[1,2]}"#));
+        assert_eq!(
+            literal(&plan, "Looks__Like"),
+            Some("https://kv.vault.azure.net/secrets/x"),
+            "a store's value is never parsed for references"
+        );
+        assert!(plan.secrets.is_empty());
+        assert_eq!(plan.vars.len(), 2, "no feature flag");
+
+        let mut flags = store(&[], Json::Flatten);
+        flags.feature_flags = true;
+        let plan = expanded(Plan::default(), flags, items());
+        assert_eq!(literal(&plan, "Db__host"), Some("h"));
+        assert_eq!(literal(&plan, "Db__ports__1"), Some("2"));
+        assert_eq!(literal(&plan, "FeatureManagement__Beta"), Some("true"));
+    }
+
+    #[test]
+    fn a_store_replaces_the_manifest_and_loses_to_env_files_and_the_environment() {
+        let mut plan = Plan::default();
+        for (name, location) in [
+            (
+                "FROM_MANIFEST",
+                Location::Manifest {
+                    path: "kvrun.toml".into(),
+                    line: 3,
+                },
+            ),
+            (
+                "FROM_DOTENV",
+                Location::DotEnv {
+                    path: ".env".into(),
+                    line: 1,
+                },
+            ),
+            ("INHERITED", Location::Environment),
+        ] {
+            plan.vars.push(plan::Var {
+                name: name.into(),
+                value: Value::Literal("explicit".into()),
+                location,
+                file: None,
+            });
+        }
+        let items = vec![
+            item("FROM_MANIFEST", None, "store", None),
+            item("FROM_DOTENV", None, "store", None),
+            item("INHERITED", None, "store", None),
+        ];
+        let plan = expanded(plan, store(&[], Json::Keep), items);
+        assert_eq!(literal(&plan, "FROM_MANIFEST"), Some("store"));
+        assert_eq!(literal(&plan, "FROM_DOTENV"), Some("explicit"));
+        assert_eq!(literal(&plan, "INHERITED"), Some("explicit"));
+        assert_eq!(plan.vars.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_list_and_an_empty_one() {
+        let mut plan = Plan::default();
+        plan.stores.push(Arc::new(store(&[], Json::Keep)));
+        plan.stores.push(Arc::new(store(&[], Json::Keep)));
+        let failed = Err(vec![(
+            "key=* (no label)".to_owned(),
+            Problem::new(FailureClass::Authorization, "403 Forbidden"),
+        )]);
+        let plan = expand(plan, &[failed, Ok(Listed::default())], &[], &context());
+        assert_eq!(plan.refused.len(), 1);
+        assert_eq!(plan.refused[0].variable, "appconfig:cfg");
+        assert_eq!(
+            plan.refused[0].secret,
+            "https://cfg.azconfig.io key=* (no label)"
+        );
+        assert_eq!(plan.empty_stores, vec![1]);
+    }
+}

@@ -713,6 +713,47 @@ mod tests {
     }
 
     #[test]
+    fn app_service_references_to_a_key() {
+        let hosts = StoreHosts::default();
+        let setting = setting_reference(
+            " @Microsoft.AppConfiguration(Endpoint=https://cfg.azconfig.io; Key=myapp:Db:Host; Label=prod) ",
+            &hosts,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(setting.key, "myapp:Db:Host");
+        assert_eq!(setting.label.as_deref(), Some("prod"));
+        assert_eq!(setting.shown(), "appconfig:cfg/myapp:Db:Host@prod");
+        let unlabelled = setting_reference(
+            "@microsoft.appconfiguration(endpoint=https://cfg.azconfig.io;key=k)",
+            &hosts,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(unlabelled.label, None);
+        assert!(setting_reference("https://cfg.azconfig.io", &hosts).is_none());
+        for (bad, says) in [
+            ("@Microsoft.AppConfiguration(Key=k)", "needs Endpoint"),
+            (
+                "@Microsoft.AppConfiguration(Endpoint=https://cfg.azconfig.io)",
+                "needs Key",
+            ),
+            (
+                "@Microsoft.AppConfiguration(Endpoint=https://evil.example; Key=k)",
+                "not an App Configuration host",
+            ),
+            (
+                "@Microsoft.AppConfiguration(Endpoint=https://cfg.azconfig.io; Key=k; Secret=x)",
+                "unknown key 'secret'",
+            ),
+            ("@Microsoft.AppConfiguration Endpoint=x", "parentheses"),
+        ] {
+            let err = setting_reference(bad, &hosts).unwrap().unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn selectors_from_the_command_line() {
         assert_eq!(
             Selector::parse("myapp:*@prod").unwrap(),
