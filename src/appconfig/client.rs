@@ -52,12 +52,47 @@ impl std::fmt::Debug for Item {
     }
 }
 
-/// What a store's list gave: its items, selector by selector in order (a later one wins for a
-/// key), and each page's `ETag`.
+/// What a store's list gave: each selector's pages, in order (a later selector wins for a key).
+/// A `--watch` check sends each page's `ETag` back (`If-None-Match`) and keeps a page the store
+/// answers 304 for.
 #[derive(Debug, Clone, Default)]
 pub struct Listed {
+    pub selections: Vec<Vec<PageOf>>,
+}
+
+/// One page of a list, as answered (or kept, after a 304).
+#[derive(Debug, Clone, Default)]
+pub struct PageOf {
+    pub etag: Option<String>,
     pub items: Vec<Item>,
-    pub pages: Vec<Option<String>>,
+    /// The store answered 304 for it: the items are the last list's.
+    pub unchanged: bool,
+}
+
+impl Listed {
+    /// Every key-value, selector by selector, page by page.
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
+        self.selections
+            .iter()
+            .flatten()
+            .flat_map(|page| &page.items)
+    }
+
+    /// The pages read (or kept).
+    #[must_use]
+    pub fn pages(&self) -> usize {
+        self.selections.iter().map(Vec::len).sum()
+    }
+
+    /// Of those, the pages the store answered 304 for.
+    #[must_use]
+    pub fn unchanged(&self) -> usize {
+        self.selections
+            .iter()
+            .flatten()
+            .filter(|p| p.unchanged)
+            .count()
+    }
 }
 
 #[derive(Deserialize)]
@@ -84,6 +119,7 @@ struct ProblemBody {
 pub async fn list(
     client: Arc<VaultClient>,
     store: Arc<Store>,
+    previous: Option<Arc<Listed>>,
 ) -> Result<Listed, Vec<(String, Problem)>> {
     let queries: Vec<(String, String)> = match &store.selection {
         Selection::Snapshot(name) => vec![(
@@ -98,9 +134,16 @@ pub async fn list(
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (_, query)) in queries.iter().enumerate() {
         let (client, store, query) = (client.clone(), store.clone(), query.clone());
-        tasks.spawn(async move { (i, list_one(&client, &store, &query).await) });
+        let previous = previous.clone();
+        tasks.spawn(async move {
+            let before = previous
+                .as_deref()
+                .and_then(|p| p.selections.get(i))
+                .map(Vec::as_slice);
+            (i, list_one(&client, &store, &query, before).await)
+        });
     }
-    let mut lists: Vec<Option<Result<Listed, Problem>>> = vec![None; queries.len()];
+    let mut lists: Vec<Option<Result<Vec<PageOf>, Problem>>> = vec![None; queries.len()];
     while let Some(done) = tasks.join_next().await {
         if let Ok((i, listed)) = done {
             lists[i] = Some(listed);
@@ -110,10 +153,7 @@ pub async fn list(
     let mut failed = Vec::new();
     for ((shown, _), listed) in queries.into_iter().zip(lists) {
         match listed {
-            Some(Ok(mut listed)) => {
-                all.items.append(&mut listed.items);
-                all.pages.append(&mut listed.pages);
-            }
+            Some(Ok(pages)) => all.selections.push(pages),
             Some(Err(problem)) => failed.push((shown, problem)),
             None => failed.push((
                 shown,
@@ -150,7 +190,7 @@ pub async fn get_one(
             ))
         })
         .map_err(|e| Problem::new(FailureClass::Protocol, format!("the key's URL: {e}")))?;
-    match get(&client, &store, &url).await {
+    match get(&client, &store, &url, None).await {
         Ok(response) => serde_json::from_slice(&response.body)
             .map(Some)
             .map_err(|_| {
@@ -200,39 +240,70 @@ fn encode(text: &str) -> String {
     out
 }
 
-/// One selector's pages.
-async fn list_one(client: &VaultClient, store: &Store, query: &str) -> Result<Listed, Problem> {
+/// One selector's pages. With the pages of the last list (`previous`), each page's `ETag` goes
+/// back as `If-None-Match`: a 304 keeps that page, and its `Link` header leads to the next. A 304
+/// without a `Link` while more pages followed last time cannot say where the next page is: the
+/// selection is listed again from its first page, without `ETag`s.
+async fn list_one(
+    client: &VaultClient,
+    store: &Store,
+    query: &str,
+    previous: Option<&[PageOf]>,
+) -> Result<Vec<PageOf>, Problem> {
     let origin = url::Url::parse(&store.endpoint.origin())
         .map_err(|e| Problem::new(FailureClass::Protocol, format!("the endpoint: {e}")))?;
-    let mut url = origin
+    let first = origin
         .join(&format!(
             "/kv?{query}&api-version={API_VERSION}&$select=key,label,value,content_type"
         ))
         .map_err(|e| Problem::new(FailureClass::Protocol, format!("the list URL: {e}")))?;
-    let mut listed = Listed::default();
-    loop {
-        let response = get(client, store, &url).await?;
-        let page: Page = serde_json::from_slice(&response.body).map_err(|_| {
-            Problem::new(
-                FailureClass::Protocol,
-                "200 OK, but the body is not a list of key-values",
-            )
-        })?;
-        listed.items.extend(page.items);
-        listed
-            .pages
-            .push(response.header(&hyper::header::ETAG).map(str::to_owned));
-        let next = page.next_link.or_else(|| link_next(&response));
-        let Some(next) = next else {
-            return Ok(listed);
-        };
-        if listed.pages.len() >= MAX_PAGES {
-            return Err(Problem::new(
-                FailureClass::Protocol,
-                format!("the list did not end after {MAX_PAGES} pages"),
-            ));
+    let mut previous = previous;
+    'list: loop {
+        let mut url = first.clone();
+        let mut pages: Vec<PageOf> = Vec::new();
+        loop {
+            let kept = previous.and_then(|p| p.get(pages.len()));
+            let etag = kept.and_then(|p| p.etag.as_deref());
+            let response = get(client, store, &url, etag).await?;
+            let next = if response.status == 304 {
+                let kept = kept.cloned().unwrap_or_default();
+                let next = link_next(&response);
+                let more_before = previous.is_some_and(|p| p.len() > pages.len() + 1);
+                pages.push(PageOf {
+                    etag: kept.etag,
+                    items: kept.items,
+                    unchanged: true,
+                });
+                if next.is_none() && more_before {
+                    previous = None;
+                    continue 'list;
+                }
+                next
+            } else {
+                let page: Page = serde_json::from_slice(&response.body).map_err(|_| {
+                    Problem::new(
+                        FailureClass::Protocol,
+                        "200 OK, but the body is not a list of key-values",
+                    )
+                })?;
+                pages.push(PageOf {
+                    etag: response.header(&hyper::header::ETAG).map(str::to_owned),
+                    items: page.items,
+                    unchanged: false,
+                });
+                page.next_link.or_else(|| link_next(&response))
+            };
+            let Some(next) = next else {
+                return Ok(pages);
+            };
+            if pages.len() >= MAX_PAGES {
+                return Err(Problem::new(
+                    FailureClass::Protocol,
+                    format!("the list did not end after {MAX_PAGES} pages"),
+                ));
+            }
+            url = same_origin(&origin, &next)?;
         }
-        url = same_origin(&origin, &next)?;
     }
 }
 
@@ -282,21 +353,24 @@ async fn get(
     client: &VaultClient,
     store: &Store,
     url: &url::Url,
+    if_none_match: Option<&str>,
 ) -> Result<http::Response, Problem> {
     let mut schedule = Schedule::default();
     let mut fresh_token = false;
     loop {
-        let (outcome, retry) =
-            tokio::time::timeout(retry::ATTEMPT_TIMEOUT, attempt(client, store, url))
-                .await
-                .unwrap_or_else(|_| {
-                    let problem = Problem::new(
-                        FailureClass::Unavailable,
-                        format!("no answer within {}s", retry::ATTEMPT_TIMEOUT.as_secs()),
-                    )
-                    .hint("check the network, DNS, HTTPS_PROXY and NO_PROXY");
-                    (Err(Refusal::Failed(problem)), Retry::Backoff)
-                });
+        let (outcome, retry) = tokio::time::timeout(
+            retry::ATTEMPT_TIMEOUT,
+            attempt(client, store, url, if_none_match),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            let problem = Problem::new(
+                FailureClass::Unavailable,
+                format!("no answer within {}s", retry::ATTEMPT_TIMEOUT.as_secs()),
+            )
+            .hint("check the network, DNS, HTTPS_PROXY and NO_PROXY");
+            (Err(Refusal::Failed(problem)), Retry::Backoff)
+        });
         let problem = match outcome {
             Ok(response) => return Ok(response),
             Err(Refusal::Unauthorized { token, problem }) => {
@@ -366,8 +440,12 @@ async fn attempt(
     client: &VaultClient,
     store: &Store,
     url: &url::Url,
+    if_none_match: Option<&str>,
 ) -> (Result<http::Response, Refusal>, Retry) {
     let mut request = http::Request::get(url.clone()).max_body(MAX_PAGE);
+    if let Some(value) = if_none_match.and_then(|etag| HeaderValue::try_from(etag).ok()) {
+        request = request.header(hyper::header::IF_NONE_MATCH, value, false);
+    }
     let mut token = None;
     match &store.auth {
         Auth::Entra => match client.token(&tenant(client), &store.endpoint.scope()).await {
@@ -439,7 +517,7 @@ async fn attempt(
         elapsed_ms = started.elapsed().as_millis(),
         "GET key-values"
     );
-    if status == 200 {
+    if status == 200 || (status == 304 && if_none_match.is_some()) {
         return (Ok(response), Retry::Never);
     }
     if status == 401

@@ -68,7 +68,7 @@ pub(crate) fn expand(
             }
         };
         let settings = settings(store, listed, context, &mut plan, &mut keys);
-        if listed.items.is_empty() {
+        if listed.items().next().is_none() {
             plan.empty_stores.push(index);
             tracing::warn!(
                 "{} ({}): the selection matched no key-values",
@@ -172,7 +172,7 @@ fn settings(
 ) -> Vec<Setting> {
     let mut chosen: Vec<&Item> = Vec::new();
     let mut at: HashMap<&str, usize> = HashMap::new();
-    for item in &listed.items {
+    for item in listed.items() {
         let kind = Content::of(&item.key, item.content_type.as_deref());
         if kind == Content::FeatureFlag && !store.feature_flags {
             continue;
@@ -415,8 +415,10 @@ mod tests {
         let mut plan = plan;
         plan.stores.push(Arc::new(store));
         let listed = Listed {
-            items,
-            pages: vec![None],
+            selections: vec![vec![crate::appconfig::client::PageOf {
+                items,
+                ..Default::default()
+            }]],
         };
         expand(plan, &[Ok(listed)], &[], &context())
     }

@@ -46,24 +46,27 @@ pub(crate) struct First {
     pub(crate) settings: Vec<appconfig::Lookup>,
 }
 
-/// The first round of a resolution: `secrets` fetched, every store of the plan listed and every
-/// key-value it names read, all at once (the Key Vault references of App Configuration are
+/// The first round of a resolution: `secrets` fetched, every store of the plan listed (with the
+/// `ETag`s of its `previous` list, under `--watch`) and every key-value it names read, all at once (the Key Vault references of App Configuration are
 /// known only then: the second round).
 pub(crate) async fn first_round(
     client: Arc<vault::VaultClient>,
     secrets: &[reference::SecretRef],
     plan: &Plan,
+    previous: &[Option<Arc<appconfig::client::Listed>>],
     options: resolve::Options,
 ) -> First {
     let lists = async {
         let mut listings = Vec::with_capacity(plan.stores.len());
-        for store in &plan.stores {
+        for (i, store) in plan.stores.iter().enumerate() {
             let started = std::time::Instant::now();
-            let listed = appconfig::client::list(client.clone(), store.clone()).await;
+            let before = previous.get(i).cloned().flatten();
+            let listed = appconfig::client::list(client.clone(), store.clone(), before).await;
             tracing::info!(
                 store = %store.endpoint,
-                key_values = listed.as_ref().map_or(0, |l| l.items.len()),
-                pages = listed.as_ref().map_or(0, |l| l.pages.len()),
+                key_values = listed.as_ref().map_or(0, |l| l.items().count()),
+                pages = listed.as_ref().map_or(0, appconfig::client::Listed::pages),
+                unchanged = listed.as_ref().map_or(0, appconfig::client::Listed::unchanged),
                 elapsed_ms = started.elapsed().as_millis(),
                 "listed"
             );
@@ -308,7 +311,7 @@ pub(crate) fn fetch_all(
         let (mut term, mut int) = signals.map_err(Error::system("cannot watch signals"))?;
         tokio::select! {
             resolved = async {
-                let first = first_round(client.clone(), &plan.secrets, &plan, options).await;
+                let first = first_round(client.clone(), &plan.secrets, &plan, &[], options).await;
                 with_bundles(client, plan, first, &context, options).await
             } => resolved,
             _ = term.recv() => Err(Error::Interrupted { signal: signal_number::SIGTERM, name: "SIGTERM" }),

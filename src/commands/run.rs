@@ -152,30 +152,31 @@ fn supervise(
             wanted.runtime_dir.clone(),
         )?;
         let mut watcher = None;
-        let (expanded, outcomes) =
-            if plan.secrets.is_empty() && plan.stores.is_empty() && plan.settings.is_empty() {
-                (plan.clone(), Vec::new())
-            } else {
-                let client = vault_client(settings, environment)?;
-                let timing = timing::Run::start();
-                let options = settings.fetch.resolve;
-                let first = tokio::select! {
-                    first = first_round(client.clone(), &plan.secrets, &plan, options) => first,
-                    stop = supervisor.interrupted() => return Err(stop),
-                };
-                if wanted.watch.is_some() {
-                    watcher =
-                        Watcher::new(&plan, &first.outcomes, client.clone(), settings, command)
-                            .map(Arc::new);
-                }
-                let context = bundle::Context::new(&settings.sources);
-                let resolved = tokio::select! {
-                    resolved = expanded(client, &plan, first, &context, options) => resolved,
-                    stop = supervisor.interrupted() => return Err(stop),
-                };
-                drop(timing);
-                resolved?
+        let (expanded, outcomes) = if plan.secrets.is_empty()
+            && plan.stores.is_empty()
+            && plan.settings.is_empty()
+        {
+            (plan.clone(), Vec::new())
+        } else {
+            let client = vault_client(settings, environment)?;
+            let timing = timing::Run::start();
+            let options = settings.fetch.resolve;
+            let first = tokio::select! {
+                first = first_round(client.clone(), &plan.secrets, &plan, &[], options) => first,
+                stop = supervisor.interrupted() => return Err(stop),
             };
+            if wanted.watch.is_some() {
+                watcher =
+                    Watcher::new(&plan, &first, client.clone(), settings, command).map(Arc::new);
+            }
+            let context = bundle::Context::new(&settings.sources);
+            let resolved = tokio::select! {
+                resolved = expanded(client, &plan, first, &context, options) => resolved,
+                stop = supervisor.interrupted() => return Err(stop),
+            };
+            drop(timing);
+            resolved?
+        };
         let env = child_env(&expanded, &outcomes, settings.hidden)?;
         fits_exec(command, &env)?;
         let options = Options {
@@ -216,6 +217,8 @@ struct Watcher {
     client: Arc<vault::VaultClient>,
     /// The first resolution's outcomes, one per secret of the plan.
     first: Vec<Outcome>,
+    /// Each store's last list: its pages' `ETag`s go back with the next check's.
+    listed: std::sync::Mutex<Vec<Option<Arc<crate::appconfig::client::Listed>>>>,
     /// The secrets a check fetches again: those without a pinned version.
     unpinned: Vec<usize>,
     command: Vec<OsString>,
@@ -229,7 +232,7 @@ struct Watcher {
 impl Watcher {
     fn new(
         plan: &Arc<Plan>,
-        first: &[Outcome],
+        first: &super::First,
         client: Arc<vault::VaultClient>,
         settings: &Settings,
         command: &[OsString],
@@ -248,7 +251,8 @@ impl Watcher {
         Some(Watcher {
             plan: plan.clone(),
             client,
-            first: first.to_vec(),
+            first: first.outcomes.clone(),
+            listed: std::sync::Mutex::new(last_lists(&first.listings)),
             unpinned,
             command: command.to_vec(),
             options: settings.fetch.resolve,
@@ -256,6 +260,18 @@ impl Watcher {
             hidden: settings.hidden,
         })
     }
+}
+
+/// What a check keeps of each store's list for the next (a failed list: nothing, so the next
+/// lists it whole).
+#[cfg(target_os = "linux")]
+fn last_lists(
+    listings: &[crate::appconfig::Listing],
+) -> Vec<Option<Arc<crate::appconfig::client::Listed>>> {
+    listings
+        .iter()
+        .map(|l| l.as_ref().ok().map(|l| Arc::new(l.clone())))
+        .collect()
 }
 
 #[cfg(target_os = "linux")]
@@ -272,7 +288,23 @@ impl launch::supervise::Watch for Watcher {
             self.options.timeout,
         ));
         // Every store is listed again whole (its Key Vault references are fetched again too).
-        let mut fresh = first_round(self.client.clone(), &subset, &self.plan, self.options).await;
+        let previous = self
+            .listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut fresh = first_round(
+            self.client.clone(),
+            &subset,
+            &self.plan,
+            &previous,
+            self.options,
+        )
+        .await;
+        *self
+            .listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = last_lists(&fresh.listings);
         let mut outcomes = self.first.clone();
         for (&index, outcome) in self.unpinned.iter().zip(fresh.outcomes) {
             outcomes[index] = outcome;
