@@ -121,8 +121,7 @@ mod tests {
         assert_eq!(
             signed.authorization.as_str(),
             format!(
-                "HMAC-SHA256 Credential=abc-l0-s0:xyz&SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={}",
-                KNOWN_SIGNATURE
+                "HMAC-SHA256 Credential=abc-l0-s0:xyz&SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={KNOWN_SIGNATURE}"
             )
         );
     }
