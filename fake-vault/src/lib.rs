@@ -51,6 +51,7 @@
 //! [`ConnectProxy`]) stops its server. [`ConnectProxy`] is a loopback-only HTTP CONNECT proxy.
 //! Each records what it was sent ([`Recorded`], headers included).
 
+mod appconfig;
 mod cert;
 pub mod delay;
 mod entra;
@@ -69,6 +70,7 @@ mod limit_tests;
 #[cfg(test)]
 mod tests;
 
+pub use appconfig::{KeyValueAttrs, Signed, StoreHandle, verify as verify_hmac};
 pub use cert::{TestCertificate, TestChain, test_certificate, test_chain};
 pub use msi::{ManagedIdentity, SYSTEM_ASSIGNED_CLIENT_ID};
 pub use proxy::ConnectProxy;
@@ -359,6 +361,7 @@ pub(crate) struct State {
     tokens: HashMap<String, entra::Token>,
     token_faults: VecDeque<Fault>,
     vaults: HashMap<String, vault::Vault>,
+    stores: HashMap<String, appconfig::Store>,
     /// GETs to a vault host, answered or not.
     vault_gets: usize,
     /// 429 answers from vaults.
@@ -528,6 +531,12 @@ impl FakeAzure {
             shared: Arc::clone(&self.shared),
             key,
         }
+    }
+
+    /// The App Configuration store `name` (created on first use).
+    #[must_use]
+    pub fn app_config(&self, name: &str) -> StoreHandle {
+        appconfig::store_handle(&self.shared, name)
     }
 
     /// Every request so far, in arrival order.
@@ -891,7 +900,35 @@ async fn handle(shared: Arc<Shared>, session: usize, request: Request<Incoming>)
     let (path, query) = (parts.uri.path(), parts.uri.query().unwrap_or(""));
     let outcome = {
         let mut state = shared.lock();
-        if is_entra {
+        let store = host
+            .strip_suffix(".azconfig.localhost")
+            .or_else(|| {
+                shared
+                    .public_cloud_names
+                    .then(|| host.strip_suffix(".azconfig.io"))
+                    .flatten()
+            })
+            .filter(|n| !n.contains('.'));
+        if let Some(store) = store {
+            let sent_host = parts
+                .headers
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
+                .unwrap_or_default();
+            appconfig::handle(
+                &mut state,
+                store,
+                &appconfig::Asked {
+                    method: &parts.method,
+                    path,
+                    query,
+                    headers: &parts.headers,
+                    host: &sent_host,
+                },
+            )
+        } else if is_entra {
             entra::handle(
                 &mut state,
                 shared.port,

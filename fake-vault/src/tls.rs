@@ -12,8 +12,9 @@ use rustls::crypto::aws_lc_rs;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// The names the leaf certificate is valid for.
-pub(crate) const SERVER_NAMES: [&str; 4] = [
+pub(crate) const SERVER_NAMES: [&str; 5] = [
     "*.vault.localhost",
+    "*.azconfig.localhost",
     "login.localhost",
     "localhost",
     "127.0.0.1",
@@ -21,7 +22,11 @@ pub(crate) const SERVER_NAMES: [&str; 4] = [
 
 /// The public-cloud names the leaf is also valid for with [`crate::Options::public_cloud_names`],
 /// for clients that insist on real Azure host names (reached through [`crate::ConnectProxy`]).
-pub(crate) const PUBLIC_CLOUD_NAMES: [&str; 2] = ["*.vault.azure.net", "login.microsoftonline.com"];
+pub(crate) const PUBLIC_CLOUD_NAMES: [&str; 3] = [
+    "*.vault.azure.net",
+    "login.microsoftonline.com",
+    "*.azconfig.io",
+];
 
 /// How long ago an expired leaf certificate became valid, and how long ago it expired.
 pub(crate) const EXPIRED_VALIDITY: (Duration, Duration) = (

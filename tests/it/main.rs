@@ -1,6 +1,7 @@
 //! kvrun's integration tests, one binary with a module per area (one link step instead of one per
 //! file): the built `kvrun` against the fake Key Vault and Entra ID over real TLS.
 //!
+//! - [`appconfig`]: Azure App Configuration stores, their Key Vault references, access keys;
 //! - [`bundles`]: one secret, many settings: `?field=` of a JSON secret;
 //! - [`end_to_end`]: runs, references, credentials, the HTTP/2 and HTTP/1.1 paths, failures;
 //! - [`supervise`]: `--init` with real processes, signals, a pty, orphans, secret files, `--watch`;
@@ -16,6 +17,7 @@
 
 mod common;
 
+mod appconfig;
 mod bundles;
 mod commands;
 mod dotenv_differential;

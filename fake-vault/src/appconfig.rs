@@ -1,0 +1,682 @@
+//! A fake Azure App Configuration store (docs/protocol.md §8): `{store}.azconfig.localhost`.
+//!
+//! - `GET /kv?key=…&label=…&api-version=…[&after=…]`: the key filter (omitted or `*` any, `abc`
+//!   exact, `abc*` prefix, `a,b` up to 5; `\` escapes `*`, `,` and `\`) and the label filter
+//!   (omitted or `*` any, `%00` no label, the same patterns); pages of [`StoreHandle::set_page_size`]
+//!   key-values (100 by default) with `@nextLink` and the same link in `Link: <…>; rel="next"`,
+//!   each page with an `ETag`, `If-None-Match` → 304 (no body, the `Link` kept);
+//! - `GET /kv/{key}?label=…&api-version=…` (no label = no label), `ETag`, 404, 304;
+//! - `api-version` mandatory; errors as `application/problem+json`;
+//! - Entra tokens of the fake's token endpoint for the store's audience
+//!   ([`StoreHandle::set_audience`], `https://appconfig.azure.com` by default), any tenant; or
+//!   an access key (`HMAC-SHA256`, verified by [`verify`] with the real string-to-sign and the
+//!   ±15 minute clock rule), 401 with the service's `WWW-Authenticate` otherwise;
+//! - [`StoreHandle::deny_access`]: 403 for Entra callers (an access key is full access);
+//!   [`StoreHandle::fail_next`]: faults, a 429 with `retry-after-ms`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use hyper::header::{
+    CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH, LINK, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Response, StatusCode};
+use serde_json::json;
+
+use crate::{Body, Fault, Shared, State, full, play_fault};
+
+/// The API versions the store accepts.
+const API_VERSIONS: [&str; 4] = ["1.0", "2023-10-01", "2023-11-01", "2024-09-01"];
+/// The SHA-256 of the empty body, base64.
+pub const EMPTY_BODY_HASH: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+/// The public cloud's App Configuration audience.
+pub const DEFAULT_AUDIENCE: &str = "https://appconfig.azure.com";
+
+/// Attributes of a key-value (`Default`: no content type, no tags, not locked).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyValueAttrs {
+    pub content_type: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub locked: bool,
+}
+
+#[derive(Clone, Debug)]
+struct KeyValue {
+    value: String,
+    attrs: KeyValueAttrs,
+    etag: String,
+    last_modified: u64,
+}
+
+/// One store's state.
+pub(crate) struct Store {
+    /// By (key, label): listed in this order, no label first, as the service lists them.
+    items: BTreeMap<(String, Option<String>), KeyValue>,
+    page_size: usize,
+    audience: String,
+    denied: bool,
+    key_id: String,
+    key_secret: Vec<u8>,
+    faults: VecDeque<Fault>,
+    requests: usize,
+    not_modified: usize,
+}
+
+impl Store {
+    fn new(name: &str) -> Store {
+        let n = crate::next_counter();
+        let secret: Vec<u8> = (0..32u8)
+            .map(|i| {
+                i.wrapping_mul(37)
+                    .wrapping_add(u8::try_from(n % 251).unwrap_or(0))
+            })
+            .collect();
+        Store {
+            items: BTreeMap::new(),
+            page_size: 100,
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            denied: false,
+            key_id: format!("fake-{name}-l0-s0:AccessKey"),
+            key_secret: secret,
+            faults: VecDeque::new(),
+            requests: 0,
+            not_modified: 0,
+        }
+    }
+}
+
+/// Controls for one store, from [`crate::FakeAzure::app_config`].
+#[derive(Clone)]
+pub struct StoreHandle {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) name: String,
+}
+
+impl StoreHandle {
+    fn with<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        let mut state = self.shared.lock();
+        f(state.stores.get_mut(&self.name).expect("the store exists"))
+    }
+
+    /// `https://{name}.azconfig.localhost:PORT`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!(
+            "https://{}.azconfig.localhost:{}",
+            self.name, self.shared.port
+        )
+    }
+
+    /// Sets `key` (with `label`, or none) to `value`; returns its new etag.
+    pub fn set(&self, key: &str, label: Option<&str>, value: &str) -> String {
+        self.set_with(key, label, value, KeyValueAttrs::default())
+    }
+
+    /// Sets `key` (with `label`) to `value` with `attrs`; returns its new etag.
+    pub fn set_with(
+        &self,
+        key: &str,
+        label: Option<&str>,
+        value: &str,
+        attrs: KeyValueAttrs,
+    ) -> String {
+        let etag = format!("etag-{}", crate::next_counter());
+        let last_modified = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let kv = KeyValue {
+            value: value.to_owned(),
+            attrs,
+            etag: etag.clone(),
+            last_modified,
+        };
+        self.with(|s| {
+            s.items
+                .insert((key.to_owned(), label.map(str::to_owned)), kv)
+        });
+        etag
+    }
+
+    /// Removes `key` with `label`.
+    pub fn remove(&self, key: &str, label: Option<&str>) {
+        self.with(|s| s.items.remove(&(key.to_owned(), label.map(str::to_owned))));
+    }
+
+    /// Key-values per list page (100 by default).
+    pub fn set_page_size(&self, size: usize) {
+        self.with(|s| s.page_size = size.max(1));
+    }
+
+    /// The audience a bearer token must be for (`{audience}/.default`).
+    pub fn set_audience(&self, audience: &str) {
+        self.with(|s| audience.clone_into(&mut s.audience));
+    }
+
+    /// Entra callers get 403 (no "App Configuration Data Reader" role).
+    pub fn deny_access(&self) {
+        self.with(|s| s.denied = true);
+    }
+
+    pub fn allow_access(&self) {
+        self.with(|s| s.denied = false);
+    }
+
+    /// The next `count` requests get `fault` (`Fault::Status(429)` with `retry-after-ms: 50`).
+    pub fn fail_next(&self, fault: Fault, count: usize) {
+        fault.check();
+        self.with(|s| s.faults.extend(std::iter::repeat_n(fault, count)));
+    }
+
+    /// A connection string for the store's access key.
+    #[must_use]
+    pub fn connection_string(&self) -> String {
+        let (id, secret) = self.with(|s| (s.key_id.clone(), s.key_secret.clone()));
+        format!(
+            "Endpoint={};Id={id};Secret={}",
+            self.url(),
+            base64::engine::general_purpose::STANDARD.encode(secret)
+        )
+    }
+
+    /// Requests answered by this store so far.
+    #[must_use]
+    pub fn requests(&self) -> usize {
+        self.with(|s| s.requests)
+    }
+
+    /// 304s answered so far.
+    #[must_use]
+    pub fn not_modified(&self) -> usize {
+        self.with(|s| s.not_modified)
+    }
+}
+
+/// The store `name` (created if new).
+pub(crate) fn store_handle(shared: &Arc<Shared>, name: &str) -> StoreHandle {
+    let name = name.to_ascii_lowercase();
+    shared
+        .lock()
+        .stores
+        .entry(name.clone())
+        .or_insert_with(|| Store::new(&name));
+    StoreHandle {
+        shared: Arc::clone(shared),
+        name,
+    }
+}
+
+/// A problem+json answer.
+fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> Response<Body> {
+    let body = json!({
+        "type": format!("https://azconfig.io/errors/{kind}"),
+        "title": title,
+        "name": kind,
+        "detail": detail,
+        "status": status.as_u16(),
+    });
+    let mut response = Response::new(full(body.to_string().into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json; charset=utf-8"),
+    );
+    response
+}
+
+fn unauthorized(scheme_error: &str) -> Response<Body> {
+    let mut response = problem(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        scheme_error,
+    );
+    let header =
+        format!("HMAC-SHA256 error=\"invalid_token\" error_description=\"{scheme_error}\", Bearer");
+    if let Ok(value) = HeaderValue::try_from(header) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// One request to a store.
+pub(crate) struct Asked<'r> {
+    pub method: &'r Method,
+    pub path: &'r str,
+    pub query: &'r str,
+    pub headers: &'r HeaderMap,
+    /// The `Host` (h2: `:authority`) as sent, with its port.
+    pub host: &'r str,
+}
+
+/// Answers one request to store `name`; `Err` is a transport-level fault to play instead.
+pub(crate) fn handle(
+    state: &mut State,
+    name: &str,
+    asked: &Asked<'_>,
+) -> Result<Response<Body>, Fault> {
+    let tokens = &state.tokens;
+    let Some(store) = state.stores.get_mut(name) else {
+        let detail = format!("kvrun-fake has no App Configuration store '{name}'");
+        return Ok(problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not Found",
+            &detail,
+        ));
+    };
+    store.requests += 1;
+    if let Some(fault) = store.faults.pop_front() {
+        if fault == Fault::Status(429) {
+            let mut response = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "Too Many Requests",
+                "The request was throttled.",
+            );
+            response
+                .headers_mut()
+                .insert("retry-after-ms", HeaderValue::from_static("50"));
+            return Ok(response);
+        }
+        return play_fault(
+            fault,
+            |status, text| {
+                problem(
+                    status,
+                    "fault",
+                    text.map_or("Fault", |t| t.0),
+                    text.map_or("", |t| t.1),
+                )
+            },
+            || problem(StatusCode::OK, "fault", "No value", ""),
+        );
+    }
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(asked.query.as_bytes())
+        .into_owned()
+        .collect();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    match param("api-version") {
+        Some(v) if API_VERSIONS.contains(&v) => {}
+        _ => {
+            return Ok(problem(
+                StatusCode::BAD_REQUEST,
+                "invalid-api-version",
+                "Invalid API version",
+                "The api-version is missing or not supported",
+            ));
+        }
+    }
+    if let Err(response) = authenticate(store, tokens, asked) {
+        return Ok(*response);
+    }
+    if asked.method != Method::GET {
+        return Ok(problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method",
+            "Method Not Allowed",
+            "",
+        ));
+    }
+    let answer = if asked.path == "/kv" {
+        list(store, asked, &query)
+    } else if let Some(key) = asked.path.strip_prefix("/kv/") {
+        get_one(store, asked, &percent_decode(key), param("label"))
+    } else {
+        problem(StatusCode::NOT_FOUND, "not-found", "Not Found", "")
+    };
+    if answer.status() == StatusCode::NOT_MODIFIED {
+        store.not_modified += 1;
+    }
+    Ok(answer)
+}
+
+/// Checks the caller: a bearer token of the fake's Entra for the store's audience, or a valid
+/// HMAC signature of the store's access key.
+fn authenticate(
+    store: &Store,
+    tokens: &HashMap<String, crate::entra::Token>,
+    asked: &Asked<'_>,
+) -> Result<(), Box<Response<Body>>> {
+    let authorization = asked
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if let Some(bearer) = authorization.strip_prefix("Bearer ") {
+        let Some(token) = tokens.get(bearer.trim()) else {
+            return Err(Box::new(unauthorized("Invalid token")));
+        };
+        if !token
+            .scope
+            .eq_ignore_ascii_case(&format!("{}/.default", store.audience))
+        {
+            return Err(Box::new(unauthorized("Invalid audience")));
+        }
+        if store.denied {
+            return Err(Box::new(problem(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "The principal does not have the permissions to perform this operation",
+            )));
+        }
+        return Ok(());
+    }
+    if authorization.starts_with("HMAC-SHA256 ") {
+        let header = |name: &str| asked.headers.get(name).and_then(|v| v.to_str().ok());
+        return verify(
+            &Signed {
+                method: asked.method.as_str(),
+                path_and_query: &if asked.query.is_empty() {
+                    asked.path.to_owned()
+                } else {
+                    format!("{}?{}", asked.path, asked.query)
+                },
+                host: asked.host,
+                authorization,
+                date: header("x-ms-date"),
+                content_hash: header("x-ms-content-sha256"),
+            },
+            &store.key_id,
+            &store.key_secret,
+            SystemTime::now(),
+        )
+        .map_err(|description| Box::new(unauthorized(description)));
+    }
+    Err(Box::new(unauthorized(
+        "Authorization header is missing or invalid",
+    )))
+}
+
+/// What an HMAC-signed request carries.
+pub struct Signed<'s> {
+    pub method: &'s str,
+    pub path_and_query: &'s str,
+    pub host: &'s str,
+    pub authorization: &'s str,
+    pub date: Option<&'s str>,
+    pub content_hash: Option<&'s str>,
+}
+
+/// Verifies an HMAC-SHA256 request as the service does (empty body): the credential id, the
+/// signed headers, the date within ±15 minutes of `now`, the content hash, the signature.
+///
+/// # Errors
+/// The service's `error_description`.
+pub fn verify(
+    signed: &Signed<'_>,
+    id: &str,
+    secret: &[u8],
+    now: SystemTime,
+) -> Result<(), &'static str> {
+    let rest = signed
+        .authorization
+        .strip_prefix("HMAC-SHA256 ")
+        .ok_or("Invalid Credential")?;
+    let mut parts: HashMap<&str, &str> = HashMap::new();
+    for part in rest
+        .split(['&', ','])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        if let Some((k, v)) = part.split_once('=') {
+            parts.insert(k, v);
+        }
+    }
+    if parts.get("Credential") != Some(&id) {
+        return Err("Invalid Credential");
+    }
+    if parts.get("SignedHeaders") != Some(&"x-ms-date;host;x-ms-content-sha256") {
+        return Err("Invalid Signature");
+    }
+    let date = signed.date.ok_or("Invalid Signature")?;
+    let at = httpdate::parse_http_date(date).map_err(|_| "Invalid Signature")?;
+    let skew = now.duration_since(at).unwrap_or_else(|e| e.duration());
+    if skew > Duration::from_secs(15 * 60) {
+        return Err("The access token has expired");
+    }
+    let hash = signed.content_hash.ok_or("Invalid Signature")?;
+    if hash != EMPTY_BODY_HASH {
+        return Err("Invalid Signature");
+    }
+    let to_sign = format!(
+        "{}\n{}\n{date};{};{hash}",
+        signed.method, signed.path_and_query, signed.host
+    );
+    let signature = parts
+        .get("Signature")
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .ok_or("Invalid Signature")?;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    aws_lc_rs::hmac::verify(&key, to_sign.as_bytes(), &signature).map_err(|_| "Invalid Signature")
+}
+
+/// A filter (key or label): any, or a list of exact values and prefixes.
+enum Filter {
+    Any,
+    Of(Vec<(String, bool)>),
+}
+
+impl Filter {
+    fn parse(text: Option<&str>) -> Result<Filter, &'static str> {
+        let Some(text) = text.filter(|t| !t.is_empty() && *t != "*") else {
+            return Ok(Filter::Any);
+        };
+        let mut patterns = Vec::new();
+        let (mut current, mut prefix, mut chars) = (String::new(), false, text.chars());
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => current.extend(chars.next()),
+                ',' => patterns.push((std::mem::take(&mut current), std::mem::take(&mut prefix))),
+                '*' => prefix = true,
+                c => current.push(c),
+            }
+        }
+        patterns.push((current, prefix));
+        if patterns.len() > 5 {
+            return Err("A filter may name at most 5 values");
+        }
+        Ok(Filter::Of(patterns))
+    }
+
+    fn admits(&self, text: &str) -> bool {
+        match self {
+            Filter::Any => true,
+            Filter::Of(patterns) => patterns.iter().any(|(p, prefix)| {
+                if *prefix {
+                    text.starts_with(p.as_str())
+                } else {
+                    text == p
+                }
+            }),
+        }
+    }
+}
+
+fn item_json(key: &str, label: Option<&String>, kv: &KeyValue) -> serde_json::Value {
+    let tags: serde_json::Map<String, serde_json::Value> = kv
+        .attrs
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    let modified =
+        httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(kv.last_modified));
+    json!({
+        "etag": kv.etag,
+        "key": key,
+        "label": label,
+        "content_type": kv.attrs.content_type,
+        "value": kv.value,
+        "tags": tags,
+        "locked": kv.attrs.locked,
+        "last_modified": modified,
+    })
+}
+
+fn if_none_match(asked: &Asked<'_>) -> Option<String> {
+    asked
+        .headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn list(store: &Store, asked: &Asked<'_>, query: &[(String, String)]) -> Response<Body> {
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (keys, labels) = match (Filter::parse(param("key")), param("label")) {
+        (Ok(keys), Some("\0")) => (keys, None),
+        (Ok(keys), label) => match Filter::parse(label) {
+            Ok(labels) => (keys, Some(labels)),
+            Err(e) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-argument",
+                    "Invalid request parameter",
+                    e,
+                );
+            }
+        },
+        (Err(e), _) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid-argument",
+                "Invalid request parameter",
+                e,
+            );
+        }
+    };
+    let matching: Vec<_> = store
+        .items
+        .iter()
+        .filter(|((key, label), _)| {
+            keys.admits(key)
+                && match (&labels, label) {
+                    (None, label) => label.is_none(),
+                    (Some(Filter::Any), _) => true,
+                    (Some(filter), Some(label)) => filter.admits(label),
+                    (Some(_), None) => false,
+                }
+        })
+        .collect();
+    let after: usize = param("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let page: Vec<_> = matching.iter().skip(after).take(store.page_size).collect();
+    let next = (after + page.len() < matching.len()).then(|| {
+        let kept: Vec<&str> = asked
+            .query
+            .split('&')
+            .filter(|p| !p.starts_with("after="))
+            .collect();
+        format!("/kv?{}&after={}", kept.join("&"), after + page.len())
+    });
+    let etag = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .build_hasher();
+        for ((key, label), kv) in &page {
+            hasher.write(key.as_bytes());
+            hasher.write(label.as_deref().unwrap_or("\0").as_bytes());
+            hasher.write(kv.etag.as_bytes());
+        }
+        hasher.write_usize(after);
+        format!("\"{:016x}\"", hasher.finish())
+    };
+    let mut response = if if_none_match(asked).as_deref() == Some(etag.as_str()) {
+        let mut response = Response::new(full(hyper::body::Bytes::new()));
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let items: Vec<_> = page
+            .iter()
+            .map(|((k, l), kv)| item_json(k, l.as_ref(), kv))
+            .collect();
+        let mut body = json!({ "items": items });
+        if let Some(next) = &next {
+            body["@nextLink"] = json!(next);
+        }
+        let mut response = Response::new(full(body.to_string().into()));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(
+                "application/vnd.microsoft.appconfig.kvset+json; charset=utf-8",
+            ),
+        );
+        response
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::try_from(etag) {
+        headers.insert(ETAG, value);
+    }
+    if let Some(value) =
+        next.and_then(|n| HeaderValue::try_from(format!("<{n}>; rel=\"next\"")).ok())
+    {
+        headers.insert(LINK, value);
+    }
+    response
+}
+
+fn get_one(store: &Store, asked: &Asked<'_>, key: &str, label: Option<&str>) -> Response<Body> {
+    let label = label
+        .filter(|l| *l != "\0" && !l.is_empty())
+        .map(str::to_owned);
+    let Some(kv) = store.items.get(&(key.to_owned(), label.clone())) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not Found",
+            "The key-value does not exist",
+        );
+    };
+    let etag = format!("\"{}\"", kv.etag);
+    let mut response = if if_none_match(asked).as_deref() == Some(etag.as_str()) {
+        let mut response = Response::new(full(hyper::body::Bytes::new()));
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let mut response =
+            Response::new(full(item_json(key, label.as_ref(), kv).to_string().into()));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.microsoft.appconfig.kv+json; charset=utf-8"),
+        );
+        response
+    };
+    if let Ok(value) = HeaderValue::try_from(etag) {
+        response.headers_mut().insert(ETAG, value);
+    }
+    response
+}
+
+/// `%XX` decoded (a key's path segment).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

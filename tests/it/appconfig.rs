@@ -1,0 +1,350 @@
+//! Azure App Configuration: a store's key-values as variables, its Key Vault references resolved
+//! with every other secret, against the fake store over real TLS (Entra ID and access keys).
+
+use kvrun_fake::{Fault, KeyValueAttrs, StoreHandle};
+
+use crate::common::*;
+
+const KV_REF: &str = "application/vnd.microsoft.appconfig.keyvaultref+json;charset=utf-8";
+
+/// A Key Vault reference's value for `url`.
+fn reference(url: &str) -> String {
+    format!(r#"{{"uri":"{url}"}}"#)
+}
+
+/// kvrun told where the store is: `*.azconfig.localhost` are store hosts in these tests.
+fn with_store(test: Test, store: &StoreHandle) -> Test {
+    let url = store.url();
+    test.env("KVRUN_APP_CONFIG_SUFFIX", "azconfig.localhost")
+        .env("KVRUN_APP_CONFIG", &url)
+}
+
+fn set_reference(store: &StoreHandle, key: &str, label: Option<&str>, url: &str) {
+    store.set_with(
+        key,
+        label,
+        &reference(url),
+        KeyValueAttrs {
+            content_type: Some(KV_REF.to_owned()),
+            ..KeyValueAttrs::default()
+        },
+    );
+}
+
+/// The requests the store was sent.
+fn store_requests(world: &World) -> Vec<kvrun_fake::Recorded> {
+    world
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.host.ends_with(".azconfig.localhost"))
+        .collect()
+}
+
+#[test]
+fn settings_and_secrets_from_a_store_with_two_selectors_the_later_winning() {
+    let test = Test::new().secret("kv2", "db-password", "pw-SECRET-2");
+    let world = test.world();
+    let store = world.fake.app_config("cfg");
+    store.set("myapp:Db:Host", Some("prod"), "prod-db");
+    store.set("myapp:Db:Host", None, "unlabelled-db");
+    store.set("shared:Db:Host", None, "shared-db");
+    store.set("myapp:Logging:LogLevel:Default", Some("prod"), "Warning");
+    store.set("shared:Region", None, "westeurope");
+    store.set("other:Ignored", None, "x");
+    let secret = format!("{}/secrets/db-password", world.fake.vault_url("kv2"));
+    set_reference(&store, "myapp:Db:Password", Some("prod"), &secret);
+    let manifest = format!(
+        "[app_configuration]\nendpoint = \"{}\"\n\
+         select = [ {{ key = \"myapp:*\", label = \"prod\" }}, {{ key = \"shared:*\" }} ]\n\
+         trim_prefix = [\"myapp:\", \"shared:\"]\n",
+        store.url()
+    );
+    let ran = test
+        .env("KVRUN_APP_CONFIG_SUFFIX", "azconfig.localhost")
+        .manifest(&manifest)
+        .args(["-vv", "--", "env", "-0"])
+        .run();
+    let env = ran.success().env();
+    // The later selector (shared:*, no label) wins for the trimmed key Db:Host.
+    assert_eq!(env["Db__Host"], "shared-db");
+    assert_eq!(env["Db__Password"], "pw-SECRET-2", "from a second vault");
+    assert_eq!(env["Logging__LogLevel__Default"], "Warning");
+    assert_eq!(env["Region"], "westeurope");
+    assert!(!env.contains_key("other__Ignored") && !env.contains_key("Ignored"));
+    let lists = store_requests(ran.world());
+    assert_eq!(lists.len(), 2, "one list per selector: {lists:?}");
+    assert!(
+        lists
+            .iter()
+            .any(|r| r.path_and_query.contains("key=shared:*&label=%00&")),
+        "no label is label=%00: {lists:?}"
+    );
+    assert!(
+        lists.iter().all(|r| r
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer "))),
+        "Entra tokens"
+    );
+    // The token for the store was asked for with the public cloud's App Configuration scope.
+    let scopes: Vec<String> = ran
+        .world()
+        .fake
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.form)
+        .filter_map(|form| form.into_iter().find(|(k, _)| k == "scope").map(|(_, v)| v))
+        .collect();
+    assert!(
+        scopes
+            .iter()
+            .any(|s| s == "https://appconfig.azure.com/.default"),
+        "{scopes:?}"
+    );
+    // The most verbose log names keys and secrets, never a value (stdout is the child's env).
+    for value in ["pw-SECRET-2", "prod-db", "shared-db", "fake-at-"] {
+        assert!(!ran.stderr().contains(value), "stderr leaks {value}");
+    }
+
+    // `check` shows where each variable came from, never a value.
+    let check = run(ran
+        .world()
+        .kvrun()
+        .env("KVRUN_APP_CONFIG_SUFFIX", "azconfig.localhost")
+        .args(["check", "--json"]));
+    assert!(check.status.success(), "{}", stderr(&check));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&check.stdout).unwrap();
+    let row = |variable: &str| rows.iter().find(|r| r["variable"] == variable).unwrap();
+    assert_eq!(row("Db__Host")["origin"], "appconfig:cfg/shared:Db:Host");
+    assert_eq!(
+        row("Db__Password")["origin"],
+        "appconfig:cfg/myapp:Db:Password@prod"
+    );
+    assert_eq!(row("Db__Password")["secret"], "db-password");
+    assert_eq!(row("Db__Password")["vault"], "kv2.vault.localhost");
+    assert_no_leak(
+        &check,
+        &["pw-SECRET-2", "prod-db", "shared-db", "westeurope"],
+    );
+}
+
+#[test]
+fn every_page_is_read_and_names_follow_the_options() {
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set_page_size(2);
+    for i in 0..5 {
+        store.set(&format!("app:Key{i}"), None, &format!("v{i}"));
+    }
+    store.set("app:json", None, r#"{"a":{"b":[1,"two"]}}"#);
+    store.set_with(
+        "app:jsonTyped",
+        None,
+        r#"{"a":{"b":[1,"two"]}}"#,
+        KeyValueAttrs {
+            content_type: Some("application/json".into()),
+            ..KeyValueAttrs::default()
+        },
+    );
+    let ran = with_store(test, &store)
+        .args([
+            "--app-config-trim",
+            "app:",
+            "--app-config-upper-snake",
+            "--app-config-flatten-json",
+            "--",
+            "env",
+            "-0",
+        ])
+        .run();
+    let env = ran.success().env();
+    for i in 0..5 {
+        assert_eq!(env[&format!("KEY{i}")], format!("v{i}"));
+    }
+    assert_eq!(
+        env["JSON"], r#"{"a":{"b":[1,"two"]}}"#,
+        "no JSON content type: a string"
+    );
+    assert_eq!(env["JSONTYPED__A__B__0"], "1");
+    assert_eq!(env["JSONTYPED__A__B__1"], "two");
+    let lists = store_requests(ran.world());
+    assert_eq!(lists.len(), 4, "7 key-values, 2 a page: {lists:?}");
+    assert!(
+        lists[1..]
+            .iter()
+            .all(|r| r.path_and_query.contains("after="))
+    );
+}
+
+#[test]
+fn two_keys_for_one_name_start_nothing_and_name_both() {
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set("Db:Host", None, "a");
+    store.set("Db.Host", None, "b");
+    store.set("Db__Host", None, "c");
+    let ran = with_store(test, &store).args(["--", "env"]).run();
+    ran.code(65);
+    assert_stderr!("appconfig_colliding_names", ran.world(), ran.output());
+}
+
+#[test]
+fn a_wrong_access_key_is_refused_with_the_stores_reason() {
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set("Greeting", None, "hello");
+    let good = store.connection_string();
+    // The same key id with another secret.
+    let wrong = regex::Regex::new("Secret=[^;]+")
+        .unwrap()
+        .replace(&good, "Secret=d3JvbmctZmFrZS1zZWNyZXQtMTIzNDU2Nzg5MA==")
+        .into_owned();
+    let ran = with_store(test, &store)
+        .env("AZURE_APPCONFIG_CONNECTION_STRING", &wrong)
+        .args(["--", "env"])
+        .run();
+    ran.code(67);
+    assert_stderr!("appconfig_wrong_access_key", ran.world(), ran.output());
+    assert!(
+        !ran.stderr().contains("d3JvbmctZmFrZS1z"),
+        "the secret is never shown"
+    );
+
+    // The right key: the requests are signed, no token is asked for.
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set("Greeting", None, "hello");
+    let connection_string = store.connection_string();
+    let ran = with_store(test, &store)
+        .env("AZURE_APPCONFIG_CONNECTION_STRING", &connection_string)
+        .args(["--hide-credentials", "-vv", "--", "env", "-0"])
+        .run();
+    let env = ran.success().env();
+    assert_eq!(env["Greeting"], "hello");
+    assert!(
+        !env.contains_key("AZURE_APPCONFIG_CONNECTION_STRING"),
+        "--hide-credentials leaves the connection string out"
+    );
+    let lists = store_requests(ran.world());
+    assert!(
+        lists.iter().all(|r| r
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HMAC-SHA256 Credential="))),
+        "{lists:?}"
+    );
+    let secret = connection_string.rsplit("Secret=").next().unwrap();
+    assert!(!ran.stderr().contains(secret), "the secret is never logged");
+    assert_eq!(
+        ran.world()
+            .fake
+            .requests()
+            .iter()
+            .filter(|r| r.form.is_some())
+            .count(),
+        0,
+        "no token requested"
+    );
+}
+
+#[test]
+fn a_store_outside_the_app_configuration_hosts_is_never_sent_anything() {
+    let test = Test::new();
+    let port = test.world().fake.port();
+    let ran = test
+        .args([
+            &format!("--app-config=https://cfg.example.localhost:{port}"),
+            "--",
+            "env",
+        ])
+        .run();
+    ran.code(65);
+    assert_stderr!("appconfig_not_a_store_host", ran.world(), ran.output());
+    assert_eq!(ran.world().fake.request_count(), 0, "no request, no token");
+}
+
+#[test]
+fn forbidden_names_the_role_and_throttling_is_waited_out() {
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set("Greeting", None, "hello");
+    store.deny_access();
+    let ran = with_store(test, &store).args(["--", "env"]).run();
+    ran.code(77);
+    assert_stderr!("appconfig_forbidden", ran.world(), ran.output());
+
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set("Greeting", None, "hello");
+    store.fail_next(Fault::Status(429), 2);
+    let ran = with_store(test, &store).args(["--", "env", "-0"]).run();
+    assert_eq!(ran.success().env()["Greeting"], "hello");
+    let lists = store_requests(ran.world());
+    assert_eq!(lists.len(), 3, "two 429s, then the page");
+}
+
+#[test]
+fn app_service_syntax_reads_one_key_and_a_missing_key_is_not_found() {
+    let test = Test::new().secret("kv1", "api-key", "k-SECRET-1");
+    let world = test.world();
+    let store = world.fake.app_config("cfg");
+    store.set("myapp:Db:Host", Some("prod"), "prod-db");
+    let secret = format!("{}/secrets/api-key", world.fake.vault_url("kv1"));
+    set_reference(&store, "myapp:ApiKey", None, &secret);
+    let url = store.url();
+    let ran = test
+        .env("KVRUN_APP_CONFIG_SUFFIX", "azconfig.localhost")
+        .env_file(&format!(
+            "DB_HOST=@Microsoft.AppConfiguration(Endpoint={url}; Key=myapp:Db:Host; Label=prod)\n\
+             API_KEY=@Microsoft.AppConfiguration(Endpoint={url}; Key=myapp:ApiKey)\n"
+        ))
+        .args(["--", "env", "-0"])
+        .run();
+    let env = ran.success().env();
+    assert_eq!(env["DB_HOST"], "prod-db");
+    assert_eq!(
+        env["API_KEY"], "k-SECRET-1",
+        "its Key Vault reference resolved"
+    );
+    let gets = store_requests(ran.world());
+    assert_eq!(gets.len(), 2, "one GET per key: {gets:?}");
+
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    let url = store.url();
+    let ran = test
+        .env("KVRUN_APP_CONFIG_SUFFIX", "azconfig.localhost")
+        .env(
+            "DB_HOST",
+            &format!("@Microsoft.AppConfiguration(Endpoint={url}; Key=myapp:Db:Host; Label=prod)"),
+        )
+        .args(["--", "env"])
+        .run();
+    ran.code(66);
+    assert_stderr!("appconfig_missing_key", ran.world(), ran.output());
+}
+
+#[test]
+fn an_empty_selection_warns_in_a_run_and_fails_check() {
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set("Greeting", Some("prod"), "hello");
+    let ran = with_store(test, &store).args(["--", "true"]).run();
+    ran.success();
+    assert!(
+        ran.stderr()
+            .contains("appconfig:cfg (--app-config): the selection matched no key-values"),
+        "{}",
+        ran.stderr()
+    );
+    let url = store.url();
+    let check = run(ran
+        .world()
+        .kvrun()
+        .env("KVRUN_APP_CONFIG_SUFFIX", "azconfig.localhost")
+        .env("KVRUN_APP_CONFIG", &url)
+        .arg("check"));
+    assert_eq!(check.status.code(), Some(66), "{}", stderr(&check));
+    assert_stderr!("appconfig_empty_selection_check", ran.world(), &check);
+}
