@@ -50,10 +50,15 @@ struct KeyValue {
     last_modified: u64,
 }
 
+/// A key-value's identity: its key and label (`None`: no label).
+type Id = (String, Option<String>);
+
 /// One store's state.
 pub(crate) struct Store {
     /// By (key, label): listed in this order, no label first, as the service lists them.
-    items: BTreeMap<(String, Option<String>), KeyValue>,
+    items: BTreeMap<Id, KeyValue>,
+    /// Snapshots by name: the key-values as they were when it was made, by key.
+    snapshots: HashMap<String, Vec<(Id, KeyValue)>>,
     page_size: usize,
     audience: String,
     denied: bool,
@@ -65,6 +70,22 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// See [`StoreHandle::create_snapshot`].
+    fn snapshot(&mut self, name: &str, filters: &[(&str, Option<&str>)]) {
+        let mut by_key: BTreeMap<String, (Id, KeyValue)> = BTreeMap::new();
+        for (key_filter, label) in filters {
+            let keys = Filter::parse(Some(key_filter)).expect("a valid key filter");
+            let labels = label.map(|l| Filter::parse(Some(l)).expect("a valid label filter"));
+            for (id, kv) in &self.items {
+                if keys.admits(&id.0) && admits_label(labels.as_ref(), id.1.as_ref()) {
+                    by_key.insert(id.0.clone(), (id.clone(), kv.clone()));
+                }
+            }
+        }
+        self.snapshots
+            .insert(name.to_owned(), by_key.into_values().collect());
+    }
+
     fn new(name: &str) -> Store {
         let n = crate::next_counter();
         let secret: Vec<u8> = (0..32u8)
@@ -75,6 +96,7 @@ impl Store {
             .collect();
         Store {
             items: BTreeMap::new(),
+            snapshots: HashMap::new(),
             page_size: 100,
             audience: DEFAULT_AUDIENCE.to_owned(),
             denied: false,
@@ -142,6 +164,13 @@ impl StoreHandle {
     /// Removes `key` with `label`.
     pub fn remove(&self, key: &str, label: Option<&str>) {
         self.with(|s| s.items.remove(&(key.to_owned(), label.map(str::to_owned))));
+    }
+
+    /// Makes snapshot `name` of the key-values each `(key filter, label)` selects now (`None`:
+    /// no label; filters as in a list), composed by key as the service's default composition
+    /// does: where two filters select one key, the later filter's key-value is kept.
+    pub fn create_snapshot(&self, name: &str, filters: &[(&str, Option<&str>)]) {
+        self.with(|s| s.snapshot(name, filters));
     }
 
     /// Key-values per list page (100 by default).
@@ -500,6 +529,28 @@ impl Filter {
     }
 }
 
+/// Whether a key-value's `label` passes `labels` (`None`: only no label).
+fn admits_label(labels: Option<&Filter>, label: Option<&String>) -> bool {
+    match (labels, label) {
+        (None, label) => label.is_none(),
+        (Some(Filter::Any), _) => true,
+        (Some(filter), Some(label)) => filter.admits(label),
+        (Some(_), None) => false,
+    }
+}
+
+/// `item` with only the `$select` fields, when there is a `$select`.
+fn selected(item: serde_json::Value, fields: Option<&[&str]>) -> serde_json::Value {
+    match (fields, item) {
+        (Some(fields), serde_json::Value::Object(map)) => serde_json::Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| fields.contains(&k.as_str()))
+                .collect(),
+        ),
+        (_, item) => item,
+    }
+}
+
 fn item_json(key: &str, label: Option<&String>, kv: &KeyValue) -> serde_json::Value {
     let tags: serde_json::Map<String, serde_json::Value> = kv
         .attrs
@@ -558,19 +609,35 @@ fn list(store: &Store, asked: &Asked<'_>, query: &[(String, String)]) -> Respons
             );
         }
     };
-    let matching: Vec<_> = store
-        .items
-        .iter()
-        .filter(|((key, label), _)| {
-            keys.admits(key)
-                && match (&labels, label) {
-                    (None, label) => label.is_none(),
-                    (Some(Filter::Any), _) => true,
-                    (Some(filter), Some(label)) => filter.admits(label),
-                    (Some(_), None) => false,
-                }
-        })
-        .collect();
+    let fields = param("$select").map(|f| f.split(',').collect::<Vec<_>>());
+    let matching: Vec<(&Id, &KeyValue)> = match param("snapshot") {
+        Some(_) if param("key").is_some() || param("label").is_some() => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid-argument",
+                "Invalid request parameter",
+                "A snapshot cannot be combined with key or label filters",
+            );
+        }
+        Some(name) => match store.snapshots.get(name) {
+            Some(items) => items.iter().map(|(id, kv)| (id, kv)).collect(),
+            None => {
+                return problem(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    "Not Found",
+                    &format!("The snapshot '{name}' does not exist"),
+                );
+            }
+        },
+        None => store
+            .items
+            .iter()
+            .filter(|((key, label), _)| {
+                keys.admits(key) && admits_label(labels.as_ref(), label.as_ref())
+            })
+            .collect(),
+    };
     let after: usize = param("after").and_then(|a| a.parse().ok()).unwrap_or(0);
     let page: Vec<_> = matching.iter().skip(after).take(store.page_size).collect();
     let next = (after + page.len() < matching.len()).then(|| {
@@ -601,7 +668,7 @@ fn list(store: &Store, asked: &Asked<'_>, query: &[(String, String)]) -> Respons
     } else {
         let items: Vec<_> = page
             .iter()
-            .map(|((k, l), kv)| item_json(k, l.as_ref(), kv))
+            .map(|((k, l), kv)| selected(item_json(k, l.as_ref(), kv), fields.as_deref()))
             .collect();
         let mut body = json!({ "items": items });
         if let Some(next) = &next {
@@ -679,4 +746,204 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(value: &str) -> KeyValue {
+        KeyValue {
+            value: value.to_owned(),
+            attrs: KeyValueAttrs::default(),
+            etag: format!("etag-{value}"),
+            last_modified: 0,
+        }
+    }
+
+    fn store_of(items: &[(&str, Option<&str>, &str)]) -> Store {
+        let mut store = Store::new("cfg");
+        for (key, label, value) in items {
+            store
+                .items
+                .insert(((*key).to_owned(), label.map(str::to_owned)), kv(value));
+        }
+        store
+    }
+
+    /// Lists with `query` (no If-None-Match): status and body.
+    fn list_with(store: &Store, query: &str) -> (StatusCode, serde_json::Value, HeaderMap) {
+        let headers = HeaderMap::new();
+        let asked = Asked {
+            method: &Method::GET,
+            path: "/kv",
+            query,
+            headers: &headers,
+            host: "cfg.azconfig.localhost",
+        };
+        let parsed: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let response = list(store, &asked, &parsed);
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = crate::tests::run(async {
+            use http_body_util::BodyExt;
+            response.into_body().collect().await.unwrap().to_bytes()
+        });
+        let body = if body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        };
+        (status, body, headers)
+    }
+
+    fn keys(body: &serde_json::Value) -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}@{}",
+                    i["key"].as_str().unwrap(),
+                    i["label"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn filters_are_exact_prefix_or_a_list_with_escapes() {
+        let filter = Filter::parse(Some("app:*,exact,a\\*b,c\\,d")).unwrap();
+        assert!(filter.admits("app:db"));
+        assert!(filter.admits("exact"));
+        assert!(!filter.admits("exactly"));
+        assert!(filter.admits("a*b"));
+        assert!(!filter.admits("axb"));
+        assert!(filter.admits("c,d"));
+        assert!(Filter::parse(Some("a,b,c,d,e,f")).is_err());
+        assert!(Filter::parse(Some("*")).unwrap().admits("anything"));
+    }
+
+    #[test]
+    fn a_list_without_a_label_filter_lists_no_label_and_percent_00_too() {
+        let store = store_of(&[("a", None, "1"), ("a", Some("prod"), "2"), ("b", None, "3")]);
+        let (_, body, _) = list_with(&store, "key=*&label=%00");
+        assert_eq!(keys(&body), ["a@", "b@"]);
+        let (_, body, _) = list_with(&store, "key=a&label=*");
+        assert_eq!(keys(&body), ["a@", "a@prod"]);
+        let (_, body, _) = list_with(&store, "key=a&label=prod");
+        assert_eq!(keys(&body), ["a@prod"]);
+    }
+
+    #[test]
+    fn pages_link_on_to_the_end_and_a_304_keeps_its_link() {
+        let mut store = store_of(&[("a", None, "1"), ("b", None, "2"), ("c", None, "3")]);
+        store.page_size = 2;
+        let (status, body, headers) = list_with(&store, "key=*");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(keys(&body), ["a@", "b@"]);
+        let next = body["@nextLink"].as_str().unwrap().to_owned();
+        assert_eq!(headers[LINK], format!("<{next}>; rel=\"next\"").as_str());
+        let query = next.strip_prefix("/kv?").unwrap();
+        let (_, body, headers) = list_with(&store, query);
+        assert_eq!(keys(&body), ["c@"]);
+        assert!(body.get("@nextLink").is_none() && headers.get(LINK).is_none());
+
+        let etag = {
+            let (_, _, headers) = list_with(&store, "key=*");
+            headers[ETAG].clone()
+        };
+        let mut if_none_match = HeaderMap::new();
+        if_none_match.insert(IF_NONE_MATCH, etag);
+        let asked = Asked {
+            method: &Method::GET,
+            path: "/kv",
+            query: "key=*",
+            headers: &if_none_match,
+            host: "cfg.azconfig.localhost",
+        };
+        let response = list(&store, &asked, &[("key".into(), "*".into())]);
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+        assert!(
+            response.headers().contains_key(LINK),
+            "a 304 keeps the page's Link"
+        );
+        store.items.insert(("b".into(), None), kv("changed"));
+        let response = list(&store, &asked, &[("key".into(), "*".into())]);
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_the_later_filters_key_value_and_does_not_change() {
+        let mut store = store_of(&[
+            ("app:db", Some("prod"), "prod-db"),
+            ("app:db", None, "dev-db"),
+            ("app:port", None, "80"),
+        ]);
+        store.snapshot("release", &[("app:*", None), ("app:*", Some("prod"))]);
+        store.items.insert(("app:port".into(), None), kv("81"));
+        let (_, body, _) = list_with(&store, "snapshot=release");
+        assert_eq!(keys(&body), ["app:db@prod", "app:port@"]);
+        assert_eq!(body["items"][1]["value"], "80");
+        let (status, body, _) = list_with(&store, "snapshot=nope");
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["type"], "https://azconfig.io/errors/not-found");
+        let (status, _, _) = list_with(&store, "snapshot=release&key=*");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn select_returns_only_the_fields_asked_for() {
+        let store = store_of(&[("a", None, "1")]);
+        let (_, body, _) = list_with(&store, "key=*&$select=key,value");
+        let item = body["items"][0].as_object().unwrap();
+        let mut fields: Vec<&str> = item.keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["key", "value"]);
+    }
+
+    #[test]
+    fn verify_accepts_the_known_answer_and_refuses_skew_and_a_wrong_key() {
+        // The vector of kvrun's src/appconfig/hmac.rs, computed with openssl.
+        let secret: Vec<u8> = (0u8..32).collect();
+        let at = httpdate::parse_http_date("Wed, 02 Dec 2026 10:00:00 GMT").unwrap();
+        let authorization = "HMAC-SHA256 Credential=abc-l0-s0:xyz&SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=UIBMqome5yxKIsCjcv/sdO4lI7aJq+L3oZFr5bUO7UY=";
+        let signed = Signed {
+            method: "GET",
+            path_and_query: "/kv?key=*&api-version=1.0",
+            host: "cfg.azconfig.io",
+            authorization,
+            date: Some("Wed, 02 Dec 2026 10:00:00 GMT"),
+            content_hash: Some(EMPTY_BODY_HASH),
+        };
+        assert_eq!(verify(&signed, "abc-l0-s0:xyz", &secret, at), Ok(()));
+        let later = at + Duration::from_secs(14 * 60);
+        assert_eq!(verify(&signed, "abc-l0-s0:xyz", &secret, later), Ok(()));
+        let too_late = at + Duration::from_secs(16 * 60);
+        assert_eq!(
+            verify(&signed, "abc-l0-s0:xyz", &secret, too_late),
+            Err("The access token has expired")
+        );
+        let mut other = secret.clone();
+        other[0] ^= 1;
+        assert_eq!(
+            verify(&signed, "abc-l0-s0:xyz", &other, at),
+            Err("Invalid Signature")
+        );
+        assert_eq!(
+            verify(&signed, "abc-l0-s0:other", &secret, at),
+            Err("Invalid Credential")
+        );
+        let moved = Signed {
+            path_and_query: "/kv?key=other&api-version=1.0",
+            ..signed
+        };
+        assert_eq!(
+            verify(&moved, "abc-l0-s0:xyz", &secret, at),
+            Err("Invalid Signature")
+        );
+    }
 }

@@ -10,6 +10,16 @@
 //!   `client_assertion` JWT signed by the certificate's key, checked as Entra checks it);
 //! - `{vault}.vault.localhost`: Key Vault, `GET /secrets/{name}[/[{version}]]` (§1–2), with
 //!   Key Vault's throttling when asked for ([`VaultHandle::set_rate_limit`], §4).
+//! - `{store}.azconfig.localhost`: App Configuration (§8, [`FakeAzure::app_config`] →
+//!   [`StoreHandle`]): `GET /kv` with key and label filters (exact, `prefix*`, lists of up to
+//!   five, `\` escapes, `%00` for no label), `snapshot=` ([`StoreHandle::create_snapshot`]),
+//!   `$select`, pages of [`StoreHandle::set_page_size`] linked by `@nextLink` and `Link`, a page
+//!   ETag answered with 304 on `If-None-Match` (the 304 keeps the page's `Link`, which the JS
+//!   client reads to go on: `extractAfterTokenFromLinkHeader`), and `GET /kv/{key}?label=`.
+//!   Callers show an Entra token for the store's audience or an HMAC-SHA256 signature of the
+//!   store's access key ([`StoreHandle::connection_string`], verified by [`verify_hmac`] with the
+//!   real string-to-sign and ±15 min clock skew); errors are problem+json, 429 carries
+//!   `retry-after-ms`.
 //!
 //! Faults ([`Fault`]) replace answers of a vault ([`VaultHandle::fail_next`]), of the token
 //! endpoint ([`FakeAzure::fail_next_token`]) and of a managed identity
