@@ -314,13 +314,29 @@ fn link_next(response: &http::Response) -> Option<String> {
         .get_all(hyper::header::LINK)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find(|link| link.contains("rel=\"next\"") || link.contains("rel=next"))
-        .and_then(|link| {
-            let start = link.find('<')? + 1;
-            let end = link[start..].find('>')? + start;
-            Some(link[start..end].to_owned())
-        })
+        .find_map(next_in_link)
+}
+
+/// The `rel="next"` URI of one `Link` value (RFC 8288: `<uri>; param, <uri>; param`). The URI
+/// is taken whole between `<` and `>`: it may hold commas (a `$select` list does), so the value
+/// is not split on commas first.
+fn next_in_link(value: &str) -> Option<String> {
+    let mut rest = value;
+    while let Some(start) = rest.find('<') {
+        let after = &rest[start + 1..];
+        let end = after.find('>')?;
+        let tail = &after[end + 1..];
+        let params_end = tail.find('<').unwrap_or(tail.len());
+        let is_next = tail[..params_end]
+            .split([';', ','])
+            .map(str::trim)
+            .any(|p| p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next"));
+        if is_next {
+            return Some(after[..end].to_owned());
+        }
+        rest = &tail[params_end..];
+    }
+    None
 }
 
 /// A next link resolved against the store's origin, if it stays there.
@@ -608,6 +624,23 @@ mod tests {
             query(&Selector::new("a b&c=/d", Some("x y"))),
             "key=a%20b%26c%3D%2Fd&label=x%20y"
         );
+    }
+
+    #[test]
+    fn a_link_header_whose_uri_holds_commas_still_leads_on() {
+        // A 304 carries no body: its Link is the only way on, and kvrun's own `$select` puts
+        // commas in every page's URI.
+        let next = "/kv?key=*&$select=key,label,value,content_type&after=Mg";
+        assert_eq!(
+            next_in_link(&format!("<{next}>; rel=\"next\"")).as_deref(),
+            Some(next)
+        );
+        assert_eq!(
+            next_in_link(&format!("</kv?a=1,2>; rel=\"prev\", <{next}>; rel=next")).as_deref(),
+            Some(next)
+        );
+        assert_eq!(next_in_link("</kv?a=1,2>; rel=\"prev\""), None);
+        assert_eq!(next_in_link("</kv?a=1"), None);
     }
 
     #[test]

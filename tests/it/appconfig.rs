@@ -348,3 +348,110 @@ fn an_empty_selection_warns_in_a_run_and_fails_check() {
     assert_eq!(check.status.code(), Some(66), "{}", stderr(&check));
     assert_stderr!("appconfig_empty_selection_check", ran.world(), &check);
 }
+
+#[test]
+fn a_snapshot_is_listed_as_it_was_made_and_a_missing_one_is_not_found() {
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set("myapp:Db:Host", Some("prod"), "prod-db");
+    store.set("myapp:Db:Host", None, "dev-db");
+    store.set("myapp:Port", None, "8080");
+    store.create_snapshot(
+        "release-42",
+        &[("myapp:*", None), ("myapp:*", Some("prod"))],
+    );
+    store.set("myapp:Port", None, "9090");
+    store.set("myapp:Added", None, "after the snapshot");
+    let ran = with_store(test, &store)
+        .env("KVRUN_APP_CONFIG_SNAPSHOT", "release-42")
+        .env("KVRUN_APP_CONFIG_TRIM", "myapp:")
+        .args(["--", "env", "-0"])
+        .run();
+    let env = ran.success().env();
+    assert_eq!(env["Db__Host"], "prod-db", "the later filter's key-value");
+    assert_eq!(env["Port"], "8080", "as it was when the snapshot was made");
+    assert!(!env.contains_key("Added"));
+    let lists = store_requests(ran.world());
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    assert!(
+        lists[0]
+            .path_and_query
+            .starts_with("/kv?snapshot=release-42&"),
+        "{lists:?}"
+    );
+
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set("myapp:Port", None, "8080");
+    let ran = with_store(test, &store)
+        .env("KVRUN_APP_CONFIG_SNAPSHOT", "release-43")
+        .args(["--", "env"])
+        .run();
+    ran.code(66);
+    assert_stderr!("appconfig_missing_snapshot", ran.world(), ran.output());
+}
+
+/// `--watch` sends each page's `ETag` back: an unchanged store costs three 304s (no bodies) per
+/// check, and a changed key is a 200 for its page and a restart, like a rotated secret.
+#[cfg(target_os = "linux")]
+#[test]
+fn watch_sees_a_changed_key_through_304s_then_200() {
+    use crate::common::lines::Lines;
+    use crate::supervise::{WATCH_LIMIT, WATCHED, kvrun, stop};
+    use std::process::Stdio;
+
+    let world = World::new();
+    let store = world.fake.app_config("watched");
+    store.set_page_size(2);
+    // Listed by key: app:SECRET, then app:a … app:d: three pages, the first holding SECRET.
+    store.set("app:SECRET", None, "first-VALUE");
+    for key in ["a", "b", "c", "d"] {
+        store.set(&format!("app:{key}"), None, key);
+    }
+    let mut child = kvrun(&world)
+        .env("KVRUN_APP_CONFIG_SUFFIX", "azconfig.localhost")
+        .env("KVRUN_APP_CONFIG", store.url())
+        .env("KVRUN_APP_CONFIG_SELECT", "app:*")
+        .env("KVRUN_APP_CONFIG_TRIM", "app:")
+        .args([
+            "-v",
+            "--watch",
+            "10s",
+            "--timeout",
+            "3s",
+            "--",
+            "bash",
+            "-c",
+            WATCHED,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Lines::of(child.stdout.take().unwrap());
+    let err = Lines::of(child.stderr.take().unwrap());
+    out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
+    err.expect("an unchanged check", WATCH_LIMIT, |l| {
+        l.contains("--watch: appconfig:watched: 3 pages listed, 3 unchanged (304)")
+    });
+    let lists_before = store.requests();
+    assert_eq!(store.not_modified(), 3, "one 304 per page");
+    store.set("app:SECRET", None, "second-VALUE");
+    err.expect("a check that saw the change", WATCH_LIMIT, |l| {
+        l.contains("--watch: appconfig:watched: 3 pages listed, 2 unchanged (304)")
+    });
+    out.expect("stopping", WATCH_LIMIT, |l| l == "stopping");
+    out.expect("start second", WATCH_LIMIT, |l| l == "start second-VALUE");
+    assert_eq!(store.requests() - lists_before, 3, "one request per page");
+    let lists = store_requests(&world);
+    assert!(
+        lists[..3]
+            .iter()
+            .all(|r| r.header("if-none-match").is_none())
+            && lists[3..]
+                .iter()
+                .all(|r| r.header("if-none-match").is_some()),
+        "the first list has no ETags to send, every later one sends them: {lists:?}"
+    );
+    stop(child, &out);
+}

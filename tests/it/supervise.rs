@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 /// `world.kvrun()` started through `env --default-signal`: kvrun passes on the dispositions it
 /// inherits, as exec does, and a test runner started from a shell may have SIGINT ignored (a
 /// shell ignores it for background jobs), which would make bash unable to trap it.
-fn kvrun(world: &World) -> Command {
+pub(crate) fn kvrun(world: &World) -> Command {
     let template = world.kvrun();
     let mut command = Command::new("env");
     command
@@ -32,7 +32,7 @@ fn kvrun(world: &World) -> Command {
     command
 }
 
-fn pid(child: &Child) -> Pid {
+pub(crate) fn pid(child: &Child) -> Pid {
     Pid::from_raw(i32::try_from(child.id()).unwrap())
 }
 
@@ -401,7 +401,7 @@ fn clear_env_passes_only_kvruns_variables_and_the_allow_list() {
 
 /// A command that prints `start VALUE` (from `$SECRET`, or the file `$SECRET_FILE`) and, on
 /// SIGHUP, `reload CONTENTS` of the file; exits 0 on SIGTERM.
-const WATCHED: &str = "show() { if [ -n \"$SECRET_FILE\" ]; then cat \"$SECRET_FILE\"; else printf %s \"$SECRET\"; fi; }; \
+pub(crate) const WATCHED: &str = "show() { if [ -n \"$SECRET_FILE\" ]; then cat \"$SECRET_FILE\"; else printf %s \"$SECRET\"; fi; }; \
     trap 'echo \"reload $(show)\"' HUP; trap 'echo stopping; exit 0' TERM; \
     echo \"start $(show)\"; while :; do sleep 1 & wait $!; done";
 
@@ -421,9 +421,9 @@ fn watching(world: &World, env: (&str, String), extra: &[&str]) -> (Child, Lines
 }
 
 /// A check comes 9–11 s after the last; this bounds two of them and a restart.
-const WATCH_LIMIT: Duration = Duration::from_secs(40);
+pub(crate) const WATCH_LIMIT: Duration = Duration::from_secs(40);
 
-fn stop(mut kvrun: Child, out: &Lines) {
+pub(crate) fn stop(mut kvrun: Child, out: &Lines) {
     kill(pid(&kvrun), Signal::SIGTERM).unwrap();
     out.expect("stopping", WATCH_LIMIT, |l| l == "stopping");
     assert_eq!(exit_status(&mut kvrun, WATCH_LIMIT).code(), Some(0));
