@@ -27,8 +27,15 @@ use serde_json::json;
 
 use crate::{Body, Fault, Shared, State, full, play_fault};
 
-/// The API versions the store accepts.
-const API_VERSIONS: [&str; 4] = ["1.0", "2023-10-01", "2023-11-01", "2024-09-01"];
+/// The API versions the store accepts: PROTOCOL.md §8's, and `2026-04-01`, the default of the
+/// JS client (`@azure/app-configuration` 1.13.0) that the differential test runs against the fake.
+const API_VERSIONS: [&str; 5] = [
+    "1.0",
+    "2023-10-01",
+    "2023-11-01",
+    "2024-09-01",
+    "2026-04-01",
+];
 /// The SHA-256 of the empty body, base64.
 pub const EMPTY_BODY_HASH: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
 /// The public cloud's App Configuration audience.

@@ -455,3 +455,99 @@ fn watch_sees_a_changed_key_through_304s_then_200() {
     );
     stop(child, &out);
 }
+
+/// What the official JS client (`tests/appconfig-js/list.js`) read from `store` with
+/// `connection_string`: the script's JSON line.
+fn js_client_reads(
+    world: &World,
+    connection_string: &str,
+    key_filter: &str,
+    key: &str,
+    label: &str,
+) -> serde_json::Value {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/appconfig-js");
+    let setup = "run `npm ci --prefix tests/appconfig-js` (Node.js and npm must be installed)";
+    assert!(
+        dir.join("node_modules/@azure/app-configuration/package.json")
+            .is_file(),
+        "the JS client is not installed: {setup}"
+    );
+    let output = std::process::Command::new("node")
+        .arg(dir.join("list.js"))
+        .args([key_filter, key, label])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NODE_EXTRA_CA_CERTS", world.ca_dir.join("test-ca.pem"))
+        .env("APPCONFIG_CONNECTION_STRING", connection_string)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `node` ({e}): {setup}"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "list.js printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        )
+    })
+}
+
+/// The fake's HMAC verifier judges the JS SDK's own signatures: the official client lists
+/// (across pages), lists again with the pages' ETags (two 304s: the first one's `Link` leads it
+/// on) and reads with the store's access key and is accepted, with a wrong secret it is
+/// refused; kvrun, signing with the same key, reads the same values.
+#[test]
+fn the_official_js_client_and_kvrun_are_both_accepted_by_the_fakes_hmac_verifier() {
+    let test = Test::new();
+    let world = test.world();
+    let store = world.fake.app_config("cfg");
+    store.set_page_size(2);
+    store.set("app:a", None, "1");
+    store.set("app:b", None, "two words");
+    store.set("app:c", None, "3");
+    store.set("app:c", Some("prod"), "prod-3");
+    store.set("other", None, "x");
+    let connection_string = store.connection_string();
+
+    let js = js_client_reads(world, &connection_string, "app:*", "app:c", "prod");
+    assert_eq!(
+        js,
+        serde_json::json!({
+            "listed": [
+                { "key": "app:a", "label": null, "value": "1", "contentType": null },
+                { "key": "app:b", "label": null, "value": "two words", "contentType": null },
+                { "key": "app:c", "label": null, "value": "3", "contentType": null },
+            ],
+            "again": [304, 304],
+            "got": { "key": "app:c", "label": "prod", "value": "prod-3" },
+        })
+    );
+    let js_requests = store_requests(world);
+    assert_eq!(
+        js_requests.len(),
+        5,
+        "two pages, the same two again (304s), one GET: {js_requests:?}"
+    );
+    assert!(
+        js_requests.iter().all(|r| r
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HMAC-SHA256 Credential="))),
+        "{js_requests:?}"
+    );
+
+    let wrong = connection_string.replace("Secret=", "Secret=AAAA");
+    let refused = js_client_reads(world, &wrong, "app:*", "app:c", "prod");
+    assert_eq!(refused["error"]["statusCode"], 401, "{refused}");
+
+    let ran = with_store(test, &store)
+        .env("AZURE_APPCONFIG_CONNECTION_STRING", &connection_string)
+        .env("KVRUN_APP_CONFIG_SELECT", "app:*")
+        .env("KVRUN_APP_CONFIG_TRIM", "app:")
+        .args(["--", "env", "-0"])
+        .run();
+    let env = ran.success().env();
+    assert_eq!(
+        (env["a"].as_str(), env["b"].as_str(), env["c"].as_str()),
+        ("1", "two words", "3")
+    );
+}
