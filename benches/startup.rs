@@ -74,7 +74,20 @@ use kvrun_fake::{ConnectProxy, DEFAULT_TENANT, FakeAzure, Options, TlsSessions};
 /// checks (host must end with `.vault.azure.net`) pass.
 const VAULT_RESOURCE: &str = "https://vault.azure.net";
 /// The names the proxy tunnels to the fake.
-const PUBLIC_NAMES: [&str; 2] = ["*.vault.azure.net", "login.microsoftonline.com"];
+const PUBLIC_NAMES: [&str; 3] = [
+    "*.vault.azure.net",
+    "login.microsoftonline.com",
+    "*.azconfig.io",
+];
+/// The App Configuration case: a store of this many key-values under `app:`, every
+/// [`APP_CONFIG_REF_EVERY`]th a Key Vault reference, over [`APP_CONFIG_VAULTS`] vaults.
+const APP_CONFIG_KEYS: usize = 200;
+const APP_CONFIG_REF_EVERY: usize = 10;
+const APP_CONFIG_VAULTS: usize = 2;
+/// The store of the App Configuration case, as every launcher names it.
+const APP_CONFIG_ENDPOINT: &str = "https://benchcfg.azconfig.io";
+/// The audience the store's tokens are for (the public cloud's).
+const APP_CONFIG_AUDIENCE: &str = "https://appconfig.azure.com";
 /// (N references, over this many vaults).
 const CASES: [(usize, usize); 6] = [(0, 1), (1, 1), (10, 1), (50, 2), (200, 2), (1000, 3)];
 /// What the command exits with when every value is right.
@@ -101,6 +114,12 @@ enum Launcher {
     Akv,
     NodeEach,
     NodeAll,
+    /// kvrun reading the App Configuration case's store (`--app-config`).
+    KvrunAppConfig,
+    /// `benches/node-launcher/appconfig.js`: the JS provider, Key Vault references one after
+    /// another (its default), and with `parallelSecretResolutionEnabled`.
+    NodeProvider,
+    NodeProviderParallel,
 }
 
 impl Launcher {
@@ -114,10 +133,21 @@ impl Launcher {
         Launcher::NodeAll,
     ];
 
+    /// The launchers of the App Configuration case (not in [`Launcher::ALL`], whose cases are
+    /// Key Vault references only).
+    const APP_CONFIG: [Launcher; 3] = [
+        Launcher::KvrunAppConfig,
+        Launcher::NodeProvider,
+        Launcher::NodeProviderParallel,
+    ];
+
     fn is_kvrun(self) -> bool {
         matches!(
             self,
-            Launcher::Kvrun | Launcher::KvrunSequential | Launcher::KvrunBundle
+            Launcher::Kvrun
+                | Launcher::KvrunSequential
+                | Launcher::KvrunBundle
+                | Launcher::KvrunAppConfig
         )
     }
 
@@ -131,6 +161,9 @@ impl Launcher {
             Launcher::Akv => "akv",
             Launcher::NodeEach => "node-each",
             Launcher::NodeAll => "node-all",
+            Launcher::KvrunAppConfig => "kvrun-appconfig",
+            Launcher::NodeProvider => "node-provider",
+            Launcher::NodeProviderParallel => "node-provider-parallel",
         }
     }
 
@@ -143,6 +176,9 @@ impl Launcher {
             Launcher::Akv => "akv run",
             Launcher::NodeEach => "Node, await each",
             Launcher::NodeAll => "Node, Promise.all",
+            Launcher::KvrunAppConfig => "kvrun --app-config",
+            Launcher::NodeProvider => "JS provider",
+            Launcher::NodeProviderParallel => "JS provider, parallel secrets",
         }
     }
 }
@@ -197,6 +233,10 @@ struct Settings {
     akv: PathBuf,
     node: OsString,
     node_launcher: PathBuf,
+    /// `benches/node-launcher/appconfig.js`.
+    node_provider: PathBuf,
+    /// Measure the App Configuration case (`KVRUN_BENCH_APPCONFIG`, default on).
+    app_config: bool,
     /// kvrun prints its timing line ([`TIMING_LOG`]), for its CPU time (`KVRUN_BENCH_TIMING`,
     /// default on).
     timing: bool,
@@ -293,6 +333,8 @@ impl Settings {
                 .map_or_else(|| root.join("target/bench-tools/bin/akv"), PathBuf::from),
             node: std::env::var_os("KVRUN_BENCH_NODE").unwrap_or_else(|| "node".into()),
             node_launcher: root.join("benches/node-launcher/launch.js"),
+            node_provider: root.join("benches/node-launcher/appconfig.js"),
+            app_config: setting("KVRUN_BENCH_APPCONFIG", 1) != 0,
             timing: setting("KVRUN_BENCH_TIMING", 1) != 0,
             verbose: setting("KVRUN_BENCH_VERBOSE", 0) == 1,
         };
@@ -308,6 +350,14 @@ impl Settings {
             return Err(format!(
                 "the Node launcher's packages are not installed ({} is missing)\nhint: run scripts/bench, which runs npm ci --prefix benches/node-launcher",
                 modules.display()
+            ));
+        }
+        let provider =
+            root.join("benches/node-launcher/node_modules/@azure/app-configuration-provider");
+        if settings.app_config && !provider.is_dir() {
+            return Err(format!(
+                "the JS App Configuration provider is not installed ({} is missing)\nhint: run scripts/bench, which runs npm ci --prefix benches/node-launcher",
+                provider.display()
             ));
         }
         Ok(settings)
@@ -397,12 +447,22 @@ impl World {
         std::fs::write(&ca, fake.ca_pem()).map_err(|e| format!("write CA: {e}"))?;
         std::fs::create_dir_all(&home).map_err(|e| format!("home: {e}"))?;
         std::fs::create_dir_all(&bin).map_err(|e| format!("bin: {e}"))?;
-        // The stand-in `az`: the token the fake's vaults accept for the public scope, in the
+        // The stand-in `az`: the token the fake's vaults accept for the public scope (or, when
+        // its arguments name App Configuration's resource, the one its stores accept), in the
         // shape `az account get-access-token -o json` prints (both expiry fields, as the SDKs
         // read either).
         let token = fake.issue_token(DEFAULT_TENANT, &format!("{VAULT_RESOURCE}/.default"));
+        let store_token =
+            fake.issue_token(DEFAULT_TENANT, &format!("{APP_CONFIG_AUDIENCE}/.default"));
+        let json = |token: &str| {
+            format!(
+                "{{\"accessToken\":\"{token}\",\"expiresOn\":\"2099-12-31 00:00:00.000000\",\"expires_on\":4102358400,\"subscription\":\"00000000-0000-0000-0000-000000000000\",\"tenant\":\"{DEFAULT_TENANT}\",\"tokenType\":\"Bearer\"}}"
+            )
+        };
         let az = format!(
-            "#!/bin/sh\ncat <<'EOF'\n{{\"accessToken\":\"{token}\",\"expiresOn\":\"2099-12-31 00:00:00.000000\",\"expires_on\":4102358400,\"subscription\":\"00000000-0000-0000-0000-000000000000\",\"tenant\":\"{DEFAULT_TENANT}\",\"tokenType\":\"Bearer\"}}\nEOF\n"
+            "#!/bin/sh\ncase \"$*\" in\n*appconfig.azure.com*) cat <<'EOF'\n{}\nEOF\n;;\n*) cat <<'EOF'\n{}\nEOF\n;;\nesac\n",
+            json(&store_token),
+            json(&token)
         );
         write_executable(&bin.join("az"), &az)?;
         let mut path = OsString::from(&bin);
@@ -478,6 +538,55 @@ impl World {
         })
     }
 
+    /// The App Configuration case: the store `benchcfg` with [`APP_CONFIG_KEYS`] key-values
+    /// `app:k000`…, no label, every [`APP_CONFIG_REF_EVERY`]th a Key Vault reference to a secret
+    /// of `bench0` or `bench1`, the rest plain values; the command checks `k000`… (the prefix
+    /// trimmed). Its directory has an empty `.env`.
+    fn app_config_case(&self, tag: &str) -> Result<Case, String> {
+        let dir = self.dir.path().join("appconfig");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("case dir: {e}"))?;
+        std::fs::write(dir.join(".env"), "").map_err(|e| format!("write .env: {e}"))?;
+        let store = self.fake.app_config("benchcfg");
+        let mut expected = Vec::with_capacity(APP_CONFIG_KEYS);
+        for i in 0..APP_CONFIG_KEYS {
+            let key = format!("app:k{i:03}");
+            if i % APP_CONFIG_REF_EVERY == 0 {
+                let vault = format!("bench{}", (i / APP_CONFIG_REF_EVERY) % APP_CONFIG_VAULTS);
+                let value = format!("{tag}-{vault}-ac{i}");
+                self.fake
+                    .vault(&vault)
+                    .set_secret(&format!("ac{i}"), &value);
+                let reference = serde_json::json!({
+                    "uri": format!("https://{vault}.vault.azure.net/secrets/ac{i}")
+                });
+                store.set_with(
+                    &key,
+                    None,
+                    &reference.to_string(),
+                    kvrun_fake::KeyValueAttrs {
+                        content_type: Some(
+                            "application/vnd.microsoft.appconfig.keyvaultref+json;charset=utf-8"
+                                .to_owned(),
+                        ),
+                        ..kvrun_fake::KeyValueAttrs::default()
+                    },
+                );
+                expected.push((format!("k{i:03}"), value));
+            } else {
+                let value = format!("{tag}-setting-{i}");
+                store.set(&key, None, &value);
+                expected.push((format!("k{i:03}"), value));
+            }
+        }
+        Ok(Case {
+            n: APP_CONFIG_KEYS,
+            vaults: APP_CONFIG_VAULTS,
+            dir,
+            expected,
+            bundle: String::new(),
+        })
+    }
+
     fn command(&self, settings: &Settings, launcher: Launcher, case: &Case) -> Command {
         let child = case.child();
         let mut command = match launcher {
@@ -508,6 +617,23 @@ impl World {
                     c.arg("--all");
                 }
                 c.arg("--");
+                c
+            }
+            Launcher::KvrunAppConfig => {
+                let mut c = Command::new(&settings.kvrun);
+                c.args(["--concurrency", CONCURRENCY])
+                    .args(["--app-config", APP_CONFIG_ENDPOINT])
+                    .args(["--app-config-select", "app:*"])
+                    .args(["--app-config-trim", "app:", "--"]);
+                c
+            }
+            Launcher::NodeProvider | Launcher::NodeProviderParallel => {
+                let mut c = Command::new(&settings.node);
+                c.arg(&settings.node_provider);
+                if launcher == Launcher::NodeProviderParallel {
+                    c.arg("--parallel");
+                }
+                c.args([APP_CONFIG_ENDPOINT, "app:*", "app:", "--"]);
                 c
             }
         };
@@ -1062,6 +1188,31 @@ fn run() -> Result<(), String> {
         }
     }
     world.fake.set_http1_only(false);
+    let mut app_config: Vec<(Launcher, Stats)> = Vec::new();
+    if settings.app_config {
+        let latency = settings.latencies[0];
+        world.fake.set_delays(latency, latency);
+        let case = world.app_config_case(&tag)?;
+        let row = Row {
+            latency,
+            http1_only: false,
+            n: case.n,
+            vaults: case.vaults,
+        };
+        for launcher in Launcher::APP_CONFIG {
+            let stats = measure(&world, &settings, launcher, row, &case)?;
+            eprintln!(
+                "  App Configuration, {APP_CONFIG_KEYS} key-values at {}: {:<30} {:>3} runs  median {:>9}  peak RSS {:.1} MB  {}",
+                row.network(),
+                launcher.label(),
+                stats.runs,
+                time(stats.median),
+                megabytes(stats.max_rss_kib),
+                sessions(&stats),
+            );
+            app_config.push((launcher, stats));
+        }
+    }
     let refused = world.proxy.refused();
     if !refused.is_empty() {
         return Err(format!(
@@ -1082,6 +1233,9 @@ fn run() -> Result<(), String> {
             &delays,
         )
     );
+    if !app_config.is_empty() {
+        print!("{}", app_config_report(settings.latencies[0], &app_config));
+    }
     Ok(())
 }
 
@@ -1297,5 +1451,44 @@ fn targets(results: &Results, binary: u64) -> String {
     #[expect(clippy::cast_precision_loss, reason = "a file size")]
     let size = binary as f64 / 1e6;
     let _ = writeln!(w, "\nkvrun release binary (stripped): {size:.1} MB");
+    out
+}
+
+/// The App Configuration case's table: every launcher's median, runs, peak RSS, requests and
+/// connections, kvrun's CPU, and kvrun's median over each peer's.
+fn app_config_report(latency: Duration, results: &[(Launcher, Stats)]) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "\nApp Configuration at {}: one store of {APP_CONFIG_KEYS} key-values (no label, `app:` trimmed), {} of them Key Vault references over {APP_CONFIG_VAULTS} vaults; the command checks all {APP_CONFIG_KEYS} variables. Requests / connections are the fake's (store, vaults, token endpoint) through the proxy.\n",
+        time(latency),
+        APP_CONFIG_KEYS / APP_CONFIG_REF_EVERY,
+    );
+    let _ = writeln!(
+        w,
+        "| launcher | median (runs) | min–max | peak RSS | requests / connections | kvrun CPU | kvrun / this |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|");
+    let kvrun = results
+        .iter()
+        .find(|(l, _)| *l == Launcher::KvrunAppConfig)
+        .map(|(_, s)| s.median);
+    for (launcher, s) in results {
+        let ratio = kvrun.map_or_else(String::new, |k| format!("{:.3}", ms(k) / ms(s.median)));
+        let cpu = s.cpu.map_or_else(String::new, |c| time(c.total()));
+        let _ = writeln!(
+            w,
+            "| {} | {} ({}) | {}–{} | {:.1} MB | {} / {} | {cpu} | {ratio} |",
+            launcher.label(),
+            time(s.median),
+            s.runs,
+            time(s.min),
+            time(s.max),
+            megabytes(s.max_rss_kib),
+            s.requests,
+            sessions(s),
+        );
+    }
     out
 }
