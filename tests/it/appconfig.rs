@@ -551,3 +551,47 @@ fn the_official_js_client_and_kvrun_are_both_accepted_by_the_fakes_hmac_verifier
         ("1", "two words", "3")
     );
 }
+
+/// The issue's "done": a Node app and a .NET-style app start with their App Configuration
+/// settings and the secret behind a Key Vault reference, from `kvrun -- …` alone. The .NET-style
+/// app reads its configuration as .NET's environment-variable provider does (`__` → `:`, the
+/// names case-insensitive), here in Python: no .NET runtime is on the machine.
+#[test]
+fn a_node_app_and_a_dotnet_style_app_start_with_their_settings_and_secrets() {
+    const NODE_APP: &str = "console.log(JSON.stringify({ host: process.env.Db__Host, \
+        password: process.env.Db__Password, level: process.env.Logging__LogLevel__Default }))";
+    const DOTNET_STYLE_APP: &str = "import json, os\n\
+        config = {k.replace('__', ':').lower(): v for k, v in os.environ.items()}\n\
+        print(json.dumps({'Db:Host': config['db:host'], 'Db:Password': config['db:password']}))";
+    for app in ["node", "dotnet-style"] {
+        let test = Test::new().secret("kv1", "db-password", "pw-SECRET-1");
+        let world = test.world();
+        let store = world.fake.app_config("myconfig");
+        store.set("myapp:Db:Host", Some("prod"), "db.internal");
+        store.set("myapp:Logging:LogLevel:Default", Some("prod"), "Warning");
+        let secret = format!("{}/secrets/db-password", world.fake.vault_url("kv1"));
+        set_reference(&store, "myapp:Db:Password", Some("prod"), &secret);
+        let test = with_store(test, &store)
+            .env("KVRUN_APP_CONFIG_SELECT", "myapp:*@prod")
+            .env("KVRUN_APP_CONFIG_TRIM", "myapp:");
+        let ran = match app {
+            "node" => test.args(["--", "node", "-e", NODE_APP]).run(),
+            _ => test.args(["--", "python3", "-c", DOTNET_STYLE_APP]).run(),
+        };
+        ran.success();
+        let printed: serde_json::Value = serde_json::from_str(ran.stdout().trim())
+            .unwrap_or_else(|e| panic!("{app}: {e}: {}", ran.stdout()));
+        let expected = match app {
+            "node" => serde_json::json!({
+                "host": "db.internal", "password": "pw-SECRET-1", "level": "Warning"
+            }),
+            _ => serde_json::json!({ "Db:Host": "db.internal", "Db:Password": "pw-SECRET-1" }),
+        };
+        assert_eq!(printed, expected, "{app}");
+        assert!(
+            !ran.stderr().contains("pw-SECRET-1"),
+            "{app}: {}",
+            ran.stderr()
+        );
+    }
+}
