@@ -458,6 +458,10 @@ fn watch_sees_a_changed_key_through_304s_then_200() {
 
 /// What the official JS client (`tests/appconfig-js/list.js`) read from `store` with
 /// `connection_string`: the script's JSON line.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "node is found on the PATH the tests run with; nothing else of it is passed on"
+)]
 fn js_client_reads(
     world: &World,
     connection_string: &str,
@@ -492,7 +496,7 @@ fn js_client_reads(
 }
 
 /// The fake's HMAC verifier judges the JS SDK's own signatures: the official client lists
-/// (across pages), lists again with the pages' ETags (two 304s: the first one's `Link` leads it
+/// (across pages), lists again with the pages' `ETag`s (two 304s: the first one's `Link` leads it
 /// on) and reads with the store's access key and is accepted, with a wrong secret it is
 /// refused; kvrun, signing with the same key, reads the same values.
 #[test]
