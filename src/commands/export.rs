@@ -1,5 +1,10 @@
 //! `kvrun export`: the resolved variables, quoted for one consumer.
 //!
+//! A variable from an App Configuration store is preceded by a comment naming its origin,
+//! `# appconfig:myconfig/myapp:Db:Host@prod` (a Key Vault reference's also names the secret,
+//! `… -> myvault.vault.azure.net/secrets/db-password`), in every format but `json`, which has no
+//! comments (`kvrun check --json` gives every origin).
+//!
 //! What is exported: the variables kvrun manages — everything from `.env` files and the manifest,
 //! and every inherited variable that held a reference — not the rest of the inherited environment.
 //! A secret that a run delivers as a file (`file = true`, `--file-var`) is refused by name: in a
@@ -36,9 +41,21 @@ pub(crate) struct Refused {
 ///
 /// # Errors
 /// Each variable the format cannot represent exactly.
+#[cfg(test)]
 pub(crate) fn render(
     format: Format,
     vars: &[(OsString, OsString)],
+) -> Result<String, Vec<Refused>> {
+    render_noted(format, vars, |_| None)
+}
+
+/// [`render`], each variable that `origin` names an origin for preceded by a comment line
+/// `# ORIGIN` (in `dotenv`, `shell` and `docker`; JSON has no comments). `origin` must give one
+/// line of text (a [`crate::source::Location`] escapes a store's key and label).
+fn render_noted(
+    format: Format,
+    vars: &[(OsString, OsString)],
+    origin: impl Fn(&std::ffi::OsStr) -> Option<String>,
 ) -> Result<String, Vec<Refused>> {
     let mut out = String::new();
     let mut refused = Vec::new();
@@ -63,6 +80,9 @@ pub(crate) fn render(
         };
         match line {
             Ok(line) => {
+                if let Some(origin) = origin(name.as_ref()) {
+                    let _ = writeln!(out, "# {}", origin.replace(['\n', '\r'], " "));
+                }
                 out.push_str(&line);
                 out.push('\n');
             }
@@ -185,7 +205,27 @@ pub(crate) fn export(
     // Only now: an inherited variable that is left out still wins over a bundle's.
     plan.vars.retain(plan::Var::is_managed);
     let env = child_env(&plan, &outcomes, settings.hidden)?;
-    let text = render(format, &env.vars).map_err(|refused| {
+    // A store's variables appear from nowhere a reader of the output could see: each is preceded
+    // by its origin (and, for a Key Vault reference, the secret).
+    let origin = |name: &std::ffi::OsStr| {
+        let var = plan.vars.iter().find(|var| var.name == name)?;
+        if !matches!(var.location, crate::source::Location::AppConfig { .. }) {
+            return None;
+        }
+        Some(match &var.value {
+            Value::Secret { index, .. } => {
+                let secret = &plan.secrets[*index];
+                format!(
+                    "{} -> {}/secrets/{}",
+                    var.location,
+                    secret.vault_host(),
+                    secret.name
+                )
+            }
+            _ => var.location.to_string(),
+        })
+    };
+    let text = render_noted(format, &env.vars, origin).map_err(|refused| {
         several(
             refused
                 .into_iter()
@@ -273,5 +313,22 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&render(Format::Json, &input).unwrap()).unwrap();
         assert_eq!(json["A"], "it's $x");
+    }
+
+    #[test]
+    fn origins_are_one_comment_line_before_their_variable_and_none_in_json() {
+        let input = vars(&[("A", "1"), ("B", "2")]);
+        let origin =
+            |name: &std::ffi::OsStr| (name == "B").then(|| "appconfig:s/k\nX=1".to_owned());
+        assert_eq!(
+            render_noted(Format::Dotenv, &input, origin).unwrap(),
+            "A='1'\n# appconfig:s/k X=1\nB='2'\n"
+        );
+        assert_eq!(
+            render_noted(Format::Docker, &input, origin).unwrap(),
+            "A=1\n# appconfig:s/k X=1\nB=2\n"
+        );
+        let json = render_noted(Format::Json, &input, origin).unwrap();
+        assert!(!json.contains('#'), "{json}");
     }
 }

@@ -599,3 +599,27 @@ fn a_node_app_and_a_dotnet_style_app_start_with_their_settings_and_secrets() {
         );
     }
 }
+
+/// `export` precedes a store's variables by their origin (a Key Vault reference's also names its
+/// secret), in a comment the formats' readers skip; the other variables are as before.
+#[test]
+fn export_names_each_store_variables_origin() {
+    let test = Test::new().secret("kv1", "db-password", "pw-SECRET-1");
+    let world = test.world();
+    let store = world.fake.app_config("myconfig");
+    store.set("myapp:Db:Host", Some("prod"), "db.internal");
+    let secret = format!("{}/secrets/db-password", world.fake.vault_url("kv1"));
+    set_reference(&store, "myapp:Db:Password", Some("prod"), &secret);
+    let ran = with_store(test, &store)
+        .env("KVRUN_APP_CONFIG_SELECT", "myapp:*@prod")
+        .env("KVRUN_APP_CONFIG_TRIM", "myapp:")
+        .env_file("PLAIN=from-dotenv\n")
+        .args(["export", "--format", "dotenv"])
+        .run();
+    ran.success();
+    let port = ran.world().fake.port().to_string();
+    insta::assert_snapshot!(
+        "appconfig_export_origins",
+        ran.stdout().replace(&port, "[PORT]")
+    );
+}
