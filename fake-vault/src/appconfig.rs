@@ -199,7 +199,8 @@ impl StoreHandle {
         self.with(|s| s.denied = false);
     }
 
-    /// The next `count` requests get `fault` (`Fault::Status(429)` with `retry-after-ms: 50`).
+    /// The next `count` requests get `fault` (`Fault::Status(429)` and `Fault::Status(503)` as
+    /// problem+json with `retry-after-ms: 50`, as the service throttles).
     pub fn fail_next(&self, fault: Fault, count: usize) {
         fault.check();
         self.with(|s| s.faults.extend(std::iter::repeat_n(fault, count)));
@@ -304,13 +305,13 @@ pub(crate) fn handle(
     };
     store.requests += 1;
     if let Some(fault) = store.faults.pop_front() {
-        if fault == Fault::Status(429) {
-            let mut response = problem(
-                StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
-                "Too Many Requests",
-                "The request was throttled.",
-            );
+        let throttled = match fault {
+            Fault::Status(429) => Some((StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")),
+            Fault::Status(503) => Some((StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")),
+            _ => None,
+        };
+        if let Some((status, title)) = throttled {
+            let mut response = problem(status, "throttled", title, "The request was throttled.");
             response
                 .headers_mut()
                 .insert("retry-after-ms", HeaderValue::from_static("50"));

@@ -277,11 +277,34 @@ fn forbidden_names_the_role_and_throttling_is_waited_out() {
     let test = Test::new();
     let store = test.world().fake.app_config("cfg");
     store.set("Greeting", None, "hello");
-    store.fail_next(Fault::Status(429), 2);
+    store.fail_next(Fault::Status(503), 1);
+    store.fail_next(Fault::Status(429), 1);
     let ran = with_store(test, &store).args(["--", "env", "-0"]).run();
     assert_eq!(ran.success().env()["Greeting"], "hello");
     let lists = store_requests(ran.world());
-    assert_eq!(lists.len(), 3, "two 429s, then the page");
+    assert_eq!(lists.len(), 3, "a 503 and a 429, then the page");
+    for pair in lists.windows(2) {
+        let waited = pair[1].received - pair[0].received;
+        assert!(
+            waited >= std::time::Duration::from_millis(50),
+            "retry-after-ms: 50 honoured, waited {waited:?}"
+        );
+    }
+}
+
+/// A bearer token the store refuses (here: for another audience) is asked for again once, then
+/// the run fails with the store's reason.
+#[test]
+fn a_refused_entra_token_is_67_with_the_stores_reason() {
+    let test = Test::new();
+    let store = test.world().fake.app_config("cfg");
+    store.set("Greeting", None, "hello");
+    store.set_audience("https://other.example");
+    let ran = with_store(test, &store).args(["--", "env"]).run();
+    ran.code(67);
+    assert_stderr!("appconfig_refused_token", ran.world(), ran.output());
+    let lists = store_requests(ran.world());
+    assert_eq!(lists.len(), 2, "one fresh token, then no more: {lists:?}");
 }
 
 #[test]
