@@ -206,15 +206,7 @@ pub async fn get_one(
 
 /// Percent-encode a path segment or a label: everything but the unreserved characters.
 fn encode_path(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
+    percent_encode(text, b"-._~")
 }
 
 /// The query of a selector's first page (`label=%00`: no label).
@@ -229,9 +221,14 @@ fn query(selector: &Selector) -> String {
 
 /// Percent-encode a query value; the filter syntax (`*`, `,`, `\`) and `:` stay readable.
 fn encode(text: &str) -> String {
+    percent_encode(text, b"-._~*,:")
+}
+
+/// `text` with every byte but ASCII letters, digits and `keep` as `%XX`.
+fn percent_encode(text: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~*,:".contains(&byte) {
+        if byte.is_ascii_alphanumeric() || keep.contains(&byte) {
             out.push(char::from(byte));
         } else {
             let _ = write!(out, "%{byte:02X}");
