@@ -47,6 +47,28 @@ fn man_page_is_generated_from_the_command_line() {
     for word in ["\\-\\-timeout", "\\-\\-watch", "export", "KVRUN_TIMEOUT"] {
         assert!(page.contains(word), "{word}");
     }
+    // Every App Configuration option, with its variable, in the man page and in --help.
+    let help = kvrun(&["--help"]);
+    for option in [
+        "app-config",
+        "app-config-select",
+        "app-config-snapshot",
+        "app-config-trim",
+        "app-config-upper-snake",
+        "app-config-flatten-json",
+        "app-config-feature-flags",
+        "app-config-suffix",
+        "app-config-audience",
+        "app-config-connection-string-file",
+    ] {
+        let variable = format!("KVRUN_{}", option.to_uppercase().replace('-', "_"));
+        let in_man = format!("\\-\\-{}", option.replace('-', "\\-"));
+        assert!(page.contains(&in_man), "man: {in_man}");
+        assert!(page.contains(&variable), "man: {variable}");
+        assert!(help.contains(&format!("--{option}")), "--help: --{option}");
+        assert!(help.contains(&variable), "--help: {variable}");
+    }
+    assert!(help.contains("AZURE_APPCONFIG_CONNECTION_STRING"));
 }
 
 #[test]

@@ -146,10 +146,11 @@ fn orphans_are_adopted_and_reaped() {
     // The inner sh starts a reader of the FIFO in the background and exits at once: the reader is
     // orphaned, re-parented to kvrun (a subreaper), and exits when the test writes to the FIFO.
     // The inner sh runs in the foreground: when the line is printed it has exited, so the orphan
-    // is already kvrun's.
+    // is already kvrun's. The TERM trap is set first: set after the `echo`, a bash not yet
+    // scheduled past it when the test's SIGTERM came died of it (exit 143, seen once under load).
     let pid_file = world.dir.path().join("orphan.pid");
     let script = format!(
-        "sh -c 'read x < {fifo} & echo $! > {pid_file}'; echo orphan $(cat {pid_file}); trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
+        "trap 'exit 0' TERM; sh -c 'read x < {fifo} & echo $! > {pid_file}'; echo orphan $(cat {pid_file}); while :; do sleep 1 & wait $!; done",
         fifo = fifo.display(),
         pid_file = pid_file.display()
     );
