@@ -550,7 +550,7 @@ impl World {
         let mut expected = Vec::with_capacity(APP_CONFIG_KEYS);
         for i in 0..APP_CONFIG_KEYS {
             let key = format!("app:k{i:03}");
-            if i % APP_CONFIG_REF_EVERY == 0 {
+            let value = if i % APP_CONFIG_REF_EVERY == 0 {
                 let vault = format!("bench{}", (i / APP_CONFIG_REF_EVERY) % APP_CONFIG_VAULTS);
                 let value = format!("{tag}-{vault}-ac{i}");
                 self.fake
@@ -571,12 +571,13 @@ impl World {
                         ..kvrun_fake::KeyValueAttrs::default()
                     },
                 );
-                expected.push((format!("k{i:03}"), value));
+                value
             } else {
                 let value = format!("{tag}-setting-{i}");
                 store.set(&key, None, &value);
-                expected.push((format!("k{i:03}"), value));
-            }
+                value
+            };
+            expected.push((format!("k{i:03}"), value));
         }
         Ok(Case {
             n: APP_CONFIG_KEYS,

@@ -364,7 +364,12 @@ pub(crate) fn handle(
     let answer = if asked.path == "/kv" {
         list(store, asked, &query)
     } else if let Some(key) = asked.path.strip_prefix("/kv/") {
-        get_one(store, asked, &percent_decode(key), param("label"))
+        get_one(
+            store,
+            asked,
+            &percent_encoding::percent_decode_str(key).decode_utf8_lossy(),
+            param("label"),
+        )
     } else {
         problem(StatusCode::NOT_FOUND, "not-found", "Not Found", "")
     };
@@ -580,12 +585,43 @@ fn item_json(key: &str, label: Option<&String>, kv: &KeyValue) -> serde_json::Va
     })
 }
 
-fn if_none_match(asked: &Asked<'_>) -> Option<String> {
-    asked
+/// 400 with the service's `invalid-argument` problem.
+fn invalid(detail: &str) -> Response<Body> {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "invalid-argument",
+        "Invalid request parameter",
+        detail,
+    )
+}
+
+/// A conditional answer: 304 with no body when the request's `If-None-Match` is `etag`, else
+/// `body()` as `content_type`; the `ETag` header on both.
+fn conditional(
+    asked: &Asked<'_>,
+    etag: &str,
+    content_type: &'static str,
+    body: impl FnOnce() -> String,
+) -> Response<Body> {
+    let unchanged = asked
         .headers
         .get(IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+    let mut response = if unchanged {
+        let mut response = Response::new(full(hyper::body::Bytes::new()));
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let mut response = Response::new(full(body().into()));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+    };
+    if let Ok(value) = HeaderValue::try_from(etag) {
+        response.headers_mut().insert(ETAG, value);
+    }
+    response
 }
 
 fn list(store: &Store, asked: &Asked<'_>, query: &[(String, String)]) -> Response<Body> {
@@ -595,37 +631,18 @@ fn list(store: &Store, asked: &Asked<'_>, query: &[(String, String)]) -> Respons
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let (keys, labels) = match (Filter::parse(param("key")), param("label")) {
-        (Ok(keys), Some("\0")) => (keys, None),
-        (Ok(keys), label) => match Filter::parse(label) {
-            Ok(labels) => (keys, Some(labels)),
-            Err(e) => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-argument",
-                    "Invalid request parameter",
-                    e,
-                );
-            }
-        },
-        (Err(e), _) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "invalid-argument",
-                "Invalid request parameter",
-                e,
-            );
-        }
+    let filters = Filter::parse(param("key")).and_then(|keys| match param("label") {
+        Some("\0") => Ok((keys, None)),
+        label => Filter::parse(label).map(|labels| (keys, Some(labels))),
+    });
+    let (keys, labels) = match filters {
+        Ok(filters) => filters,
+        Err(e) => return invalid(e),
     };
     let fields = param("$select").map(|f| f.split(',').collect::<Vec<_>>());
     let matching: Vec<(&Id, &KeyValue)> = match param("snapshot") {
         Some(_) if param("key").is_some() || param("label").is_some() => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "invalid-argument",
-                "Invalid request parameter",
-                "A snapshot cannot be combined with key or label filters",
-            );
+            return invalid("A snapshot cannot be combined with key or label filters");
         }
         Some(name) => match store.snapshots.get(name) {
             Some(items) => items.iter().map(|(id, kv)| (id, kv)).collect(),
@@ -669,11 +686,8 @@ fn list(store: &Store, asked: &Asked<'_>, query: &[(String, String)]) -> Respons
         hasher.write_usize(after);
         format!("\"{:016x}\"", hasher.finish())
     };
-    let mut response = if if_none_match(asked).as_deref() == Some(etag.as_str()) {
-        let mut response = Response::new(full(hyper::body::Bytes::new()));
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        response
-    } else {
+    let kvset = "application/vnd.microsoft.appconfig.kvset+json; charset=utf-8";
+    let mut response = conditional(asked, &etag, kvset, || {
         let items: Vec<_> = page
             .iter()
             .map(|((k, l), kv)| selected(item_json(k, l.as_ref(), kv), fields.as_deref()))
@@ -682,23 +696,13 @@ fn list(store: &Store, asked: &Asked<'_>, query: &[(String, String)]) -> Respons
         if let Some(next) = &next {
             body["@nextLink"] = json!(next);
         }
-        let mut response = Response::new(full(body.to_string().into()));
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(
-                "application/vnd.microsoft.appconfig.kvset+json; charset=utf-8",
-            ),
-        );
-        response
-    };
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::try_from(etag) {
-        headers.insert(ETAG, value);
-    }
+        body.to_string()
+    });
+    // A 304 keeps the Link, as the service's does (the JS client reads it to go on).
     if let Some(value) =
         next.and_then(|n| HeaderValue::try_from(format!("<{n}>; rel=\"next\"")).ok())
     {
-        headers.insert(LINK, value);
+        response.headers_mut().insert(LINK, value);
     }
     response
 }
@@ -716,44 +720,10 @@ fn get_one(store: &Store, asked: &Asked<'_>, key: &str, label: Option<&str>) -> 
         );
     };
     let etag = format!("\"{}\"", kv.etag);
-    let mut response = if if_none_match(asked).as_deref() == Some(etag.as_str()) {
-        let mut response = Response::new(full(hyper::body::Bytes::new()));
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        response
-    } else {
-        let mut response =
-            Response::new(full(item_json(key, label.as_ref(), kv).to_string().into()));
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/vnd.microsoft.appconfig.kv+json; charset=utf-8"),
-        );
-        response
-    };
-    if let Ok(value) = HeaderValue::try_from(etag) {
-        response.headers_mut().insert(ETAG, value);
-    }
-    response
-}
-
-/// `%XX` decoded (a key's path segment).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(byte) = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let kv_type = "application/vnd.microsoft.appconfig.kv+json; charset=utf-8";
+    conditional(asked, &etag, kv_type, || {
+        item_json(key, label.as_ref(), kv).to_string()
+    })
 }
 
 #[cfg(test)]

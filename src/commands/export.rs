@@ -27,7 +27,8 @@ use crate::launch::environment::child_env;
 use crate::plan::{self, Value};
 use crate::settings::Settings;
 
-use std::ffi::OsString;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 
 /// Why a variable cannot be written in a format. Names the variable, never shows the value.
@@ -37,25 +38,16 @@ pub(crate) struct Refused {
     pub reason: &'static str,
 }
 
-/// The variables in `format`, or every variable it cannot hold.
+/// The variables in `format`, or every variable it cannot hold. A variable that `origins` names
+/// is preceded by a comment line `# ORIGIN` (in `dotenv`, `shell` and `docker`; JSON has no
+/// comments); line breaks in an origin become spaces.
 ///
 /// # Errors
 /// Each variable the format cannot represent exactly.
-#[cfg(test)]
 pub(crate) fn render(
     format: Format,
     vars: &[(OsString, OsString)],
-) -> Result<String, Vec<Refused>> {
-    render_noted(format, vars, |_| None)
-}
-
-/// [`render`], each variable that `origin` names an origin for preceded by a comment line
-/// `# ORIGIN` (in `dotenv`, `shell` and `docker`; JSON has no comments). `origin` must give one
-/// line of text (a [`crate::source::Location`] escapes a store's key and label).
-fn render_noted(
-    format: Format,
-    vars: &[(OsString, OsString)],
-    origin: impl Fn(&std::ffi::OsStr) -> Option<String>,
+    origins: &HashMap<&OsStr, String>,
 ) -> Result<String, Vec<Refused>> {
     let mut out = String::new();
     let mut refused = Vec::new();
@@ -80,7 +72,7 @@ fn render_noted(
         };
         match line {
             Ok(line) => {
-                if let Some(origin) = origin(name.as_ref()) {
+                if let Some(origin) = origins.get(OsStr::new(name)) {
                     let _ = writeln!(out, "# {}", origin.replace(['\n', '\r'], " "));
                 }
                 out.push_str(&line);
@@ -207,25 +199,27 @@ pub(crate) fn export(
     let env = child_env(&plan, &outcomes, settings.hidden)?;
     // A store's variables appear from nowhere a reader of the output could see: each is preceded
     // by its origin (and, for a Key Vault reference, the secret).
-    let origin = |name: &std::ffi::OsStr| {
-        let var = plan.vars.iter().find(|var| var.name == name)?;
-        if !matches!(var.location, crate::source::Location::AppConfig { .. }) {
-            return None;
-        }
-        Some(match &var.value {
-            Value::Secret { index, .. } => {
-                let secret = &plan.secrets[*index];
-                format!(
-                    "{} -> {}/secrets/{}",
-                    var.location,
-                    secret.vault_host(),
-                    secret.name
-                )
-            }
-            _ => var.location.to_string(),
+    let origins: HashMap<&OsStr, String> = plan
+        .vars
+        .iter()
+        .filter(|var| matches!(var.location, crate::source::Location::AppConfig { .. }))
+        .map(|var| {
+            let origin = match &var.value {
+                Value::Secret { index, .. } => {
+                    let secret = &plan.secrets[*index];
+                    format!(
+                        "{} -> {}/secrets/{}",
+                        var.location,
+                        secret.vault_host(),
+                        secret.name
+                    )
+                }
+                _ => var.location.to_string(),
+            };
+            (var.name.as_os_str(), origin)
         })
-    };
-    let text = render_noted(format, &env.vars, origin).map_err(|refused| {
+        .collect();
+    let text = render(format, &env.vars, &origins).map_err(|refused| {
         several(
             refused
                 .into_iter()
@@ -270,7 +264,7 @@ mod tests {
         ];
         for value in values {
             let input = vars(&[("KEY", value)]);
-            match render(Format::Dotenv, &input) {
+            match render(Format::Dotenv, &input, &HashMap::new()) {
                 Ok(text) => {
                     let parsed = crate::source::dotenv::parse(text.as_bytes()).unwrap();
                     assert_eq!(parsed.entries.len(), 1, "{text:?}");
@@ -286,7 +280,7 @@ mod tests {
     #[test]
     fn refusals_name_the_variable_never_the_value() {
         let input = vars(&[("OK", "x"), ("BAD", "a\nb"), ("has space", "v")]);
-        let refused = render(Format::Docker, &input).unwrap_err();
+        let refused = render(Format::Docker, &input, &HashMap::new()).unwrap_err();
         assert_eq!(
             refused
                 .iter()
@@ -295,40 +289,39 @@ mod tests {
             ["BAD", "has space"]
         );
         assert!(refused.iter().all(|r| !r.reason.contains("a\nb")));
-        assert!(render(Format::Shell, &vars(&[("1X", "v")])).is_err());
-        assert!(render(Format::Dotenv, &vars(&[("K", "a\rb")])).is_err());
+        assert!(render(Format::Shell, &vars(&[("1X", "v")]), &HashMap::new()).is_err());
+        assert!(render(Format::Dotenv, &vars(&[("K", "a\rb")]), &HashMap::new()).is_err());
     }
 
     #[test]
     fn shell_and_docker_and_json() {
         let input = vars(&[("A", "it's $x"), ("B", "two words")]);
         assert_eq!(
-            render(Format::Shell, &input).unwrap(),
+            render(Format::Shell, &input, &HashMap::new()).unwrap(),
             "export A='it'\\''s $x'\nexport B='two words'\n"
         );
         assert_eq!(
-            render(Format::Docker, &input).unwrap(),
+            render(Format::Docker, &input, &HashMap::new()).unwrap(),
             "A=it's $x\nB=two words\n"
         );
         let json: serde_json::Value =
-            serde_json::from_str(&render(Format::Json, &input).unwrap()).unwrap();
+            serde_json::from_str(&render(Format::Json, &input, &HashMap::new()).unwrap()).unwrap();
         assert_eq!(json["A"], "it's $x");
     }
 
     #[test]
     fn origins_are_one_comment_line_before_their_variable_and_none_in_json() {
         let input = vars(&[("A", "1"), ("B", "2")]);
-        let origin =
-            |name: &std::ffi::OsStr| (name == "B").then(|| "appconfig:s/k\nX=1".to_owned());
+        let origins = HashMap::from([(OsStr::new("B"), "appconfig:s/k\nX=1".to_owned())]);
         assert_eq!(
-            render_noted(Format::Dotenv, &input, origin).unwrap(),
+            render(Format::Dotenv, &input, &origins).unwrap(),
             "A='1'\n# appconfig:s/k X=1\nB='2'\n"
         );
         assert_eq!(
-            render_noted(Format::Docker, &input, origin).unwrap(),
+            render(Format::Docker, &input, &origins).unwrap(),
             "A=1\n# appconfig:s/k X=1\nB=2\n"
         );
-        let json = render_noted(Format::Json, &input, origin).unwrap();
+        let json = render(Format::Json, &input, &origins).unwrap();
         assert!(!json.contains('#'), "{json}");
     }
 }

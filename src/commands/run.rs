@@ -301,16 +301,6 @@ impl launch::supervise::Watch for Watcher {
             self.options,
         )
         .await;
-        for (store, listed) in self.plan.stores.iter().zip(&fresh.listings) {
-            if let Ok(listed) = listed {
-                tracing::info!(
-                    "--watch: {}: {} pages listed, {} unchanged (304)",
-                    store.label(),
-                    listed.pages(),
-                    listed.unchanged()
-                );
-            }
-        }
         *self
             .listed
             .lock()

@@ -31,6 +31,15 @@ fn set_reference(store: &StoreHandle, key: &str, label: Option<&str>, url: &str)
     );
 }
 
+/// Whether every one of `requests` carries an `Authorization` starting with `scheme`.
+fn all_authorized_as(requests: &[kvrun_fake::Recorded], scheme: &str) -> bool {
+    requests.iter().all(|r| {
+        r.authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with(scheme))
+    })
+}
+
 /// The requests the store was sent.
 fn store_requests(world: &World) -> Vec<kvrun_fake::Recorded> {
     world
@@ -80,13 +89,7 @@ fn settings_and_secrets_from_a_store_with_two_selectors_the_later_winning() {
             .any(|r| r.path_and_query.contains("key=shared:*&label=%00&")),
         "no label is label=%00: {lists:?}"
     );
-    assert!(
-        lists.iter().all(|r| r
-            .authorization
-            .as_deref()
-            .is_some_and(|a| a.starts_with("Bearer "))),
-        "Entra tokens"
-    );
+    assert!(all_authorized_as(&lists, "Bearer "), "Entra tokens");
     // The token for the store was asked for with the public cloud's App Configuration scope.
     let scopes: Vec<String> = ran
         .world()
@@ -228,10 +231,7 @@ fn a_wrong_access_key_is_refused_with_the_stores_reason() {
     );
     let lists = store_requests(ran.world());
     assert!(
-        lists.iter().all(|r| r
-            .authorization
-            .as_deref()
-            .is_some_and(|a| a.starts_with("HMAC-SHA256 Credential="))),
+        all_authorized_as(&lists, "HMAC-SHA256 Credential="),
         "{lists:?}"
     );
     let secret = connection_string.rsplit("Secret=").next().unwrap();
@@ -419,9 +419,7 @@ fn a_snapshot_is_listed_as_it_was_made_and_a_missing_one_is_not_found() {
 #[cfg(target_os = "linux")]
 #[test]
 fn watch_sees_a_changed_key_through_304s_then_200() {
-    use crate::common::lines::Lines;
-    use crate::supervise::{WATCH_LIMIT, WATCHED, kvrun, stop};
-    use std::process::Stdio;
+    use crate::supervise::{WATCH_LIMIT, stop, watching};
 
     let world = World::new();
     let store = world.fake.app_config("watched");
@@ -431,38 +429,30 @@ fn watch_sees_a_changed_key_through_304s_then_200() {
     for key in ["a", "b", "c", "d"] {
         store.set(&format!("app:{key}"), None, key);
     }
-    let mut child = kvrun(&world)
-        .env("KVRUN_APP_CONFIG_SUFFIX", "azconfig.localhost")
-        .env("KVRUN_APP_CONFIG", store.url())
-        .env("KVRUN_APP_CONFIG_SELECT", "app:*")
-        .env("KVRUN_APP_CONFIG_TRIM", "app:")
-        .args([
-            "-v",
-            "--watch",
-            "10s",
-            "--timeout",
-            "3s",
-            "--",
-            "bash",
-            "-c",
-            WATCHED,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Lines::of(child.stdout.take().unwrap());
-    let err = Lines::of(child.stderr.take().unwrap());
+    let (child, out, err) = watching(
+        &world,
+        &[
+            ("KVRUN_APP_CONFIG_SUFFIX", "azconfig.localhost".to_owned()),
+            ("KVRUN_APP_CONFIG", store.url()),
+            ("KVRUN_APP_CONFIG_SELECT", "app:*".to_owned()),
+            ("KVRUN_APP_CONFIG_TRIM", "app:".to_owned()),
+        ],
+        &[],
+    );
     out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
-    err.expect("an unchanged check", WATCH_LIMIT, |l| {
-        l.contains("--watch: appconfig:watched: 3 pages listed, 3 unchanged (304)")
-    });
+    // The `listed` line of each list (-v): the first list's pages, then each check's.
+    let listed = |unchanged: usize| {
+        move |l: &str| {
+            l.contains(" listed store=https://watched.azconfig.localhost:")
+                && l.contains(&format!(" pages=3 unchanged={unchanged} "))
+        }
+    };
+    err.expect("the first list", WATCH_LIMIT, listed(0));
+    err.expect("an unchanged check", WATCH_LIMIT, listed(3));
     let lists_before = store.requests();
     assert_eq!(store.not_modified(), 3, "one 304 per page");
     store.set("app:SECRET", None, "second-VALUE");
-    err.expect("a check that saw the change", WATCH_LIMIT, |l| {
-        l.contains("--watch: appconfig:watched: 3 pages listed, 2 unchanged (304)")
-    });
+    err.expect("a check that saw the change", WATCH_LIMIT, listed(2));
     out.expect("stopping", WATCH_LIMIT, |l| l == "stopping");
     out.expect("start second", WATCH_LIMIT, |l| l == "start second-VALUE");
     assert_eq!(store.requests() - lists_before, 3, "one request per page");
@@ -555,10 +545,7 @@ fn the_official_js_client_and_kvrun_are_both_accepted_by_the_fakes_hmac_verifier
         "two pages, the same two again (304s), one GET: {js_requests:?}"
     );
     assert!(
-        js_requests.iter().all(|r| r
-            .authorization
-            .as_deref()
-            .is_some_and(|a| a.starts_with("HMAC-SHA256 Credential="))),
+        all_authorized_as(&js_requests, "HMAC-SHA256 Credential="),
         "{js_requests:?}"
     );
 

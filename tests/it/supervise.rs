@@ -406,9 +406,14 @@ pub(crate) const WATCHED: &str = "show() { if [ -n \"$SECRET_FILE\" ]; then cat 
     trap 'echo \"reload $(show)\"' HUP; trap 'echo stopping; exit 0' TERM; \
     echo \"start $(show)\"; while :; do sleep 1 & wait $!; done";
 
-fn watching(world: &World, env: (&str, String), extra: &[&str]) -> (Child, Lines, Lines) {
+/// kvrun `--watch 10s` running [`WATCHED`] with `envs` and `extra` options; its stdout and stderr.
+pub(crate) fn watching(
+    world: &World,
+    envs: &[(&str, String)],
+    extra: &[&str],
+) -> (Child, Lines, Lines) {
     let mut kvrun = kvrun(world)
-        .env(env.0, env.1)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .args(["-v", "--watch", "10s", "--timeout", "3s"])
         .args(extra)
         .args(["--", "bash", "-c", WATCHED])
@@ -435,7 +440,7 @@ fn watch_restarts_the_command_when_a_secret_changes() {
     let world = World::new();
     let kv = world.fake.vault("watch1");
     kv.set_secret("rotating", "first-VALUE");
-    let (kvrun, out, err) = watching(&world, ("SECRET", world.url("watch1", "rotating")), &[]);
+    let (kvrun, out, err) = watching(&world, &[("SECRET", world.url("watch1", "rotating"))], &[]);
     out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
     kv.set_secret("rotating", "second-VALUE");
     out.expect("stopping", WATCH_LIMIT, |l| l == "stopping");
@@ -453,7 +458,7 @@ fn watch_treats_a_rotated_bundle_as_a_rotation_of_its_variables() {
     kv.set_secret("bundle", r#"{"SECRET":"first-VALUE","OTHER":"same"}"#);
     let (kvrun, out, err) = watching(
         &world,
-        ("KVRUN_ENV_FROM", world.url("watch4", "bundle")),
+        &[("KVRUN_ENV_FROM", world.url("watch4", "bundle"))],
         &[],
     );
     out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
@@ -473,7 +478,7 @@ fn watch_with_a_reload_signal_rewrites_the_file_and_signals() {
     kv.set_secret("rotating", "first-VALUE");
     let (kvrun, out, _err) = watching(
         &world,
-        ("SECRET_FILE", world.url("watch2", "rotating")),
+        &[("SECRET_FILE", world.url("watch2", "rotating"))],
         &["--file-var", "SECRET_FILE", "--reload-signal", "HUP"],
     );
     out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
@@ -491,7 +496,7 @@ fn a_vault_outage_while_watching_leaves_the_command_running() {
     let world = World::new();
     let kv = world.fake.vault("watch3");
     kv.set_secret("rotating", "first-VALUE");
-    let (kvrun, out, err) = watching(&world, ("SECRET", world.url("watch3", "rotating")), &[]);
+    let (kvrun, out, err) = watching(&world, &[("SECRET", world.url("watch3", "rotating"))], &[]);
     out.expect("start first", WATCH_LIMIT, |l| l == "start first-VALUE");
     kv.fail_next(Fault::Status(503), 1000);
     err.expect("a failed check", WATCH_LIMIT, |l| {
