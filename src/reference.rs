@@ -284,6 +284,11 @@ pub fn parse_secret_identifier(id: &str) -> Result<Identifier, ReferenceError> {
     let trimmed = id.trim();
     let url =
         Url::parse(trimmed).map_err(|e| ReferenceError::new(format!("not a valid URL ({e})")))?;
+    identifier_of(id, &url)
+}
+
+/// [`parse_secret_identifier`] of `id`, already parsed as `url`.
+fn identifier_of(id: &str, url: &Url) -> Result<Identifier, ReferenceError> {
     let host = url
         .host_str()
         .ok_or_else(|| ReferenceError::new("the URL has no host"))?;
@@ -571,7 +576,7 @@ fn secret_from_vault_url(
             "'{vault}' is not a valid vault name (3-24 letters, digits and single hyphens, starting with a letter)"
         )));
     }
-    let id = parse_secret_identifier(url.as_str())?;
+    let id = identifier_of(url.as_str(), url)?;
     check_name_version(&id.name, id.version.as_deref())?;
     Ok(Some(Reference {
         secret: SecretRef {
