@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::run::preflight;
 use super::{fetch_all, plan_run, print, vault_client};
@@ -182,7 +183,7 @@ pub(crate) fn check(
             looked: where_check_looked(&settings.sources),
         });
     }
-    let client = vault_client(settings, environment)?;
+    let client = Arc::new(vault_client(settings, environment)?.keeping_time_spent());
     let (plan, outcomes) = fetch_all(plan, settings, client.clone())?;
     // The run's verdict, computed first so that each row carries what would fail it (a value no
     // environment variable can hold resolves fine but fails the run).

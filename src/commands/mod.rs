@@ -35,7 +35,11 @@ pub(crate) fn resolve_plan(
     if plan.secrets.is_empty() && plan.stores.is_empty() && plan.settings.is_empty() {
         return Ok((plan, Vec::new()));
     }
-    fetch_all(plan, settings, vault_client(settings, environment)?)
+    fetch_all(
+        plan,
+        settings,
+        Arc::new(vault_client(settings, environment)?),
+    )
 }
 
 /// What the first round of a resolution gave: one outcome per secret asked for, one listing
@@ -252,7 +256,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 pub(crate) fn vault_client(
     settings: &Settings,
     environment: &[(OsString, OsString)],
-) -> Result<Arc<vault::VaultClient>, Error> {
+) -> Result<vault::VaultClient, Error> {
     let http = http::Client::new(http_settings(settings)?);
     let credentials = vault::credential::Credentials::new(
         &settings.credentials,
@@ -261,11 +265,7 @@ pub(crate) fn vault_client(
         settings.fetch.only,
     );
     let deadline = crate::time::after(std::time::Instant::now(), settings.fetch.resolve.timeout);
-    Ok(Arc::new(vault::VaultClient::new(
-        http,
-        credentials,
-        deadline,
-    )))
+    Ok(vault::VaultClient::new(http, credentials, deadline))
 }
 
 /// The HTTP client's settings, from the command line and the environment's.

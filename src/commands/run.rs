@@ -158,7 +158,7 @@ fn supervise(
         {
             (plan.clone(), Vec::new())
         } else {
-            let client = vault_client(settings, environment)?;
+            let client = Arc::new(vault_client(settings, environment)?);
             let timing = timing::Run::start();
             let options = settings.fetch.resolve;
             let first = tokio::select! {

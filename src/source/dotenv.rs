@@ -542,8 +542,12 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, InvalidUtf8> {
     let source = std::str::from_utf8(bytes).map_err(|e| InvalidUtf8 {
         line: line_breaks_before(bytes, e.valid_up_to()) + 1,
     })?;
-    // dotenv: `lines.replace(/\r\n?/mg, '\n')`.
-    let text = source.replace("\r\n", "\n").replace('\r', "\n");
+    // dotenv: `lines.replace(/\r\n?/mg, '\n')` (no copy of a file without a carriage return).
+    let text: std::borrow::Cow<'_, str> = if source.contains('\r') {
+        source.replace("\r\n", "\n").replace('\r', "\n").into()
+    } else {
+        source.into()
+    };
 
     let mut builder = Builder::new(&text);
     let mut at = 0;

@@ -179,6 +179,9 @@ struct ErrorDetail {
     innererror: Option<Box<ErrorDetail>>,
 }
 
+/// A secret as [`SecretRef::key`] names it: vault URL, name, version.
+type SecretKey = (String, String, String);
+
 /// Fetches secrets from vaults, with challenge authentication.
 pub struct VaultClient {
     http: Arc<http::Client>,
@@ -186,8 +189,9 @@ pub struct VaultClient {
     /// The run's `--timeout` deadline: no retry starts that could not finish before it (moved
     /// on for each `--watch` check).
     deadline: std::sync::Mutex<Instant>,
-    /// Time spent on each secret's requests, retries included (`kvrun check`'s latency column).
-    spent: std::sync::Mutex<std::collections::HashMap<(String, String, String), Duration>>,
+    /// Time spent on each secret's requests, retries included (`kvrun check`'s latency column),
+    /// when [`keeping_time_spent`](Self::keeping_time_spent) asked for it.
+    spent: Option<std::sync::Mutex<HashMap<SecretKey, Duration>>>,
     /// What kvrun keeps of each vault, by lower-cased vault URL, for the life of the process.
     vaults: Mutex<HashMap<String, Arc<Vault>>>,
 }
@@ -209,9 +213,17 @@ impl VaultClient {
             http,
             credentials,
             deadline: std::sync::Mutex::new(deadline),
-            spent: std::sync::Mutex::default(),
+            spent: None,
             vaults: Mutex::default(),
         }
+    }
+
+    /// Keep the time spent on each secret, for [`spent`](Self::spent). Off by default: a run
+    /// that only starts its command would keep three strings per secret for nothing.
+    #[must_use]
+    pub fn keeping_time_spent(mut self) -> Self {
+        self.spent = Some(std::sync::Mutex::default());
+        self
     }
 
     fn vault(&self, secret: &SecretRef) -> Arc<Vault> {
@@ -254,6 +266,7 @@ impl VaultClient {
     #[must_use]
     pub fn spent(&self, secret: &SecretRef) -> Option<Duration> {
         self.spent
+            .as_ref()?
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&secret.key())
@@ -352,12 +365,13 @@ impl VaultClient {
     async fn get(&self, secret: &SecretRef, token: Option<&Token>, warm: usize) -> Answer {
         let started = Instant::now();
         let answer = self.get_with_retries(secret, token, warm).await;
-        *self
-            .spent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(secret.key())
-            .or_default() += started.elapsed();
+        if let Some(spent) = &self.spent {
+            *spent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(secret.key())
+                .or_default() += started.elapsed();
+        }
         answer
     }
 
