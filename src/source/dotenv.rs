@@ -40,13 +40,13 @@
 //!
 //! # Lines read by hand
 //!
-//! Compiling `LINE` (its Unicode classes, forwards and in reverse) took 2.1 of the 6.1 million
-//! instructions kvrun ran before its first request (callgrind, 50 references), and each search
-//! ~13,000 more per line; kvrun sits on every start of the app. So the shapes nearly every line has
-//! — blank lines, comments, `KEY=value` with an unquoted value and no `#` — are read by a small
-//! function that gives the expression's own answer (a unit test compares the two on generated
-//! text), and the expression is compiled only when a line has another shape. No crate parses
-//! dotenv's grammar; `regex` stays the reference for everything else.
+//! Compiling `LINE` (its Unicode classes, forwards and in reverse) took 2.1 of the 6.2 million
+//! instructions kvrun ran before its first request (`scripts/count-instructions`, 50
+//! references), and each search ~13,000 more per line; kvrun sits on every start of the app. So
+//! the shapes nearly every line has — blank lines, comments, `KEY=value` with an unquoted value
+//! and no `#` — are read by a small function that gives the expression's own answer (a unit test
+//! compares the two on generated text), and the expression is compiled only when a line has
+//! another shape. No crate parses dotenv's grammar; `regex` stays the reference for the rest.
 //!
 //! # Divergence from dotenv
 //!
