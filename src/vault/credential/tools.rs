@@ -103,8 +103,21 @@ impl Tool {
     ) -> Result<Token, LinkError> {
         let program = self.program();
         tracing::debug!(program, tenant, scope, "running");
-        let mut command = tokio::process::Command::new(program);
+        // Found on the tool's own PATH here, not by the standard library: given a bare name and
+        // a PATH of the child's, std forks (posix_spawn would search kvrun's PATH instead), and a
+        // fork marks every page of kvrun's copy-on-write, so that the runtime thread then takes
+        // a page fault for each page it writes, TLS handshakes included. With the path resolved,
+        // std uses posix_spawn (vfork): no copy.
+        let path = match crate::launch::find_program(
+            std::ffi::OsStr::new(program),
+            crate::launch::path_of(environment),
+        ) {
+            Ok(path) => path,
+            Err(e) => return Err(cannot_start(program, &e)),
+        };
+        let mut command = tokio::process::Command::new(path);
         command
+            .arg0(program)
             .args(self.args(tenant, scope))
             .env_clear()
             .envs(environment.iter().map(|(k, v)| (k, v)))
@@ -116,18 +129,7 @@ impl Tool {
         let child = crate::children::spawn_tracked(|| command.spawn(), tokio::process::Child::id);
         let (mut child, _tracked) = match child {
             Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(LinkError::unavailable(
-                    format!("{program} is not installed (not found on PATH)"),
-                    None,
-                ));
-            }
-            Err(e) => {
-                return Err(LinkError::unavailable(
-                    format!("cannot run {program}: {e}"),
-                    None,
-                ));
-            }
+            Err(e) => return Err(cannot_start(program, &e)),
         };
         // Both pipes at once (a tool blocked on a full stderr never closes its stdout), each up to
         // 64 KiB: more is not a token, and the tool is killed (dropping `child`) without reading on.
@@ -195,6 +197,17 @@ impl Tool {
     }
 }
 
+/// Why `program` could not be started, as [`LinkError`]: not installed, or not runnable.
+fn cannot_start(program: &str, e: &std::io::Error) -> LinkError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        LinkError::unavailable(
+            format!("{program} is not installed (not found on PATH)"),
+            None,
+        )
+    } else {
+        LinkError::unavailable(format!("cannot run {program}: {e}"), None)
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
