@@ -208,6 +208,7 @@ fn cannot_start(program: &str, e: &std::io::Error) -> LinkError {
         LinkError::unavailable(format!("cannot run {program}: {e}"), None)
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
