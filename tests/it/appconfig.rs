@@ -61,7 +61,7 @@ fn settings_and_secrets_from_a_store_with_two_selectors_the_later_winning() {
     store.set("myapp:Logging:LogLevel:Default", Some("prod"), "Warning");
     store.set("shared:Region", None, "westeurope");
     store.set("other:Ignored", None, "x");
-    let secret = format!("{}/secrets/db-password", world.fake.vault_url("kv2"));
+    let secret = world.url("kv2", "db-password");
     set_reference(&store, "myapp:Db:Password", Some("prod"), &secret);
     let manifest = format!(
         "[app_configuration]\nendpoint = \"{}\"\n\
@@ -313,7 +313,7 @@ fn app_service_syntax_reads_one_key_and_a_missing_key_is_not_found() {
     let world = test.world();
     let store = world.fake.app_config("cfg");
     store.set("myapp:Db:Host", Some("prod"), "prod-db");
-    let secret = format!("{}/secrets/api-key", world.fake.vault_url("kv1"));
+    let secret = world.url("kv1", "api-key");
     set_reference(&store, "myapp:ApiKey", None, &secret);
     let url = store.url();
     let ran = test
@@ -583,7 +583,7 @@ fn a_node_app_and_a_dotnet_style_app_start_with_their_settings_and_secrets() {
         let store = world.fake.app_config("myconfig");
         store.set("myapp:Db:Host", Some("prod"), "db.internal");
         store.set("myapp:Logging:LogLevel:Default", Some("prod"), "Warning");
-        let secret = format!("{}/secrets/db-password", world.fake.vault_url("kv1"));
+        let secret = world.url("kv1", "db-password");
         set_reference(&store, "myapp:Db:Password", Some("prod"), &secret);
         let test = with_store(test, &store)
             .env("KVRUN_APP_CONFIG_SELECT", "myapp:*@prod")
@@ -618,7 +618,7 @@ fn export_names_each_store_variables_origin() {
     let world = test.world();
     let store = world.fake.app_config("myconfig");
     store.set("myapp:Db:Host", Some("prod"), "db.internal");
-    let secret = format!("{}/secrets/db-password", world.fake.vault_url("kv1"));
+    let secret = world.url("kv1", "db-password");
     set_reference(&store, "myapp:Db:Password", Some("prod"), &secret);
     let ran = with_store(test, &store)
         .env("KVRUN_APP_CONFIG_SELECT", "myapp:*@prod")
