@@ -406,15 +406,18 @@ impl<'a> Builder<'a> {
 
     /// Records one match found at byte `start`; returns where JavaScript's match ends.
     fn take(&mut self, start: usize, found: &LineMatch) -> usize {
-        let text = self.text;
-        let at = |range: &Range<usize>| &text[start + range.start..start + range.end];
-        let key = at(&found.key);
+        let key = self.part(start, &found.key);
         let line = self.line_at(start + found.key.start);
-        self.cover(start + found.body.start, at(&found.body));
+        self.cover(start + found.body.start, self.part(start, &found.body));
         self.check_shape(start, line, key, found);
-        let value = finish_value(found.val.as_ref().map_or("", at));
+        let value = finish_value(found.val.as_ref().map_or("", |val| self.part(start, val)));
         self.record(key, value, line);
         start + found.body.end
+    }
+
+    /// The text of a match's `range`, the match having been tried at byte `start`.
+    fn part(&self, start: usize, range: &Range<usize>) -> &'a str {
+        &self.text[start + range.start..start + range.end]
     }
 
     fn line_at(&self, at: usize) -> usize {
@@ -436,8 +439,6 @@ impl<'a> Builder<'a> {
 
     /// Warns about values dotenv reads in a way their author probably did not mean.
     fn check_shape(&mut self, start: usize, line: usize, key: &str, found: &LineMatch) {
-        let text = self.text;
-        let at = |range: &Range<usize>| &text[start + range.start..start + range.end];
         if let Some(comment) = &found.comment {
             let hash = start + comment.start;
             let touching = self.text[..hash]
@@ -455,7 +456,10 @@ impl<'a> Builder<'a> {
             }
         }
         if let Some(val) = &found.val {
-            let first = at(val).find(|c: char| !is_js_space(c)).unwrap_or(0);
+            let first = self
+                .part(start, val)
+                .find(|c: char| !is_js_space(c))
+                .unwrap_or(0);
             let value_line = self.line_at(start + val.start + first);
             if value_line > line {
                 self.warn(
@@ -468,7 +472,7 @@ impl<'a> Builder<'a> {
             }
         }
         if let Some(bare) = &found.bare {
-            let text = at(bare).trim_start_matches(is_js_space);
+            let text = self.part(start, bare).trim_start_matches(is_js_space);
             if text.starts_with(['\'', '"', '`']) {
                 self.warn(
                     line,
