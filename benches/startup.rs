@@ -46,7 +46,11 @@
 //! `0,1,10,50,200,1000`), `KVRUN_BENCH_OTHER_SIZES` (at each further latency, default `50,1000`),
 //! `KVRUN_BENCH_AKV` (default `target/bench-tools/bin/akv`), `KVRUN_BENCH_NODE` (default `node`),
 //! `KVRUN_BENCH_KVRUN` (another kvrun binary, e.g. one built with other settings; default the
-//! release build's),
+//! release build's; `scripts/bench` sets it to the static build), `KVRUN_BENCH_KVRUN_B` (a second
+//! kvrun binary, measured as kvrun is, each of its runs right after one of kvrun's, so that the
+//! machine's drift falls on both: the report gets its column and its ratio to kvrun; `scripts/bench`
+//! sets it to the release build linked against the system's glibc) and `KVRUN_BENCH_KVRUN_B_LABEL`
+//! (its name in the report, default "kvrun B"),
 //! `KVRUN_BENCH_LAUNCHERS` (some of `direct,kvrun,sequential,bundle,akv,node-each,node-all`; default all),
 //! `KVRUN_BENCH_TIMING=0` (kvrun without its timing line: no CPU figures; to check that printing
 //! it costs nothing measurable), `KVRUN_BENCH_VERBOSE=1` (shows kvrun's timing line of the last run
@@ -108,6 +112,9 @@ const TIMING_LOG: &str = "kvrun=warn,kvrun::timing=info";
 enum Launcher {
     Direct,
     Kvrun,
+    /// Another kvrun binary (`KVRUN_BENCH_KVRUN_B`) run as [`Launcher::Kvrun`] is, each of its
+    /// runs right after one of kvrun's (interleaved), so that the machine's drift falls on both.
+    KvrunB,
     KvrunSequential,
     /// kvrun with the same values as one JSON bundle (`--env-from`) instead of N references.
     KvrunBundle,
@@ -145,6 +152,7 @@ impl Launcher {
         matches!(
             self,
             Launcher::Kvrun
+                | Launcher::KvrunB
                 | Launcher::KvrunSequential
                 | Launcher::KvrunBundle
                 | Launcher::KvrunAppConfig
@@ -156,6 +164,7 @@ impl Launcher {
         match self {
             Launcher::Direct => "direct",
             Launcher::Kvrun => "kvrun",
+            Launcher::KvrunB => "kvrun-b",
             Launcher::KvrunSequential => "sequential",
             Launcher::KvrunBundle => "bundle",
             Launcher::Akv => "akv",
@@ -171,6 +180,7 @@ impl Launcher {
         match self {
             Launcher::Direct => "command directly",
             Launcher::Kvrun => "kvrun",
+            Launcher::KvrunB => B_LABEL.get().map_or("kvrun B", String::as_str),
             Launcher::KvrunSequential => "kvrun --sequential",
             Launcher::KvrunBundle => "kvrun, one bundle",
             Launcher::Akv => "akv run",
@@ -182,6 +192,10 @@ impl Launcher {
         }
     }
 }
+
+/// `KVRUN_BENCH_KVRUN_B_LABEL`: the name of [`Launcher::KvrunB`] in the report (default
+/// "kvrun B").
+static B_LABEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// One row of the report: a size of [`CASES`], and how the fake behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -230,6 +244,8 @@ struct Settings {
     other_sizes: Vec<usize>,
     launchers: Vec<Launcher>,
     kvrun: PathBuf,
+    /// `KVRUN_BENCH_KVRUN_B`: the binary of [`Launcher::KvrunB`].
+    kvrun_b: Option<PathBuf>,
     akv: PathBuf,
     node: OsString,
     node_launcher: PathBuf,
@@ -329,6 +345,7 @@ impl Settings {
             launchers,
             kvrun: std::env::var_os("KVRUN_BENCH_KVRUN")
                 .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kvrun")), PathBuf::from),
+            kvrun_b: std::env::var_os("KVRUN_BENCH_KVRUN_B").map(PathBuf::from),
             akv: std::env::var_os("KVRUN_BENCH_AKV")
                 .map_or_else(|| root.join("target/bench-tools/bin/akv"), PathBuf::from),
             node: std::env::var_os("KVRUN_BENCH_NODE").unwrap_or_else(|| "node".into()),
@@ -338,6 +355,24 @@ impl Settings {
             timing: setting("KVRUN_BENCH_TIMING", 1) != 0,
             verbose: setting("KVRUN_BENCH_VERBOSE", 0) == 1,
         };
+        let mut settings = settings;
+        if let Some(label) = std::env::var("KVRUN_BENCH_KVRUN_B_LABEL")
+            .ok()
+            .filter(|l| !l.is_empty())
+        {
+            let _ = B_LABEL.set(label);
+        }
+        if settings.kvrun_b.is_some() {
+            if !settings.launchers.contains(&Launcher::Kvrun) {
+                return Err("KVRUN_BENCH_KVRUN_B is compared with kvrun: KVRUN_BENCH_LAUNCHERS must list kvrun".into());
+            }
+            let at = settings
+                .launchers
+                .iter()
+                .position(|&l| l == Launcher::Kvrun)
+                .unwrap_or(0);
+            settings.launchers.insert(at + 1, Launcher::KvrunB);
+        }
         if settings.launchers.contains(&Launcher::Akv) && !settings.akv.is_file() {
             return Err(format!(
                 "akv not found at {} (KVRUN_BENCH_AKV)\nhint: run scripts/bench, which installs it",
@@ -391,7 +426,14 @@ impl Settings {
                     n,
                     vaults,
                 };
-                rows.push((row, vec![Launcher::Kvrun]));
+                let kvruns = [Launcher::Kvrun, Launcher::KvrunB];
+                rows.push((
+                    row,
+                    kvruns
+                        .into_iter()
+                        .filter(|l| self.launchers.contains(l))
+                        .collect(),
+                ));
             }
         }
         rows
@@ -592,8 +634,15 @@ impl World {
         let child = case.child();
         let mut command = match launcher {
             Launcher::Direct => Command::new(&child[0]),
-            Launcher::Kvrun | Launcher::KvrunSequential | Launcher::KvrunBundle => {
-                let mut c = Command::new(&settings.kvrun);
+            Launcher::Kvrun
+            | Launcher::KvrunB
+            | Launcher::KvrunSequential
+            | Launcher::KvrunBundle => {
+                let binary = match (launcher, &settings.kvrun_b) {
+                    (Launcher::KvrunB, Some(b)) => b,
+                    _ => &settings.kvrun,
+                };
+                let mut c = Command::new(binary);
                 if launcher == Launcher::KvrunSequential {
                     c.arg("--sequential");
                 } else {
@@ -761,46 +810,79 @@ fn median_by<T, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> &T {
     sorted[sorted.len() / 2]
 }
 
-/// Runs `launcher` on `case` (on the fake as `row` describes it) until it has enough samples:
-/// `settings.runs`, or fewer (at least `settings.min_runs`) when the first run shows they would
-/// take longer than the budget.
+/// Runs each of `launchers` on `case` (on the fake as `row` describes it) until it has enough
+/// samples: `settings.runs`, or fewer (at least `settings.min_runs`) when its first run shows
+/// they would take longer than the budget. Several launchers take turns, one run each, so that
+/// what the machine does meanwhile falls on all of them alike ([`Launcher::KvrunB`]).
 fn measure(
     world: &World,
     settings: &Settings,
-    launcher: Launcher,
+    launchers: &[Launcher],
     row: Row,
     case: &Case,
-) -> Result<Stats, String> {
-    let stderr_path = world.dir.path().join("stderr.log");
-    let what = || {
-        format!(
-            "{}, N={} over {} vault(s) at {}",
-            launcher.label(),
-            case.n,
-            case.vaults,
-            row.network()
-        )
-    };
-    let wants_cpu = settings.timing && case.n > 0 && launcher.is_kvrun();
-    let mut runs: Vec<RunResult> = Vec::new();
-    let mut wanted = settings.runs;
-    let mut stderr = String::new();
-    let mut counts = settled_counts(&world.fake);
-    while runs.len() < wanted {
-        let before = counts;
+) -> Result<Vec<Stats>, String> {
+    let mut samplers: Vec<Sampler> = launchers
+        .iter()
+        .map(|&launcher| Sampler {
+            launcher,
+            runs: Vec::new(),
+            wanted: settings.runs,
+            stderr: String::new(),
+        })
+        .collect();
+    while let Some(sampler) = samplers
+        .iter_mut()
+        .filter(|s| s.runs.len() < s.wanted)
+        .min_by_key(|s| s.runs.len())
+    {
+        sampler.run(world, settings, row, case)?;
+    }
+    Ok(samplers.into_iter().map(|s| s.stats(settings)).collect())
+}
+
+/// The runs of one launcher on one case so far.
+struct Sampler {
+    launcher: Launcher,
+    runs: Vec<RunResult>,
+    wanted: usize,
+    /// The last run's.
+    stderr: String,
+}
+
+impl Sampler {
+    /// One more run.
+    fn run(
+        &mut self,
+        world: &World,
+        settings: &Settings,
+        row: Row,
+        case: &Case,
+    ) -> Result<(), String> {
+        let launcher = self.launcher;
+        let stderr_path = world.dir.path().join("stderr.log");
+        let what = || {
+            format!(
+                "{}, N={} over {} vault(s) at {}",
+                launcher.label(),
+                case.n,
+                case.vaults,
+                row.network()
+            )
+        };
+        let wants_cpu = settings.timing && case.n > 0 && launcher.is_kvrun();
+        let before = settled_counts(&world.fake);
         let stderr_file =
             std::fs::File::create(&stderr_path).map_err(|e| format!("stderr file: {e}"))?;
         let command = world.command(settings, launcher, case);
         let sample = process::run_measured(&command, &world.dir.path().join("sample"), stderr_file)
             .map_err(|e| format!("{}: cannot run: {e}", what()))?;
         let after = settled_counts(&world.fake);
-        counts = after;
-        stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         if sample.exit != CHECKED {
             return Err(format!(
                 "{}, run {}: {}",
                 what(),
-                runs.len() + 1,
+                self.runs.len() + 1,
                 failure(sample.exit, &stderr)
             ));
         }
@@ -809,19 +891,19 @@ fn measure(
                 format!(
                     "{}, run {}: no CPU figures in kvrun's timing line (KVRUN_LOG={TIMING_LOG}; has src/timing.rs moved or changed its line?)\n--- its stderr ---\n{stderr}",
                     what(),
-                    runs.len() + 1,
+                    self.runs.len() + 1,
                 )
             })?)
         } else {
             None
         };
-        if runs.is_empty() && !sample.wall.is_zero() {
+        if self.runs.is_empty() && !sample.wall.is_zero() {
             let affordable = settings.budget.as_nanos() / sample.wall.as_nanos();
-            wanted = usize::try_from(affordable)
+            self.wanted = usize::try_from(affordable)
                 .unwrap_or(usize::MAX)
                 .clamp(settings.min_runs, settings.runs);
         }
-        runs.push(RunResult {
+        self.runs.push(RunResult {
             sample,
             requests: after.0 - before.0,
             tcp: after.1 - before.1,
@@ -831,17 +913,22 @@ fn measure(
             },
             cpu,
         });
+        self.stderr = stderr;
+        Ok(())
     }
-    let timing = settings
-        .verbose
-        .then(|| {
-            stderr
-                .lines()
-                .find(|l| l.contains("time: "))
-                .map(|l| l.trim().to_owned())
-        })
-        .flatten();
-    Ok(Stats::of(&runs, timing))
+
+    fn stats(self, settings: &Settings) -> Stats {
+        let timing = settings
+            .verbose
+            .then(|| {
+                self.stderr
+                    .lines()
+                    .find(|l| l.contains("time: "))
+                    .map(|l| l.trim().to_owned())
+            })
+            .flatten();
+        Stats::of(&self.runs, timing)
+    }
 }
 
 /// Why a run that did not exit [`CHECKED`] failed, with the end of its stderr.
@@ -1140,6 +1227,50 @@ fn latency_list(latencies: &[Duration]) -> String {
     }
 }
 
+/// Measures `launchers` on `row`, printing a line for each as it ends; kvrun and kvrun B take
+/// turns, every other launcher runs on its own.
+fn measure_row(
+    world: &World,
+    settings: &Settings,
+    row: Row,
+    launchers: &[Launcher],
+    case: &Case,
+    results: &mut Results,
+) -> Result<(), String> {
+    let mut groups: Vec<Vec<Launcher>> = Vec::new();
+    for &launcher in launchers {
+        match groups.last_mut() {
+            Some(group) if launcher == Launcher::KvrunB => group.push(launcher),
+            _ => groups.push(vec![launcher]),
+        }
+    }
+    for group in &groups {
+        let measured = measure(world, settings, group, row, case)?;
+        for (&launcher, stats) in group.iter().zip(measured) {
+            let cpu = stats
+                .cpu
+                .map_or_else(String::new, |c| format!("  kvrun CPU {}", time(c.total())));
+            eprintln!(
+                "  N={:<4} {:<25} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB  {}{cpu}",
+                row.n,
+                row.network(),
+                launcher.label(),
+                stats.runs,
+                time(stats.median),
+                time(stats.min),
+                time(stats.max),
+                megabytes(stats.max_rss_kib),
+                sessions(&stats),
+            );
+            if let Some(line) = &stats.timing {
+                eprintln!("      {line}");
+            }
+            results.insert((row, launcher), stats);
+        }
+    }
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let settings = Settings::from_env()?;
     let world = World::start(settings.latencies[0])?;
@@ -1165,28 +1296,7 @@ fn run() -> Result<(), String> {
         world.fake.set_delays(row.latency, row.latency);
         world.fake.set_http1_only(row.http1_only);
         let case = &cases[&row.n];
-        for &launcher in launchers {
-            let stats = measure(&world, &settings, launcher, *row, case)?;
-            let cpu = stats
-                .cpu
-                .map_or_else(String::new, |c| format!("  kvrun CPU {}", time(c.total())));
-            eprintln!(
-                "  N={:<4} {:<25} {:<20} {:>3} runs  median {:>9}  min {:>9}  max {:>9}  peak RSS {:.1} MB  {}{cpu}",
-                row.n,
-                row.network(),
-                launcher.label(),
-                stats.runs,
-                time(stats.median),
-                time(stats.min),
-                time(stats.max),
-                megabytes(stats.max_rss_kib),
-                sessions(&stats),
-            );
-            if let Some(line) = &stats.timing {
-                eprintln!("      {line}");
-            }
-            results.insert((*row, launcher), stats);
-        }
+        measure_row(&world, &settings, *row, launchers, case, &mut results)?;
     }
     world.fake.set_http1_only(false);
     let mut app_config: Vec<(Launcher, Stats)> = Vec::new();
@@ -1201,7 +1311,9 @@ fn run() -> Result<(), String> {
             vaults: case.vaults,
         };
         for launcher in Launcher::APP_CONFIG {
-            let stats = measure(&world, &settings, launcher, row, &case)?;
+            let stats = measure(&world, &settings, &[launcher], row, &case)?
+                .pop()
+                .ok_or("no statistics")?;
             eprintln!(
                 "  App Configuration, {APP_CONFIG_KEYS} key-values at {}: {:<30} {:>3} runs  median {:>9}  peak RSS {:.1} MB  {}",
                 row.network(),
@@ -1256,6 +1368,63 @@ fn sessions(s: &Stats) -> String {
     text
 }
 
+/// The table of wall times (medians) and ratios; returns its launchers, kvrun B (after kvrun,
+/// with a ratio column) only when it was measured.
+fn wall_table(w: &mut String, rows: &[Row], results: &Results) -> Vec<Launcher> {
+    let get = |row: Row, l: Launcher| results.get(&(row, l));
+    let ratio = |row: Row, peer: Launcher| match (get(row, Launcher::Kvrun), get(row, peer)) {
+        (Some(k), Some(p)) => format!("{:.3}", ms(k.median) / ms(p.median)),
+        _ => String::new(),
+    };
+    let b = results.keys().any(|&(_, l)| l == Launcher::KvrunB);
+    let mut shown = Launcher::ALL.to_vec();
+    if b {
+        shown.insert(2, Launcher::KvrunB);
+    }
+    let _ = write!(w, "| latency | N (vaults) |");
+    for l in &shown {
+        let _ = write!(w, " {} |", l.label());
+    }
+    let _ = write!(w, " kvrun/akv | kvrun/Node each | kvrun/Node all |");
+    if b {
+        let _ = write!(w, " {} / kvrun |", Launcher::KvrunB.label());
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "|---|---|{}---:|---:|---:|{}",
+        "---:|".repeat(shown.len()),
+        if b { "---:|" } else { "" }
+    );
+    for &row in rows {
+        let _ = write!(w, "| {} | {} ({}) |", row.network(), row.n, row.vaults);
+        for &l in &shown {
+            match get(row, l) {
+                Some(s) => {
+                    let _ = write!(w, " {} ({}) |", time(s.median), s.runs);
+                }
+                None => {
+                    let _ = write!(w, " |");
+                }
+            }
+        }
+        let _ = write!(
+            w,
+            " {} | {} | {} |",
+            ratio(row, Launcher::Akv),
+            ratio(row, Launcher::NodeEach),
+            ratio(row, Launcher::NodeAll)
+        );
+        let b_ratio = match (get(row, Launcher::KvrunB), get(row, Launcher::Kvrun)) {
+            (Some(b), Some(k)) => format!(" {:.3} |", ms(b.median) / ms(k.median)),
+            _ if b => " |".to_owned(),
+            _ => String::new(),
+        };
+        let _ = writeln!(w, "{b_ratio}");
+    }
+    shown
+}
+
 fn report(
     settings: &Settings,
     rows: &[Row],
@@ -1267,48 +1436,25 @@ fn report(
 ) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let get = |row: Row, l: Launcher| results.get(&(row, l));
-    let ratio = |row: Row, peer: Launcher| match (get(row, Launcher::Kvrun), get(row, peer)) {
-        (Some(k), Some(p)) => format!("{:.3}", ms(k.median) / ms(p.median)),
-        _ => String::new(),
-    };
     let _ = writeln!(
         w,
         "Medians of wall time, spawn to exit; the latency is injected per new connection and per response ({delays}), and the fake offers h2 and http/1.1 unless marked; {}; akv-cli {}, Node {node_version}. Runs per cell in parentheses.\n",
         machine(),
         akv_version.trim_start_matches("akv "),
     );
-    let _ = write!(w, "| latency | N (vaults) |");
-    for l in Launcher::ALL {
-        let _ = write!(w, " {} |", l.label());
-    }
-    let _ = writeln!(w, " kvrun/akv | kvrun/Node each | kvrun/Node all |");
-    let _ = writeln!(
-        w,
-        "|---|---|{}---:|---:|---:|",
-        "---:|".repeat(Launcher::ALL.len())
-    );
-    for &row in rows {
-        let _ = write!(w, "| {} | {} ({}) |", row.network(), row.n, row.vaults);
-        for l in Launcher::ALL {
-            match get(row, l) {
-                Some(s) => {
-                    let _ = write!(w, " {} ({}) |", time(s.median), s.runs);
-                }
-                None => {
-                    let _ = write!(w, " |");
-                }
-            }
-        }
-        let _ = writeln!(
+    let _ = write!(w, "kvrun is `{}`", settings.kvrun.display());
+    if let Some(b) = &settings.kvrun_b {
+        let _ = write!(
             w,
-            " {} | {} | {} |",
-            ratio(row, Launcher::Akv),
-            ratio(row, Launcher::NodeEach),
-            ratio(row, Launcher::NodeAll)
+            "; {} is `{}`, each of its runs right after one of kvrun's",
+            Launcher::KvrunB.label(),
+            b.display()
         );
     }
-    let launchers = &Launcher::ALL[1..];
+    let _ = writeln!(w, ".\n");
+    let shown = wall_table(w, rows, results);
+    let b = shown.contains(&Launcher::KvrunB);
+    let launchers = &shown[1..];
     launcher_table(
         w,
         rows,
@@ -1332,9 +1478,13 @@ fn report(
             results,
             &[
                 Launcher::Kvrun,
+                Launcher::KvrunB,
                 Launcher::KvrunSequential,
                 Launcher::KvrunBundle,
-            ],
+            ]
+            .into_iter()
+            .filter(|&l| b || l != Launcher::KvrunB)
+            .collect::<Vec<_>>(),
             "kvrun's own CPU time per run (median; from its timing line: before the resolution — process start, sources, plan — plus during it; not the stand-in `az` nor the command it execs into; none at N = 0, where nothing is resolved)",
             |s| {
                 s.cpu.map_or_else(String::new, |c| {
