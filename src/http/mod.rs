@@ -122,6 +122,11 @@ impl Request {
         }
     }
 
+    #[must_use]
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
     /// Adds a header; a `sensitive` one (a token, the identity header) is marked so for hyper
     /// and never logged.
     #[must_use]
@@ -215,7 +220,7 @@ impl Client {
     /// Refused by the policy, no connection, TLS, a broken connection, a body over the cap.
     pub async fn send(&self, request: &Request) -> Result<Response, Error> {
         let origin = origin(&request.url)?;
-        let route = self.route(&origin)?;
+        let route = || self.route(&origin);
         let dial = pool::Dial {
             origin: &origin,
             route: &route,

@@ -37,7 +37,9 @@ const IDLE: Duration = Duration::from_secs(30);
 /// How to open a connection to an origin.
 pub(super) struct Dial<'a> {
     pub(super) origin: &'a Origin,
-    pub(super) route: &'a Route,
+    /// The way there, asked for only when a connection is opened (a request on an open
+    /// connection needs none).
+    pub(super) route: &'a (dyn Fn() -> Result<Route, Error> + Sync),
     pub(super) tls: Option<&'a tokio_rustls::TlsConnector>,
 }
 
@@ -317,10 +319,12 @@ impl Pool {
     /// Open a connection for the caller (counted in `connecting` already).
     async fn open(&self, slot: &Arc<Slot>, dial: &Dial<'_>, expect: usize) -> Result<Lease, Error> {
         let opening = Opening { slot, armed: true };
+        // Dropping `opening` on an error gives the count back and tells the waiters.
+        let route = (dial.route)()?;
         // Boxed: a connection's set-up (tunnel, TLS, handshake) is most of a request's future.
         let opened = Box::pin(connect::open(
             dial.origin,
-            dial.route,
+            &route,
             dial.tls,
             slot.changed.clone(),
         ))
@@ -355,7 +359,7 @@ impl Pool {
                         .saturating_sub(state.lent + state.connecting);
                     state.connecting += more;
                     for _ in 0..more {
-                        tokio::spawn(warm(slot.clone(), owned(dial)));
+                        tokio::spawn(warm(slot.clone(), owned(dial, &route)));
                     }
                 }
                 Leased::H1(Some(sender))
@@ -379,10 +383,10 @@ struct OwnedDial {
     tls: Option<tokio_rustls::TlsConnector>,
 }
 
-fn owned(dial: &Dial<'_>) -> OwnedDial {
+fn owned(dial: &Dial<'_>, route: &Route) -> OwnedDial {
     OwnedDial {
         origin: dial.origin.clone(),
-        route: dial.route.clone(),
+        route: route.clone(),
         tls: dial.tls.cloned(),
     }
 }
