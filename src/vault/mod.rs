@@ -199,6 +199,9 @@ pub struct VaultClient {
 /// What kvrun keeps of one vault.
 #[derive(Default)]
 struct Vault {
+    /// `https://{host}:{port}/?api-version=…`, parsed once: each GET's URL is this with its
+    /// path set (parsing the whole URL for each GET cost ~5 k instructions).
+    base: std::sync::OnceLock<Option<url::Url>>,
     /// The verified challenge, kept as the SDKs keep it: a `--watch` check sends just its GETs.
     /// A 401 on a later GET verifies the challenge it carries afresh.
     challenge: Mutex<Option<Challenge>>,
@@ -395,16 +398,19 @@ impl VaultClient {
                 throttled,
             } = {
                 let _place = throttle.enter().await;
-                tokio::time::timeout(retry::ATTEMPT_TIMEOUT, self.attempt(secret, token, warm))
-                    .await
-                    .unwrap_or_else(|_| {
-                        let failure = FetchError::new(
-                            FailureClass::Unavailable,
-                            format!("no answer within {}s", retry::ATTEMPT_TIMEOUT.as_secs()),
-                            Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),
-                        );
-                        Attempt::new(Answer::Failed(failure), Retry::Backoff)
-                    })
+                tokio::time::timeout(
+                    retry::ATTEMPT_TIMEOUT,
+                    self.attempt(&vault, secret, token, warm),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    let failure = FetchError::new(
+                        FailureClass::Unavailable,
+                        format!("no answer within {}s", retry::ATTEMPT_TIMEOUT.as_secs()),
+                        Some("check the network, DNS, HTTPS_PROXY and NO_PROXY".into()),
+                    );
+                    Attempt::new(Answer::Failed(failure), Retry::Backoff)
+                })
             };
             if throttled {
                 throttle.throttled();
@@ -442,9 +448,16 @@ impl VaultClient {
     }
 
     /// One attempt: its answer, and whether another attempt could change it.
-    async fn attempt(&self, secret: &SecretRef, token: Option<&Token>, warm: usize) -> Attempt {
+    async fn attempt(
+        &self,
+        vault: &Vault,
+        secret: &SecretRef,
+        token: Option<&Token>,
+        warm: usize,
+    ) -> Attempt {
         let started = Instant::now();
-        let request = match get_secret(secret, token, warm) {
+        let base = vault.base.get_or_init(|| base_url(secret));
+        let request = match get_secret(base.as_ref(), secret, token, warm) {
             Ok(request) => request,
             Err(e) => return Attempt::done(Answer::Failed(transport_error(e))),
         };
@@ -538,19 +551,32 @@ impl VaultClient {
     }
 }
 
-/// The Get Secret request for `secret`, with `token` if any; `warm` more requests follow.
+/// `secret`'s vault's URL with the API version, for [`get_secret`].
+fn base_url(secret: &SecretRef) -> Option<url::Url> {
+    let (host, port) = secret.origin();
+    url::Url::parse(&format!("https://{host}:{port}/?api-version={API_VERSION}")).ok()
+}
+
+/// The Get Secret request for `secret` on its vault's `base` URL, with `token` if any; `warm`
+/// more requests follow.
 fn get_secret(
+    base: Option<&url::Url>,
     secret: &SecretRef,
     token: Option<&Token>,
     warm: usize,
 ) -> Result<http::Request, http::Error> {
-    let (host, port) = secret.origin();
-    let url = format!(
-        "https://{host}:{port}/secrets/{}/{}?api-version={API_VERSION}",
+    let Some(base) = base else {
+        let (host, port) = secret.origin();
+        return Err(http::Error::Refused(format!(
+            "https://{host}:{port}/ is not a URL"
+        )));
+    };
+    let mut url = base.clone();
+    url.set_path(&format!(
+        "/secrets/{}/{}",
         secret.name,
         secret.version.as_deref().unwrap_or("")
-    );
-    let url = url::Url::parse(&url).map_err(|e| http::Error::Refused(format!("not a URL: {e}")))?;
+    ));
     let mut request = http::Request::get(url)
         .header(
             hyper::header::ACCEPT,
@@ -724,6 +750,45 @@ mod tests {
             status_error(400, b"", &secret()).problem.class,
             FailureClass::Protocol
         );
+    }
+
+    #[test]
+    fn a_get_is_its_vaults_base_url_with_the_secrets_path() {
+        for (vault_url, name, version, expected) in [
+            (
+                "https://myvault.vault.azure.net",
+                "db",
+                None,
+                "https://myvault.vault.azure.net/secrets/db/?api-version=2025-07-01",
+            ),
+            (
+                "https://MyVault.vault.azure.net:443",
+                "db-password",
+                Some("0123456789abcdef0123456789abcdef"),
+                "https://myvault.vault.azure.net/secrets/db-password/0123456789abcdef0123456789abcdef?api-version=2025-07-01",
+            ),
+            (
+                "https://kv1.vault.localhost:8443",
+                "s1",
+                None,
+                "https://kv1.vault.localhost:8443/secrets/s1/?api-version=2025-07-01",
+            ),
+        ] {
+            let secret = SecretRef {
+                vault_url: vault_url.into(),
+                name: name.into(),
+                version: version.map(Into::into),
+            };
+            let base = base_url(&secret);
+            let request = get_secret(base.as_ref(), &secret, None, 0).unwrap();
+            assert_eq!(request.url().as_str(), expected);
+            // The URL each GET used to be parsed from, whole.
+            let whole = format!(
+                "{vault_url}/secrets/{name}/{}?api-version={API_VERSION}",
+                version.unwrap_or("")
+            );
+            assert_eq!(request.url(), &url::Url::parse(&whole).unwrap());
+        }
     }
 
     #[test]
