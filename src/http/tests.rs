@@ -184,6 +184,33 @@ async fn no_proxy_is_read_from_the_settings() {
 }
 
 #[tokio::test]
+async fn an_https_proxy_is_refused_before_any_connection_every_time() {
+    let fake = FakeAzure::start_with(both());
+    fake.vault("kv1");
+    let client = client(
+        &fake,
+        Proxy {
+            https: Some("https://127.0.0.1:9".into()),
+            ..Proxy::default()
+        },
+        32,
+    );
+    // The route is worked out when a connection is to be opened: the second request finds
+    // none open, and is refused as the first was.
+    for i in 0..2 {
+        let err = client
+            .send(&Request::get(vault_url(&fake, i)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "proxy https://127.0.0.1:9/: only http:// proxies (HTTP CONNECT) are supported"
+        );
+    }
+    assert_eq!(fake.connections(), 0);
+}
+
+#[tokio::test]
 async fn a_body_over_the_cap_is_refused() {
     let (fake, client) = vault_and_client(both(), 32);
     let err = client
