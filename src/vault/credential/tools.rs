@@ -125,9 +125,16 @@ impl Tool {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // Tracked, so that a supervising kvrun does not reap it as an orphan.
-        let child = crate::children::spawn_tracked(|| command.spawn(), tokio::process::Child::id);
-        let (mut child, _tracked) = match child {
+        // Tracked, so that a supervising kvrun does not reap it as an orphan. Spawned on a
+        // blocking-pool thread: posix_spawn (vfork) suspends the thread that calls it until the
+        // child has exec'd, and on the runtime thread that held back the first flights of the
+        // connections opened meanwhile (the proxy's CONNECT, the ClientHello) by as long.
+        let spawned = tokio::task::spawn_blocking(move || {
+            crate::children::spawn_tracked(|| command.spawn(), tokio::process::Child::id)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let (mut child, _tracked) = match spawned {
             Ok(child) => child,
             Err(e) => return Err(cannot_start(program, &e)),
         };
