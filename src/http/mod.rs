@@ -272,25 +272,47 @@ impl Client {
     ) -> Result<Response, Failure> {
         let reused = lease.reused;
         let before = |e: hyper::Error| Failure::BeforeAnswer(crate::error::chain_text(&e), reused);
+        let not_sendable =
+            |e: &dyn std::fmt::Display| Failure::Failed(Error::Refused(e.to_string()));
+        let Some((authority, host)) = lease.authority() else {
+            return Err(Failure::Failed(Error::Refused(format!(
+                "'{}' is not a valid host",
+                untrusted(&origin.host)
+            ))));
+        };
         let path = &request.url[url::Position::BeforePath..url::Position::AfterQuery];
+        let path = hyper::http::uri::PathAndQuery::try_from(path).map_err(|e| not_sendable(&e))?;
         let mut builder = hyper::Request::builder().method(request.method.clone());
-        // h2 takes the authority from the URI (`:authority`); HTTP/1.1 from `Host`.
+        // h2 takes the authority from the URI (`:authority`); HTTP/1.1 from `Host`. Both come
+        // parsed from the pool, once per origin.
         builder = if lease.is_h2() {
-            builder.uri(format!(
-                "{}://{}{path}",
-                if origin.tls { "https" } else { "http" },
-                origin.authority()
-            ))
+            let mut uri = hyper::http::uri::Parts::default();
+            uri.scheme = Some(if origin.tls {
+                hyper::http::uri::Scheme::HTTPS
+            } else {
+                hyper::http::uri::Scheme::HTTP
+            });
+            uri.authority = Some(authority.clone());
+            uri.path_and_query = Some(path);
+            builder.uri(hyper::Uri::from_parts(uri).map_err(|e| not_sendable(&e))?)
         } else {
-            builder
-                .uri(path)
-                .header(hyper::header::HOST, origin.authority())
+            builder.uri(path).header(hyper::header::HOST, host.clone())
         };
         let mut outgoing = builder
             .header(hyper::header::USER_AGENT, self.user_agent.clone())
             .body(Full::new(request.body.clone()))
-            .map_err(|e| Failure::Failed(Error::Refused(e.to_string())))?;
-        outgoing.headers_mut().extend(request.headers.clone());
+            .map_err(|e| not_sendable(&e))?;
+        // The caller's headers replace the client's of the same name (an SDK's User-Agent).
+        let headers = outgoing.headers_mut();
+        for name in request.headers.keys() {
+            let mut values = request.headers.get_all(name).iter().cloned();
+            if let Some(first) = values.next() {
+                headers.insert(name, first);
+            }
+            for value in values {
+                headers.append(name, value);
+            }
+        }
         let answer = match lease.sender() {
             pool::Sender::H1(sender) => {
                 sender.ready().await.map_err(before)?;

@@ -54,6 +54,9 @@ pub(super) struct Pool {
 struct Slot {
     state: Mutex<State>,
     changed: Arc<Notify>,
+    /// The origin's authority (`host` or `host:port`) as an h2 request's `:authority` and an
+    /// HTTP/1.1 request's `Host`, parsed once; `None` if it is not a valid one.
+    authority: Option<(hyper::http::uri::Authority, hyper::header::HeaderValue)>,
 }
 
 #[derive(Default)]
@@ -127,6 +130,13 @@ pub(super) enum Sender<'a> {
 }
 
 impl Lease {
+    /// The origin's authority, for `:authority` (h2) and `Host` (HTTP/1.1).
+    pub(super) fn authority(
+        &self,
+    ) -> Option<&(hyper::http::uri::Authority, hyper::header::HeaderValue)> {
+        self.slot.authority.as_ref()
+    }
+
     pub(super) fn is_h2(&self) -> bool {
         matches!(self.kind, Leased::H2(_))
     }
@@ -227,14 +237,21 @@ impl Pool {
     }
 
     fn slot(&self, origin: &Origin) -> Arc<Slot> {
-        self.origins
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let mut origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = origins.get(origin) {
+            return slot.clone();
+        }
+        let authority = origin.authority();
+        let authority = hyper::http::uri::Authority::try_from(authority.as_str())
+            .ok()
+            .zip(hyper::header::HeaderValue::try_from(authority).ok());
+        origins
             .entry(origin.clone())
             .or_insert_with(|| {
                 Arc::new(Slot {
                     state: Mutex::default(),
                     changed: Arc::new(Notify::new()),
+                    authority,
                 })
             })
             .clone()

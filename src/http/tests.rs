@@ -211,6 +211,50 @@ async fn an_https_proxy_is_refused_before_any_connection_every_time() {
 }
 
 #[tokio::test]
+async fn the_callers_headers_replace_the_clients_and_keep_their_repeats_on_both_protocols() {
+    for http1_only in [false, true] {
+        let (fake, client) = vault_and_client(
+            Options {
+                http1_only,
+                ..Options::default()
+            },
+            32,
+        );
+        let name = HeaderName::from_static("x-kvrun-test");
+        let request = Request::get(vault_url(&fake, 7))
+            .header(
+                hyper::header::USER_AGENT,
+                HeaderValue::from_static("azsdk-rust-identity/1"),
+                false,
+            )
+            .header(name.clone(), HeaderValue::from_static("one"), false)
+            .header(name, HeaderValue::from_static("two"), false);
+        let response = client.send(&request).await.unwrap();
+        assert_eq!(response.status, 401);
+        let recorded = fake.requests().pop().unwrap();
+        let values = |wanted: &str| -> Vec<&str> {
+            recorded
+                .headers
+                .iter()
+                .filter(|(n, _)| n == wanted)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(
+            values("user-agent"),
+            ["azsdk-rust-identity/1"],
+            "{http1_only}"
+        );
+        assert_eq!(values("x-kvrun-test"), ["one", "two"], "{http1_only}");
+        assert_eq!(recorded.host, "kv1.vault.localhost", "{http1_only}");
+        assert_eq!(
+            recorded.path_and_query, "/secrets/s7?api-version=2025-07-01",
+            "{http1_only}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_body_over_the_cap_is_refused() {
     let (fake, client) = vault_and_client(both(), 32);
     let err = client
