@@ -830,12 +830,14 @@ fn measure(
             stderr: String::new(),
         })
         .collect();
+    // The fake's counts after one run are those before the next, whichever launcher it is.
+    let mut counts = settled_counts(&world.fake);
     while let Some(sampler) = samplers
         .iter_mut()
         .filter(|s| s.runs.len() < s.wanted)
         .min_by_key(|s| s.runs.len())
     {
-        sampler.run(world, settings, row, case)?;
+        counts = sampler.run(world, settings, row, case, counts)?;
     }
     Ok(samplers.into_iter().map(|s| s.stats(settings)).collect())
 }
@@ -850,14 +852,15 @@ struct Sampler {
 }
 
 impl Sampler {
-    /// One more run.
+    /// One more run, from the fake's counts `before` it; the counts after it.
     fn run(
         &mut self,
         world: &World,
         settings: &Settings,
         row: Row,
         case: &Case,
-    ) -> Result<(), String> {
+        before: Counts,
+    ) -> Result<Counts, String> {
         let launcher = self.launcher;
         let stderr_path = world.dir.path().join("stderr.log");
         let what = || {
@@ -870,7 +873,6 @@ impl Sampler {
             )
         };
         let wants_cpu = settings.timing && case.n > 0 && launcher.is_kvrun();
-        let before = settled_counts(&world.fake);
         let stderr_file =
             std::fs::File::create(&stderr_path).map_err(|e| format!("stderr file: {e}"))?;
         let command = world.command(settings, launcher, case);
@@ -914,7 +916,7 @@ impl Sampler {
             cpu,
         });
         self.stderr = stderr;
-        Ok(())
+        Ok(after)
     }
 
     fn stats(self, settings: &Settings) -> Stats {
