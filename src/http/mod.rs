@@ -33,6 +33,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::Authority;
 use hyper_util::client::proxy::matcher::Matcher;
 
 pub(crate) use connect::is_localhost;
@@ -220,7 +221,7 @@ impl Client {
     /// Refused by the policy, no connection, TLS, a broken connection, a body over the cap.
     pub async fn send(&self, request: &Request) -> Result<Response, Error> {
         let origin = origin(&request.url)?;
-        let route = || self.route(&origin);
+        let route = |authority: &Authority| self.route(&origin, authority);
         let dial = pool::Dial {
             origin: &origin,
             route: &route,
@@ -239,14 +240,17 @@ impl Client {
         }
     }
 
-    fn route(&self, origin: &Origin) -> Result<connect::Route, Error> {
+    fn route(&self, origin: &Origin, authority: &Authority) -> Result<connect::Route, Error> {
         if !origin.tls {
             // The managed identity endpoints: local by design, never proxied.
             return Ok(connect::Route::Direct);
         }
-        let target: hyper::Uri = format!("https://{}/", origin.authority())
-            .parse()
-            .map_err(|_| Error::Refused(format!("'{}' is not a valid host", origin.host)))?;
+        let target = hyper::Uri::builder()
+            .scheme(hyper::http::uri::Scheme::HTTPS)
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| Error::Refused(e.to_string()))?;
         let Some(intercept) = self.proxy.intercept(&target) else {
             return Ok(connect::Route::Direct);
         };
@@ -274,12 +278,7 @@ impl Client {
         let before = |e: hyper::Error| Failure::BeforeAnswer(crate::error::chain_text(&e), reused);
         let not_sendable =
             |e: &dyn std::fmt::Display| Failure::Failed(Error::Refused(e.to_string()));
-        let Some((authority, host)) = lease.authority() else {
-            return Err(Failure::Failed(Error::Refused(format!(
-                "'{}' is not a valid host",
-                untrusted(&origin.host)
-            ))));
-        };
+        let (authority, host) = lease.authority();
         let path = &request.url[url::Position::BeforePath..url::Position::AfterQuery];
         let path = hyper::http::uri::PathAndQuery::try_from(path).map_err(|e| not_sendable(&e))?;
         let mut builder = hyper::Request::builder().method(request.method.clone());

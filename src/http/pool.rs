@@ -25,10 +25,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use hyper::header::HeaderValue;
+use hyper::http::uri::Authority;
 use tokio::sync::Notify;
 
 use super::connect::{self, Conn, H1, H2, Route, StreamLimit};
-use super::{Error, Origin};
+use super::{Error, Origin, untrusted};
 
 /// An idle HTTP/1.1 connection older than this is closed rather than reused: servers close
 /// idle connections after a minute or so, and a request sent as they do fails.
@@ -37,9 +39,9 @@ const IDLE: Duration = Duration::from_secs(30);
 /// How to open a connection to an origin.
 pub(super) struct Dial<'a> {
     pub(super) origin: &'a Origin,
-    /// The way there, asked for only when a connection is opened (a request on an open
-    /// connection needs none).
-    pub(super) route: &'a (dyn Fn() -> Result<Route, Error> + Sync),
+    /// The way there to the origin's authority, asked for only when a connection is opened (a
+    /// request on an open connection needs none).
+    pub(super) route: &'a (dyn Fn(&Authority) -> Result<Route, Error> + Sync),
     pub(super) tls: Option<&'a tokio_rustls::TlsConnector>,
 }
 
@@ -54,9 +56,10 @@ pub(super) struct Pool {
 struct Slot {
     state: Mutex<State>,
     changed: Arc<Notify>,
-    /// The origin's authority (`host` or `host:port`) as an h2 request's `:authority` and an
-    /// HTTP/1.1 request's `Host`, parsed once; `None` if it is not a valid one.
-    authority: Option<(hyper::http::uri::Authority, hyper::header::HeaderValue)>,
+    /// The origin's authority (`host` or `host:port`) as an h2 request's `:authority`, an
+    /// HTTP/1.1 request's `Host` and the proxy's target, parsed once. An origin without a valid
+    /// one gets no slot.
+    authority: (Authority, HeaderValue),
 }
 
 #[derive(Default)]
@@ -131,10 +134,8 @@ pub(super) enum Sender<'a> {
 
 impl Lease {
     /// The origin's authority, for `:authority` (h2) and `Host` (HTTP/1.1).
-    pub(super) fn authority(
-        &self,
-    ) -> Option<&(hyper::http::uri::Authority, hyper::header::HeaderValue)> {
-        self.slot.authority.as_ref()
+    pub(super) fn authority(&self) -> &(Authority, HeaderValue) {
+        &self.slot.authority
     }
 
     pub(super) fn is_h2(&self) -> bool {
@@ -236,31 +237,33 @@ impl Pool {
         }
     }
 
-    fn slot(&self, origin: &Origin) -> Arc<Slot> {
+    /// The origin's slot, made on first use; refused when the origin's authority is one that
+    /// `url` accepts and HTTP cannot carry (`{` in a host).
+    fn slot(&self, origin: &Origin) -> Result<Arc<Slot>, Error> {
         let mut origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = origins.get(origin) {
-            return slot.clone();
+            return Ok(slot.clone());
         }
-        let authority = origin.authority();
-        let authority = hyper::http::uri::Authority::try_from(authority.as_str())
+        let text = origin.authority();
+        let authority = Authority::try_from(text.as_str())
             .ok()
-            .zip(hyper::header::HeaderValue::try_from(authority).ok());
-        origins
-            .entry(origin.clone())
-            .or_insert_with(|| {
-                Arc::new(Slot {
-                    state: Mutex::default(),
-                    changed: Arc::new(Notify::new()),
-                    authority,
-                })
-            })
-            .clone()
+            .zip(HeaderValue::try_from(text).ok())
+            .ok_or_else(|| {
+                Error::Refused(format!("'{}' is not a valid host", untrusted(&origin.host)))
+            })?;
+        let slot = Arc::new(Slot {
+            state: Mutex::default(),
+            changed: Arc::new(Notify::new()),
+            authority,
+        });
+        origins.insert(origin.clone(), slot.clone());
+        Ok(slot)
     }
 
     /// A connection for one request to `dial.origin`; `expect` requests (this one included)
     /// are about to go there (see the module docs).
     pub(super) async fn acquire(&self, dial: &Dial<'_>, expect: usize) -> Result<Lease, Error> {
-        let slot = self.slot(dial.origin);
+        let slot = self.slot(dial.origin)?;
         let mut waiter = Waiter {
             slot: &slot,
             counted: false,
@@ -337,7 +340,7 @@ impl Pool {
     async fn open(&self, slot: &Arc<Slot>, dial: &Dial<'_>, expect: usize) -> Result<Lease, Error> {
         let opening = Opening { slot, armed: true };
         // Dropping `opening` on an error gives the count back and tells the waiters.
-        let route = (dial.route)()?;
+        let route = (dial.route)(&slot.authority.0)?;
         // Boxed: a connection's set-up (tunnel, TLS, handshake) is most of a request's future.
         let opened = Box::pin(connect::open(
             dial.origin,

@@ -210,6 +210,33 @@ async fn an_https_proxy_is_refused_before_any_connection_every_time() {
     assert_eq!(fake.connections(), 0);
 }
 
+/// `url` takes `{` in a host, `http` does not: the request is refused, naming the host, before
+/// any connection, whether a proxy would be asked or not.
+#[tokio::test]
+async fn a_host_that_http_cannot_carry_is_refused_before_any_connection() {
+    let fake = FakeAzure::start_with(both());
+    fake.vault("kv1");
+    let proxy = ConnectProxy::start();
+    for via_proxy in [false, true] {
+        let settings = Proxy {
+            https: via_proxy.then(|| proxy.url()),
+            ..Proxy::default()
+        };
+        let client = client(&fake, settings, 32);
+        let url = format!("https://k{{v1.vault.localhost:{}/secrets/s", fake.port());
+        let err = client
+            .send(&Request::get(url.parse().unwrap()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "'k{v1.vault.localhost' is not a valid host"
+        );
+    }
+    assert_eq!(fake.connections(), 0);
+    assert!(proxy.targets().is_empty());
+}
+
 #[tokio::test]
 async fn the_callers_headers_replace_the_clients_and_keep_their_repeats_on_both_protocols() {
     for http1_only in [false, true] {
