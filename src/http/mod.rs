@@ -33,7 +33,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::Authority;
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper_util::client::proxy::matcher::Matcher;
 
 pub(crate) use connect::is_localhost;
@@ -245,11 +245,7 @@ impl Client {
             // The managed identity endpoints: local by design, never proxied.
             return Ok(connect::Route::Direct);
         }
-        let target = hyper::Uri::builder()
-            .scheme(hyper::http::uri::Scheme::HTTPS)
-            .authority(authority.clone())
-            .path_and_query("/")
-            .build()
+        let target = uri(true, authority, PathAndQuery::from_static("/"))
             .map_err(|e| Error::Refused(e.to_string()))?;
         let Some(intercept) = self.proxy.intercept(&target) else {
             return Ok(connect::Route::Direct);
@@ -280,20 +276,12 @@ impl Client {
             |e: &dyn std::fmt::Display| Failure::Failed(Error::Refused(e.to_string()));
         let (authority, host) = lease.authority();
         let path = &request.url[url::Position::BeforePath..url::Position::AfterQuery];
-        let path = hyper::http::uri::PathAndQuery::try_from(path).map_err(|e| not_sendable(&e))?;
+        let path = PathAndQuery::try_from(path).map_err(|e| not_sendable(&e))?;
         let mut builder = hyper::Request::builder().method(request.method.clone());
         // h2 takes the authority from the URI (`:authority`); HTTP/1.1 from `Host`. Both come
         // parsed from the pool, once per origin.
         builder = if lease.is_h2() {
-            let mut uri = hyper::http::uri::Parts::default();
-            uri.scheme = Some(if origin.tls {
-                hyper::http::uri::Scheme::HTTPS
-            } else {
-                hyper::http::uri::Scheme::HTTP
-            });
-            uri.authority = Some(authority.clone());
-            uri.path_and_query = Some(path);
-            builder.uri(hyper::Uri::from_parts(uri).map_err(|e| not_sendable(&e))?)
+            builder.uri(uri(origin.tls, authority, path).map_err(|e| not_sendable(&e))?)
         } else {
             builder.uri(path).header(hyper::header::HOST, host.clone())
         };
@@ -420,6 +408,20 @@ fn is_local(url: &url::Url) -> bool {
         }
         None => false,
     }
+}
+
+/// `https://` or `http://`, then `authority` and `path`, all parsed already: a request's URI (h2
+/// takes its `:authority` from it) and the proxy matcher's target.
+fn uri(
+    tls: bool,
+    authority: &Authority,
+    path: PathAndQuery,
+) -> Result<hyper::Uri, hyper::http::Error> {
+    hyper::Uri::builder()
+        .scheme(if tls { Scheme::HTTPS } else { Scheme::HTTP })
+        .authority(authority.clone())
+        .path_and_query(path)
+        .build()
 }
 
 /// Text that came from a server (Key Vault's error code and message, Entra's description, a
