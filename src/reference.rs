@@ -70,13 +70,16 @@ impl VaultHosts {
     /// The suffix `host` ends with, if it is a vault host (`{label}.{suffix}`).
     #[must_use]
     pub fn suffix_of(&self, host: &str) -> Option<&str> {
-        let host = host.to_ascii_lowercase();
+        let host = host.as_bytes();
         self.suffixes
             .iter()
             .find(|suffix| {
-                host.len() > suffix.len() + 1
-                    && host.ends_with(suffix.as_str())
-                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                let Some(label_end) = host.len().checked_sub(suffix.len() + 1) else {
+                    return false;
+                };
+                label_end > 0
+                    && host[label_end] == b'.'
+                    && host[label_end + 1..].eq_ignore_ascii_case(suffix.as_bytes())
             })
             .map(String::as_str)
     }

@@ -539,7 +539,7 @@ async fn attempt(
         let problem = status_problem(store, &response);
         return (Err(Refusal::Unauthorized { token, problem }), Retry::Never);
     }
-    let retry = Retry::for_status(status, retry::retry_after_in(&response.headers));
+    let retry = Retry::for_response(status, &response.headers);
     (
         Err(Refusal::Failed(status_problem(store, &response))),
         retry,

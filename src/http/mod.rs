@@ -431,6 +431,10 @@ fn uri(
 /// line of kvrun's output. Everything else is kept as it is.
 #[must_use]
 pub fn untrusted(text: &str) -> String {
+    // The common case, printable ASCII only (a version id, an error code): nothing to escape.
+    if text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');

@@ -369,6 +369,11 @@ fn untrusted_text_is_escaped() {
         untrusted("a\u{1b}[2Jb\r\n\u{202e}c"),
         "a\\u{1b}[2Jb\\r\\n\\u{202e}c"
     );
+    // Printable ASCII, every character of it, stays as it is; so do other printable characters.
+    let printable: String = (' '..='~').collect();
+    assert_eq!(untrusted(&printable), printable);
+    assert_eq!(untrusted("välue ✓"), "välue ✓");
+    assert_eq!(untrusted("a\u{7f}b\tc"), "a\\u{7f}b\\tc");
 }
 
 #[tokio::test]

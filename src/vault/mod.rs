@@ -230,9 +230,12 @@ impl VaultClient {
     }
 
     fn vault(&self, secret: &SecretRef) -> Arc<Vault> {
-        self.vaults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let mut vaults = self.vaults.lock().unwrap_or_else(PoisonError::into_inner);
+        // A reference's vault URL is already in lower case; no key to build for every GET then.
+        if let Some(vault) = vaults.get(secret.vault_url.as_str()) {
+            return Arc::clone(vault);
+        }
+        vaults
             .entry(secret.vault_url.to_ascii_lowercase())
             .or_default()
             .clone()
@@ -503,7 +506,7 @@ impl VaultClient {
                 .map(str::to_owned);
             return Attempt::done(Answer::Challenge(header, response.body.to_vec()));
         }
-        let retry = Retry::for_status(status, retry::retry_after_in(&response.headers));
+        let retry = Retry::for_response(status, &response.headers);
         if retry != Retry::Never {
             let failure = status_error(status, &response.body, secret);
             return Attempt {

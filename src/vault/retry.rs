@@ -64,6 +64,17 @@ impl Retry {
             (true, None) => Self::Backoff,
         }
     }
+
+    /// [`Retry::for_status`] for a response: its headers are read only when the status is one
+    /// that is tried again (not for every `200`).
+    #[must_use]
+    pub fn for_response(status: u16, headers: &hyper::HeaderMap) -> Self {
+        if transient_status(status) {
+            Self::for_status(status, retry_after_in(headers))
+        } else {
+            Self::Never
+        }
+    }
 }
 
 /// What to do after a failed attempt.
@@ -314,6 +325,22 @@ mod tests {
         );
         assert_eq!(Retry::for_status(503, None), Retry::Backoff);
         assert_eq!(Retry::for_status(404, Some(BASE)), Retry::Never);
+    }
+
+    #[test]
+    fn a_response_is_retried_after_its_asked_wait_only_when_its_status_is_transient() {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(
+            Retry::for_response(429, &headers),
+            Retry::After(Duration::from_secs(7))
+        );
+        assert_eq!(Retry::for_response(200, &headers), Retry::Never);
+        assert_eq!(Retry::for_response(404, &headers), Retry::Never);
+        assert_eq!(
+            Retry::for_response(503, &hyper::HeaderMap::new()),
+            Retry::Backoff
+        );
     }
 
     #[test]

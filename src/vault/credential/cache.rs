@@ -9,7 +9,6 @@
 //! failed request never poisons a long-running watch. A request that runs into the deadline is
 //! abandoned, and the next caller asks afresh.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,9 +37,10 @@ fn refresh_at(token: &Token, now: Instant, wall: SystemTime) -> Instant {
     now.checked_add(reuse).unwrap_or(now)
 }
 
-/// Every (tenant, scope)'s entry.
+/// Every (tenant, scope)'s entry: the tenant in lower case. A list, not a map: a run asks for
+/// one or two, and every GET looks its entry up, which a scan does without building a key.
 #[derive(Default)]
-pub(super) struct Tokens(Mutex<HashMap<(String, String), Arc<Slot>>>);
+pub(super) struct Tokens(Mutex<Vec<(String, String, Arc<Slot>)>>);
 
 /// The cache entry of one (tenant, scope).
 #[derive(Default)]
@@ -77,10 +77,19 @@ impl Slot {
 impl Tokens {
     fn slot(&self, tenant: &str, scope: &str) -> Arc<Slot> {
         let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        slots
-            .entry((tenant.to_ascii_lowercase(), scope.to_owned()))
-            .or_default()
-            .clone()
+        if let Some((_, _, slot)) = slots
+            .iter()
+            .find(|(t, s, _)| t.eq_ignore_ascii_case(tenant) && s == scope)
+        {
+            return Arc::clone(slot);
+        }
+        let slot = Arc::<Slot>::default();
+        slots.push((
+            tenant.to_ascii_lowercase(),
+            scope.to_owned(),
+            Arc::clone(&slot),
+        ));
+        slot
     }
 
     /// The token for (tenant, scope): the cached one while fresh, else the outcome of `request`
@@ -211,6 +220,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(refreshed.expose(), "after-401");
+    }
+
+    #[tokio::test]
+    async fn each_tenant_and_scope_has_its_own_token() {
+        let tokens = Tokens::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (tenant, scope) in [("t", "s1"), ("t", "s2"), ("u", "s1")] {
+            let token = tokens
+                .token(tenant, scope, deadline, || async move {
+                    Ok(Token::new(format!("{tenant}/{scope}"), None))
+                })
+                .await
+                .unwrap();
+            assert_eq!(token.expose(), format!("{tenant}/{scope}"));
+        }
+        for (tenant, scope) in [("T", "s2"), ("U", "s1"), ("t", "s1")] {
+            let cached = tokens
+                .token(tenant, scope, deadline, || async { panic!("cached") })
+                .await
+                .unwrap();
+            assert_eq!(
+                cached.expose(),
+                format!("{}/{scope}", tenant.to_ascii_lowercase())
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
