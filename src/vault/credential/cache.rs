@@ -3,11 +3,14 @@
 //! minutes when the issuer did not say), then asked for again.
 //!
 //! Callers that want the same token at the same moment share one request and its outcome,
-//! success or failure: fifty GETs waiting for a token cause one token request. A failure is the
-//! answer only for callers of the same resolution (the same deadline), which kvrun's retry rule
-//! has already given its chances; the next resolution (a `--watch` check) asks again, so one
-//! failed request never poisons a long-running watch. A request that runs into the deadline is
-//! abandoned, and the next caller asks afresh.
+//! success or failure: fifty GETs waiting for a token cause one token request, and all fifty
+//! see its outcome at once (a `Notify`, not a lock handed from one waiter to the next: with a
+//! lock, each GET went out only after the one before it had taken and released the lock, so a
+//! vault's h2 requests left one or two per write instead of together). A failure is the answer
+//! only for callers of the same resolution (the same deadline), which kvrun's retry rule has
+//! already given its chances; the next resolution (a `--watch` check) asks again, so one failed
+//! request never poisons a long-running watch. A request that runs into the deadline, or whose
+//! caller is dropped, is abandoned, and the next caller asks afresh.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -45,13 +48,15 @@ pub(super) struct Tokens(Mutex<Vec<(String, String, Arc<Slot>)>>);
 /// The cache entry of one (tenant, scope).
 #[derive(Default)]
 struct Slot {
-    /// Held by the one caller that is asking for a token; the others wait for its outcome.
-    asking: tokio::sync::Mutex<()>,
     state: Mutex<SlotState>,
+    /// Told when the asking caller is done (its outcome stored, or it was dropped).
+    done: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct SlotState {
+    /// One caller is asking for a token; the others wait for its outcome.
+    asking: bool,
     /// The token and when to stop reusing it.
     token: Option<(Token, Instant)>,
     /// The last request's failure and the deadline it was asked under: the answer for every
@@ -64,13 +69,25 @@ impl Slot {
     fn state(&self) -> std::sync::MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
+impl SlotState {
     fn fresh(&self, now: Instant) -> Option<Token> {
-        self.state()
-            .token
+        self.token
             .as_ref()
             .filter(|(_, refresh_at)| now < *refresh_at)
             .map(|(token, _)| token.clone())
+    }
+}
+
+/// The asking caller's mark: when it is dropped — the outcome stored, or the caller's future
+/// abandoned mid-request — the slot is free again and every waiter looks at it.
+struct Asking<'a>(&'a Slot);
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        self.0.state().asking = false;
+        self.0.done.notify_waiters();
     }
 }
 
@@ -105,19 +122,29 @@ impl Tokens {
         F: Future<Output = Result<Token, Problem>>,
     {
         let slot = self.slot(tenant, scope);
-        if let Some(token) = slot.fresh(Instant::now()) {
-            return Ok(token);
-        }
-        let _asking = slot.asking.lock().await;
-        if let Some(token) = slot.fresh(Instant::now()) {
-            return Ok(token);
-        }
-        if let Some((asked_under, failure)) = &slot.state().failure
-            && *asked_under == deadline
-        {
-            // This resolution's request failed (perhaps while this caller waited for it).
-            return Err(failure.clone());
-        }
+        let asking = loop {
+            let done = slot.done.notified();
+            tokio::pin!(done);
+            // Registered before the look, so an outcome stored in between is not missed.
+            done.as_mut().enable();
+            {
+                let mut state = slot.state();
+                if let Some(token) = state.fresh(Instant::now()) {
+                    return Ok(token);
+                }
+                if let Some((asked_under, failure)) = &state.failure
+                    && *asked_under == deadline
+                {
+                    // This resolution's request failed (perhaps while this caller waited).
+                    return Err(failure.clone());
+                }
+                if !state.asking {
+                    state.asking = true;
+                    break Asking(&slot);
+                }
+            }
+            done.await;
+        };
         let outcome = tokio::time::timeout_at(deadline.into(), request())
             .await
             .unwrap_or_else(|_| {
@@ -132,6 +159,8 @@ impl Tokens {
             }
             Err(failure) => state.failure = Some((deadline, failure.clone())),
         }
+        drop(state);
+        drop(asking);
         outcome
     }
 
@@ -245,6 +274,56 @@ mod tests {
                 format!("{}/{scope}", tenant.to_ascii_lowercase())
             );
         }
+    }
+
+    /// Polls `future` once, with a waker that does nothing: the test decides who runs next.
+    fn poll_once<F: Future + ?Sized>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[tokio::test]
+    async fn a_token_reaches_every_waiting_caller_at_once() {
+        let tokens = Tokens::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let mut asker = std::pin::pin!(tokens.token("t", "s", deadline, || async {
+            answered.await.expect("the test answers");
+            Ok(Token::new("shared".into(), None))
+        }));
+        let one_request = || async { panic!("a second token request") };
+        let mut first = std::pin::pin!(tokens.token("t", "s", deadline, one_request));
+        let mut second = std::pin::pin!(tokens.token("t", "s", deadline, one_request));
+        assert!(poll_once(asker.as_mut()).is_pending());
+        assert!(poll_once(first.as_mut()).is_pending());
+        assert!(poll_once(second.as_mut()).is_pending());
+        answer.send(()).unwrap();
+        let token = |p: std::task::Poll<Result<Token, Problem>>| match p {
+            std::task::Poll::Ready(Ok(token)) => Some(token.expose().to_owned()),
+            std::task::Poll::Ready(Err(e)) => panic!("{e}"),
+            std::task::Poll::Pending => None,
+        };
+        assert_eq!(token(poll_once(asker.as_mut())).as_deref(), Some("shared"));
+        // The second waiter has its token though the first has not run since: no waiter
+        // waits for another's turn.
+        assert_eq!(token(poll_once(second.as_mut())).as_deref(), Some("shared"));
+        assert_eq!(token(poll_once(first.as_mut())).as_deref(), Some("shared"));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_request_lets_a_waiter_ask() {
+        let tokens = Tokens::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut asker = Box::pin(tokens.token("t", "s", deadline, std::future::pending));
+        let mut waiter = std::pin::pin!(tokens.token("t", "s", deadline, || async {
+            Ok(Token::new("asked by the waiter".into(), None))
+        }));
+        assert!(poll_once(asker.as_mut()).is_pending());
+        assert!(poll_once(waiter.as_mut()).is_pending());
+        drop(asker);
+        let std::task::Poll::Ready(Ok(token)) = poll_once(waiter.as_mut()) else {
+            panic!("the waiter did not ask once the asker was gone");
+        };
+        assert_eq!(token.expose(), "asked by the waiter");
     }
 
     #[tokio::test(start_paused = true)]
