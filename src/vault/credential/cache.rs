@@ -122,6 +122,10 @@ impl Tokens {
         F: Future<Output = Result<Token, Problem>>,
     {
         let slot = self.slot(tenant, scope);
+        // The common case, every GET after the first: the token is there.
+        if let Some(token) = slot.state().fresh(Instant::now()) {
+            return Ok(token);
+        }
         let asking = loop {
             let done = slot.done.notified();
             tokio::pin!(done);
