@@ -243,7 +243,9 @@ pub(crate) fn kept_by_clear_env(name: &std::ffi::OsStr, keep: &[String]) -> bool
 /// One thread: the work is waiting on the network. Measured with `scripts/bench` (N = 50 and
 /// 1,000, 21 runs each): the same medians as two worker threads, ~1.2 MB less peak RSS at N = 1,000
 /// (one malloc arena instead of three, no worker stacks); the TLS handshakes take turns on the one
-/// core, which did not show at 20 ms round trips.
+/// core, which did not show at 20 ms round trips. Measured again with h2 (2026-12-04,
+/// docs/performance.md): two workers gave the same wall time, ~1 ms more CPU at N = 50 and
+/// 0.9 MB more peak RSS at N = 1,000.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
