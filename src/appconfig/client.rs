@@ -463,7 +463,7 @@ async fn attempt(
     match &store.auth {
         Auth::Entra => match client.token(&tenant(client), &store.endpoint.scope()).await {
             Ok(t) => {
-                let Ok(value) = HeaderValue::try_from(format!("Bearer {}", t.expose())) else {
+                let Some(value) = t.authorization().cloned() else {
                     let problem = Problem::new(
                         FailureClass::Protocol,
                         "the token is not a valid header value",

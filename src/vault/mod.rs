@@ -589,9 +589,10 @@ fn get_secret(
         .max_body(MAX_BODY)
         .expect(warm + 1);
     if let Some(token) = token {
-        let value = hyper::header::HeaderValue::try_from(format!("Bearer {}", token.expose()))
-            .map_err(|_| http::Error::Refused("the token is not a valid header value".into()))?;
-        request = request.header(hyper::header::AUTHORIZATION, value, true);
+        let value = token
+            .authorization()
+            .ok_or_else(|| http::Error::Refused("the token is not a valid header value".into()))?;
+        request = request.header(hyper::header::AUTHORIZATION, value.clone(), true);
     }
     Ok(request)
 }

@@ -117,7 +117,7 @@ pub(super) fn entra_token(
             let expires_on = u64::try_from(seconds)
                 .ok()
                 .and_then(|s| SystemTime::now().checked_add(Duration::from_secs(s)));
-            Token(t.token, expires_on)
+            Token::from_secret(t.token, expires_on)
         })
         .map_err(|e| entra_failure(&e, refused_hint))
 }
