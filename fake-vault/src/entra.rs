@@ -11,7 +11,9 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::cert::CertKey;
-use crate::{Body, Fault, State, json_response, next_counter, play_fault, random_hex, unix_now};
+use crate::{
+    Body, Fault, State, json_response, new_access_token, play_fault, random_hex, unix_now,
+};
 
 /// The authority's host name.
 pub(crate) const HOST: &str = "login.localhost";
@@ -194,7 +196,7 @@ fn issue(
 /// Issues a token for an authenticated client.
 fn grant_token(state: &mut State, tenant: &str, grant: &Grant<'_>) -> Response<Body> {
     let client_id = grant.client_id;
-    let access_token = format!("fake-at-{}-{}", next_counter(), std::process::id());
+    let access_token = new_access_token(state.token_length);
     let token = Token {
         tenant: tenant.to_owned(),
         scope: grant.scope.to_owned(),

@@ -150,6 +150,10 @@ pub struct Options {
     /// The `SETTINGS_MAX_CONCURRENT_STREAMS` advertised on h2 connections (`None`: hyper's
     /// default, 200 today). Changed later by [`FakeAzure::set_max_concurrent_streams`].
     pub max_concurrent_streams: Option<u32>,
+    /// Access tokens at least this long, in bytes: `fake-at-N-PID` padded with `.` and
+    /// base64url characters to the length of an Entra JWT (1.5–2.5 KB), for measuring what a
+    /// client does per request with a token of real size. 0 (the default): no padding, ~16 bytes.
+    pub token_length: usize,
 }
 
 impl Default for Options {
@@ -162,6 +166,7 @@ impl Default for Options {
             public_cloud_names: false,
             http1_only: http1_only_by_default(),
             max_concurrent_streams: None,
+            token_length: 0,
         }
     }
 }
@@ -362,6 +367,8 @@ pub(crate) struct State {
     connections: usize,
     http1_only: bool,
     max_concurrent_streams: Option<u32>,
+    /// [`Options::token_length`].
+    token_length: usize,
     tls_sessions: TlsSessions,
     /// Requests (h2 streams) per TLS session, in the order the handshakes completed.
     streams: Vec<usize>,
@@ -414,6 +421,7 @@ impl FakeAzure {
             response_delay: options.response_delay,
             http1_only: options.http1_only,
             max_concurrent_streams: options.max_concurrent_streams,
+            token_length: options.token_length,
             ..State::default()
         };
         let shared = Arc::new(Shared {
@@ -502,16 +510,14 @@ impl FakeAzure {
     /// [`ISSUED_CLIENT_ID`].
     #[must_use]
     pub fn issue_token(&self, tenant: &str, scope: &str) -> String {
-        let access_token = format!("fake-at-{}-{}", next_counter(), std::process::id());
+        let mut state = self.shared.lock();
+        let access_token = new_access_token(state.token_length);
         let token = entra::Token {
             tenant: tenant.to_owned(),
             scope: scope.to_owned(),
             client_id: ISSUED_CLIENT_ID.to_owned(),
         };
-        self.shared
-            .lock()
-            .tokens
-            .insert(access_token.clone(), token);
+        state.tokens.insert(access_token.clone(), token);
         access_token
     }
 
@@ -1193,6 +1199,18 @@ pub(crate) fn random_hex() -> String {
         keys.hash_one((n, 1u8)),
         keys.hash_one((n, 2u8))
     )
+}
+
+/// A new access token, unique in this process, padded to `length` bytes ([`Options::token_length`]).
+pub(crate) fn new_access_token(length: usize) -> String {
+    const PADDING: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut token = format!("fake-at-{}-{}", next_counter(), std::process::id());
+    if token.len() < length {
+        token.push('.');
+        let missing = length - token.len();
+        token.extend((0..missing).map(|i| char::from(PADDING[i % PADDING.len()])));
+    }
+    token
 }
 
 pub(crate) fn next_counter() -> u64 {

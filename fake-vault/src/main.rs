@@ -18,7 +18,7 @@ kvrun-fake: a fake Azure Key Vault and Microsoft Entra ID token endpoint over re
 127.0.0.1, for kvrun's offline demo (examples/demo.sh) and for trying kvrun without Azure.
 
 usage: kvrun-fake --ca-out PATH [--port P] [--secrets FILE.json] [--client ID:SECRET]...
-                  [--latency-ms N] [--http1-only]
+                  [--latency-ms N] [--http1-only] [--token-bytes N]
 
   --ca-out PATH        write the CA certificate, made on the spot, to PATH (required); give it to
                        kvrun as SSL_CERT_FILE
@@ -34,6 +34,8 @@ usage: kvrun-fake --ca-out PATH [--port P] [--secrets FILE.json] [--client ID:SE
                        00000000-0000-0000-0000-000000000001
   --latency-ms N       wait N ms on every new connection and before every response
   --http1-only         offer only http/1.1 in ALPN (the default is h2, then http/1.1)
+  --token-bytes N      issue access tokens N bytes long, as long as Entra's (1.5-2.5 KB); the
+                       default is ~16 bytes
   -h, --help           this text
 
 Prints `ready https://login.localhost:P` on stdout once it listens (AZURE_AUTHORITY_HOST for
@@ -81,6 +83,11 @@ fn run() -> Result<(), String> {
                 options.response_delay = Duration::from_millis(ms);
             }
             "--http1-only" => options.http1_only = true,
+            "--token-bytes" => {
+                options.token_length = value()?
+                    .parse()
+                    .map_err(|e| format!("--token-bytes: {e}"))?;
+            }
             "-h" | "--help" => {
                 println!("{HELP}");
                 return Ok(());

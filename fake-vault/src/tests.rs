@@ -556,6 +556,27 @@ fn delays_are_applied() {
 }
 
 #[test]
+fn tokens_can_be_as_long_as_entra_s() {
+    const LENGTH: usize = 1800;
+    let fake = FakeAzure::start_with(Options {
+        token_length: LENGTH,
+        ..Options::default()
+    });
+    fake.vault("myvault").set_secret("db", "s3cret");
+    let issued = fake.issue_token(DEFAULT_TENANT, SCOPE);
+    run(async {
+        let granted = get_token(&fake, DEFAULT_TENANT).await;
+        for token in [&issued, &granted] {
+            assert_eq!(token.len(), LENGTH, "{token}");
+            assert!(token.starts_with("fake-at-"), "{token}");
+            let reply = get(&fake, &format!("/secrets/db/?{API}"), Some(token)).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+        assert_ne!(issued, granted);
+    });
+}
+
+#[test]
 fn faults_replace_answers_then_stop() {
     let fake = FakeAzure::start();
     let vault = fake.vault("myvault");
